@@ -1,0 +1,183 @@
+// The AST of a .mesh topology. Every element carries the span it was read from.
+// Built by the parser (parse.cpp); read by the checker and the engine's lowering.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "meshrun/dsl/source.hpp"
+
+namespace meshrun::dsl {
+
+struct Ident {
+    std::string name;
+    Span span;
+};
+
+struct Duration {
+    std::uint64_t micros = 0;
+    Span span;
+};
+
+// A whole number as written (`5 times`, `repeat 3`, a port, a line offset).
+struct Count {
+    std::int64_t value = 0;  // saturates at INT64_MAX when written larger
+    Span span;
+};
+
+enum class BinOp { or_, and_, eq, ne, lt, le, gt, ge, add, sub };
+
+struct Expr {
+    enum class Kind {
+        number,  // text: the number as written, e.g. `0.4`
+        string,  // parts: Kind::text pieces and interpolated expressions, in order
+        text,    // a literal piece of a string, unescaped (only inside Kind::string)
+        name,    // text: a pin's name (its level)
+        value,   // the message or the pin's new level
+        tick,    // the timer's firing count
+        random,  // operands[0]: the probability
+        not_,    // operands[0]
+        neg,     // operands[0]
+        binary,  // op, operands[0] and operands[1]
+    };
+    Kind kind = Kind::number;
+    Span span;
+    std::string text;
+    BinOp op = BinOp::or_;
+    std::vector<Expr> operands;  // children; for strings, the parts
+
+    bool is_literal() const { return kind == Kind::number || (kind == Kind::string && !has_interpolation()); }
+    bool has_interpolation() const;
+    // For a number or a string without interpolation: its text value (`1` and `"1"` are both "1").
+    std::string literal_text() const;
+};
+
+struct Stmt {
+    enum class Kind {
+        assign,  // target = expr
+        toggle,  // toggle target
+        send,    // send expr to node/channel
+        ack,     // ack expr
+        log,     // log expr (a string)
+        after,   // after duration -> body
+        repeat,  // repeat count { body }
+        call,    // target (an action)
+    };
+    Kind kind = Kind::call;
+    Span span;
+    Ident target;     // assign, toggle: the pin; call: the action
+    Expr expr;        // assign, send, ack, log
+    Ident node;       // send
+    Ident channel;    // send
+    Duration delay;   // after
+    Count count;      // repeat
+    std::vector<Stmt> body;  // after, repeat
+};
+
+enum class Direction { out, in };
+enum class Bias { none, pull_up, pull_down };
+
+struct Pin {
+    Ident name;
+    Span span;  // the whole declaration
+    Direction direction = Direction::out;
+    std::string chip;  // `gpiochip0` or a label
+    bool chip_quoted = false;
+    Span chip_span;
+    std::string line;  // an offset (digits) or a line name
+    bool line_quoted = false;
+    Span line_span;
+    bool active_low = false;
+    std::optional<Count> initial;   // out only
+    Bias bias = Bias::none;         // in only
+    Span bias_span;
+    std::optional<Duration> debounce;  // in only
+    // Each option as written, for option checks (kind of option and its span).
+    struct Option { std::string name; Span span; };
+    std::vector<Option> options;
+};
+
+struct Action {
+    Ident name;
+    Span span;
+    std::vector<Stmt> body;
+};
+
+struct Timer {
+    Span span;
+    Duration period;
+    std::optional<Count> times;
+    std::vector<Stmt> body;
+};
+
+struct Rule {
+    Span span;
+    Ident source;                  // a channel or an input pin of this node
+    std::optional<Expr> pattern;   // a literal
+    std::optional<Expr> guard;     // `when EXPR`
+    std::vector<Stmt> body;
+};
+
+struct Address {
+    std::string host;  // empty for `at :PORT`; IPv6 without brackets
+    Span host_span;
+    std::optional<Count> port;
+    Span span;
+};
+
+struct Node {
+    Ident name;
+    Span span;
+    std::optional<Address> address;
+    std::vector<Pin> pins;
+    std::vector<Action> actions;
+    std::vector<Timer> timers;
+    std::vector<Rule> rules;  // in file order: rules of one source are tried in this order
+};
+
+struct TestStmt {
+    enum class Kind {
+        send,      // send expr to node/channel [expect text]
+        drive,     // drive node.pin = value
+        advance,   // advance duration
+        expect_pin,       // expect node.pin (== | !=) value [within duration]
+        expect_received,  // expect node received count on channel
+    };
+    Kind kind = Kind::send;
+    Span span;
+    Ident node;
+    Ident member;  // the channel or the pin
+    Expr value;    // send: the payload; drive / expect_pin: the level
+    std::optional<Expr> expect;  // send ... expect TEXT
+    BinOp op = BinOp::eq;        // expect_pin: eq or ne
+    Duration duration;           // advance
+    std::optional<Duration> within;
+    Count count;                 // expect_received
+};
+
+struct Test {
+    std::string title;
+    Span title_span;
+    Span span;
+    std::vector<TestStmt> body;
+};
+
+struct Include {
+    std::string path;
+    Span span;
+};
+
+// A whole topology: the root file with its includes spliced in, in order.
+struct Program {
+    std::optional<Ident> mesh_name;
+    std::vector<Ident> secrets;    // `secret env VAR`: the variable names
+    struct Discovery { std::string url; Span span; };
+    std::vector<Discovery> discovery;
+    std::vector<Node> nodes;
+    std::vector<Test> tests;
+    std::vector<Include> includes;  // every include that was read, for tools
+};
+
+}  // namespace meshrun::dsl

@@ -1,0 +1,97 @@
+// One diagnostic type for every phase: severity, a stable kind, a span, a message and notes.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "meshrun/dsl/source.hpp"
+
+namespace meshrun::dsl {
+
+// The registry of diagnostic kinds. The names are stable: users grep for them,
+// editors key on them, and docs/diagnostics.md explains each one.
+#define MESHRUN_DIAGNOSTIC_KINDS(X)                         \
+    X(syntax, "syntax")                                     \
+    X(include_not_found, "include-not-found")               \
+    X(include_cycle, "include-cycle")                       \
+    X(unknown_node, "unknown-node")                         \
+    X(unknown_channel, "unknown-channel")                   \
+    X(unknown_pin, "unknown-pin")                           \
+    X(unknown_action, "unknown-action")                     \
+    X(duplicate_name, "duplicate-name")                     \
+    X(wrong_kind, "wrong-kind")                             \
+    X(send_to_client, "send-to-client")                     \
+    X(channel_without_port, "channel-without-port")         \
+    X(port_in_use, "port-in-use")                           \
+    X(line_in_use, "line-in-use")                           \
+    X(assign_to_input, "assign-to-input")                   \
+    X(rule_on_output, "rule-on-output")                     \
+    X(pin_option, "pin-option")                             \
+    X(misplaced_ack, "misplaced-ack")                       \
+    X(misplaced_value, "misplaced-value")                   \
+    X(misplaced_tick, "misplaced-tick")                     \
+    X(out_of_range, "out-of-range")                         \
+    X(recursive_action, "recursive-action")                 \
+    X(misplaced_mesh, "misplaced-mesh")                     \
+    X(bad_url, "bad-url")                                   \
+    X(unreachable_rule, "unreachable-rule")                 \
+    X(message_storm, "message-storm")                       \
+    X(unused_pin, "unused-pin")                             \
+    X(unused_action, "unused-action")                       \
+    X(drive_output, "drive-output")
+
+enum class Kind {
+#define MESHRUN_X(id, name) id,
+    MESHRUN_DIAGNOSTIC_KINDS(MESHRUN_X)
+#undef MESHRUN_X
+};
+
+std::string_view kind_name(Kind k);
+
+enum class Severity { error, warning, note };
+
+std::string_view severity_name(Severity s);
+
+struct Note {
+    std::optional<Span> span;  // a note without a span is printed without a source line
+    std::string message;
+};
+
+struct Diagnostic {
+    Severity severity = Severity::error;
+    Kind kind = Kind::syntax;
+    Span span;
+    std::string message;
+    std::vector<Note> notes;
+};
+
+// Collects the diagnostics of one compilation, in the order found.
+class Diagnostics {
+public:
+    Diagnostic& error(Kind k, Span s, std::string message);
+    Diagnostic& warning(Kind k, Span s, std::string message);
+
+    const std::vector<Diagnostic>& all() const { return list_; }
+    std::size_t errors() const;
+    std::size_t warnings() const;
+    bool has_errors() const { return errors() != 0; }
+    void sort_by_position();
+
+private:
+    std::vector<Diagnostic> list_;
+};
+
+// Printing, like a compiler: `file:line:col: error: message [kind]`, the line, a caret.
+struct RenderOptions {
+    bool color = false;
+};
+std::string render_text(const Diagnostic& d, const SourceManager& sm, RenderOptions opt = {});
+// One JSON object (a single line) per diagnostic, for editors.
+std::string render_json(const Diagnostic& d, const SourceManager& sm);
+
+// Closest candidate by edit distance, if one is close enough to be a likely typo.
+std::optional<std::string> closest(std::string_view word, const std::vector<std::string_view>& candidates);
+
+}  // namespace meshrun::dsl

@@ -1,0 +1,37 @@
+// The front end's entry points: text -> AST (parse) -> checked model (check).
+#pragma once
+
+#include <string>
+
+#include "meshrun/dsl/ast.hpp"
+#include "meshrun/dsl/diagnostic.hpp"
+#include "meshrun/dsl/source.hpp"
+
+namespace meshrun::dsl {
+
+// Parses one file and every file it includes, spliced in order. Syntax errors,
+// missing includes and include cycles are reported in `diags`. The file's own
+// `mesh` line names the program; a `mesh` line in an included file is ignored.
+Program parse_file(const std::string& path, SourceManager& sm, Diagnostics& diags);
+
+// Parses text already in memory (tests, the fuzzer); includes resolve against
+// the current directory.
+Program parse_text(std::string name, std::string text, SourceManager& sm, Diagnostics& diags);
+
+// Counts of what a checked program declares, for the summary line.
+struct Summary {
+    std::size_t nodes = 0, channels = 0, pins = 0, rules = 0, timers = 0, actions = 0, tests = 0;
+};
+
+// Resolves names and runs every check; appends to `diags`. Reads nothing but the program.
+Summary check(const Program& program, Diagnostics& diags);
+
+// parse + check, the whole front end. Semantic checks are skipped when the text
+// has syntax errors (they would only repeat the syntax errors in other words).
+struct Compiled {
+    Program program;
+    Summary summary;
+};
+Compiled compile_file(const std::string& path, SourceManager& sm, Diagnostics& diags);
+
+}  // namespace meshrun::dsl

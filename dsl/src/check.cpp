@@ -1,0 +1,942 @@
+// Phase 2: the checks. Resolves every name against its node (pins, channels and
+// actions share one namespace per node), then checks what the names are used
+// for: ranges, addresses, lines, pin options, rule order, tests and unused
+// names here; contexts of `ack`/`value`/`tick` and cycles in check_flow.cpp.
+//
+// Pure and linear: every lookup is a hash map keyed by string_view into the
+// AST; edit-distance suggestions are computed only when an error is reported.
+#include <algorithm>
+#include <cctype>
+#include <cstdint>
+#include <cstdlib>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "check_state.hpp"
+
+namespace meshrun::dsl {
+
+namespace check_detail {
+
+namespace {
+
+constexpr std::uint64_t us_per_s = 1'000'000;
+constexpr std::uint64_t max_duration = 7ULL * 24 * 3600 * us_per_s;  // 7 days
+constexpr std::uint64_t max_debounce = 10 * us_per_s;
+constexpr std::int64_t max_repeat = 1'000'000;
+constexpr std::int64_t max_port = 65535;
+constexpr std::size_t max_line_offset = 1023;
+
+const char* const one_namespace = "the pins, channels and actions of a node share one namespace";
+
+std::string format_duration(std::uint64_t us) {
+    struct Unit { std::uint64_t scale; const char* name; };
+    static constexpr Unit units[] = {{3'600'000'000ULL, "h"}, {60'000'000ULL, "m"}, {1'000'000ULL, "s"},
+                                     {1'000ULL, "ms"}};
+    if (us == 0) return "0s";
+    for (const auto& u : units)
+        if (us % u.scale == 0) return std::to_string(us / u.scale) + u.name;
+    return std::to_string(us) + "us";
+}
+
+std::string format_count(const Count& c) {
+    return c.value == INT64_MAX ? std::string("this large") : std::to_string(c.value);
+}
+
+// A literal as the checks compare it (`1` and `"1"` are both "1"); `-N` counts as one.
+struct Literal {
+    std::string text;     // its value
+    std::string display;  // as written, for messages
+};
+std::optional<Literal> literal(const Expr& e) {
+    if (e.kind == Expr::Kind::number) return Literal{e.text, e.text};
+    if (e.kind == Expr::Kind::string && !e.has_interpolation()) {
+        std::string t = e.literal_text();
+        return Literal{t, "\"" + t + "\""};
+    }
+    if (e.kind == Expr::Kind::neg && e.operands.size() == 1 && e.operands[0].kind == Expr::Kind::number)
+        return Literal{"-" + e.operands[0].text, "-" + e.operands[0].text};
+    return std::nullopt;
+}
+
+// The level a literal stands for, without building strings: 0, 1, or -1 for anything else.
+int literal_level(const Expr& e) {
+    std::string_view t;
+    if (e.kind == Expr::Kind::number) {
+        t = e.text;
+    } else if (e.kind == Expr::Kind::string && e.operands.size() == 1 && e.operands[0].kind == Expr::Kind::text) {
+        t = e.operands[0].text;
+    } else if (e.kind == Expr::Kind::string && e.operands.empty()) {
+        return -1;
+    } else {
+        return literal(e) ? -1 : -2;  // -2: not a literal at all
+    }
+    return t == "0" ? 0 : t == "1" ? 1 : -1;
+}
+
+// `localhost`, `127.0.0.1`, `::1` and no host are one host; other names compare case-insensitively.
+void host_key(const std::string& host, std::string& out) {
+    out.assign(host);
+    for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (out.empty() || out == "localhost" || out == "127.0.0.1" || out == "::1") out = "localhost";
+}
+bool is_local(const std::string& host) {
+    std::string key;
+    host_key(host, key);
+    return key == "localhost";
+}
+
+// From the start of `a` to the end of `b` (both in one file).
+Span join(Span a, Span b) { return Span{a.file, a.begin, b.end}; }
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// diagnostics and names
+
+Diagnostic& Checker::error(Kind k, Span s, std::string message) {
+    if (!reported_.insert(DiagKey{k, s}).second) {
+        scratch_ = Diagnostic{};
+        return scratch_;
+    }
+    return diags_.error(k, s, std::move(message));
+}
+
+Diagnostic& Checker::warning(Kind k, Span s, std::string message) {
+    if (!reported_.insert(DiagKey{k, s}).second) {
+        scratch_ = Diagnostic{};
+        return scratch_;
+    }
+    return diags_.warning(k, s, std::move(message));
+}
+
+void Checker::suggest(Diagnostic& d, std::string_view word, const std::vector<std::string_view>& candidates) {
+    if (auto best = closest(word, candidates)) d.notes.push_back({std::nullopt, "did you mean " + bt(*best) + "?"});
+}
+
+const Names* Checker::find(int node, std::string_view name) const {
+    const NodeInfo& ni = nodes_[static_cast<std::size_t>(node)];
+    if (ni.hashed) {
+        auto it = names_.find(NameKey{node, name});
+        return it == names_.end() ? nullptr : &local_names_[it->second].second;
+    }
+    // Most nodes have a handful of names: a scan of a few adjacent entries beats hashing.
+    for (std::size_t i = ni.name_base, end = ni.name_base + ni.name_count; i < end; ++i)
+        if (local_names_[i].first == name) return &local_names_[i].second;
+    return nullptr;
+}
+
+Names& Checker::slot(int node, std::string_view name) {
+    if (const Names* found = find(node, name)) return const_cast<Names&>(*found);
+    NodeInfo& ni = nodes_[static_cast<std::size_t>(node)];
+    local_names_.push_back({name, Names{}});  // capacity reserved: references stay valid
+    ++ni.name_count;
+    if (ni.hashed) {
+        names_.emplace(NameKey{node, name}, local_names_.size() - 1);
+    } else if (ni.name_count > 16) {
+        ni.hashed = true;
+        for (std::size_t i = ni.name_base; i < ni.name_base + ni.name_count; ++i)
+            names_.emplace(NameKey{node, local_names_[i].first}, i);
+    }
+    return local_names_.back().second;
+}
+
+const std::vector<std::string_view>& Checker::node_names() {
+    if (node_names_.empty())
+        for (const auto& n : program_.nodes) node_names_.push_back(n.name.name);
+    return node_names_;
+}
+
+std::vector<std::string_view> Checker::pin_names(int n) const {
+    std::vector<std::string_view> out;
+    for (const auto& p : node(n).pins) out.push_back(p.name.name);
+    return out;
+}
+
+std::vector<std::string_view> Checker::action_names(int n) const {
+    std::vector<std::string_view> out;
+    for (const auto& a : node(n).actions) out.push_back(a.name.name);
+    return out;
+}
+
+std::vector<std::string_view> Checker::channel_names(int n) const {
+    const NodeInfo& ni = nodes_[n];
+    return {channel_names_.begin() + static_cast<std::ptrdiff_t>(ni.channel_base),
+            channel_names_.begin() + static_cast<std::ptrdiff_t>(ni.channel_base + ni.channel_count)};
+}
+
+// ---------------------------------------------------------------------------
+// the whole program
+
+Summary Checker::run() {
+    Summary s;
+    s.nodes = program_.nodes.size();
+    s.tests = program_.tests.size();
+    for (const auto& n : program_.nodes) {
+        s.pins += n.pins.size();
+        s.rules += n.rules.size();
+        s.timers += n.timers.size();
+        s.actions += n.actions.size();
+    }
+
+    check_discovery();
+    declare_nodes();
+    s.channels = channel_names_.size();
+    action_vertex_base_ = channel_names_.size();
+    for (std::size_t i = 0; i < nodes_.size(); ++i) check_node_bodies(static_cast<int>(i));
+    check_recursion();
+    check_storms();
+    check_tests();
+    check_unused();
+    return s;
+}
+
+// `discovery etcd "http://HOST[:PORT]"`
+void Checker::check_discovery() {
+    for (const auto& d : program_.discovery) {
+        const std::string_view url = d.url;
+        auto bad = [&] {
+            error(Kind::bad_url, d.span,
+                  "discovery URL " + bt(d.url) + " is not `http://HOST[:PORT]` or `https://HOST[:PORT]`")
+                .notes.push_back({std::nullopt, "etcd's client URL looks like `http://127.0.0.1:2379`"});
+        };
+        std::string_view rest;
+        if (url.starts_with("http://")) {
+            rest = url.substr(7);
+        } else if (url.starts_with("https://")) {
+            rest = url.substr(8);
+        } else {
+            bad();
+            continue;
+        }
+        if (rest.ends_with('/')) rest.remove_suffix(1);
+        std::size_t i = 0;
+        if (!rest.empty() && rest[0] == '[') {  // [IPv6]
+            const std::size_t close = rest.find(']');
+            bool ok = close != std::string_view::npos && close > 1;
+            for (std::size_t k = 1; ok && k < close; ++k)
+                ok = std::isxdigit(static_cast<unsigned char>(rest[k])) || rest[k] == ':' || rest[k] == '.';
+            if (!ok) {
+                bad();
+                continue;
+            }
+            i = close + 1;
+        } else {
+            while (i < rest.size() && (std::isalnum(static_cast<unsigned char>(rest[i])) || rest[i] == '.' ||
+                                       rest[i] == '-' || rest[i] == '_'))
+                ++i;
+            if (i == 0) {
+                bad();
+                continue;
+            }
+        }
+        if (i == rest.size()) continue;
+        const std::string_view digits = rest.substr(std::min(i + 1, rest.size()));
+        if (rest[i] != ':' || digits.empty() || digits.size() > 5 ||
+            !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+            bad();
+            continue;
+        }
+        const long port = std::strtol(std::string(digits).c_str(), nullptr, 10);
+        if (port < 1 || port > max_port)
+            error(Kind::bad_url, d.span,
+                  "port " + std::to_string(port) + " of discovery URL " + bt(d.url) + " is out of range (1 to 65535)");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// declarations: nodes, addresses, pins, actions, channels
+
+void Checker::declare_nodes() {
+    const std::size_t count = program_.nodes.size();
+    nodes_.resize(count);
+    node_index_.reserve(count);
+    std::size_t pins = 0, actions = 0, rules = 0;
+    for (const auto& n : program_.nodes) {
+        pins += n.pins.size();
+        actions += n.actions.size();
+        rules += n.rules.size();
+    }
+    local_names_.reserve(pins + actions + rules);
+    pin_used_.assign(pins, 0);
+    action_called_.assign(actions, 0);
+    action_dup_.assign(actions, 0);
+    action_ctx_seen_.assign(actions, 0);
+    action_on_chain_.assign(actions, 0);
+    actions_.reserve(actions);
+    action_node_.reserve(actions);
+    rule_kind_.assign(rules, RuleKind::invalid);
+    rule_ref_.assign(rules, -1);
+    channel_names_.reserve(rules);
+    channel_node_.reserve(rules);
+    edges_.reserve(rules + actions);
+
+    std::unordered_map<std::string, int> hosts;
+    std::string host;
+    std::unordered_map<std::uint64_t, int> ports;  // host id << 32 | port -> node
+    ports.reserve(count);
+    LineMap lines;
+    lines.reserve(pins);
+    pins = actions = rules = 0;
+    for (std::size_t i = 0; i < count; ++i) {
+        const Node& n = program_.nodes[i];
+        NodeInfo& ni = nodes_[i];
+        ni.node = &n;
+        ni.index = static_cast<int>(i);
+        ni.has_port = n.address && n.address->port;
+        ni.pin_base = pins;
+        ni.action_base = actions;
+        ni.rule_base = rules;
+        ni.name_base = local_names_.size();
+        pins += n.pins.size();
+        actions += n.actions.size();
+        rules += n.rules.size();
+        for (const auto& a : n.actions) {
+            actions_.push_back(&a);
+            action_node_.push_back(static_cast<int>(i));
+        }
+        if (n.address) {
+            host_key(n.address->host, host);
+            auto it = hosts.find(host);
+            if (it == hosts.end()) it = hosts.emplace(host, static_cast<int>(hosts.size())).first;
+            ni.host = it->second;
+        } else {
+            ni.host = -1 - static_cast<int>(i);  // its own host: lines compare within the node only
+        }
+
+        auto [it, fresh] = node_index_.emplace(n.name.name, static_cast<int>(i));
+        if (!fresh) {
+            error(Kind::duplicate_name, n.name.span, "node " + bt(n.name.name) + " is declared twice")
+                .notes.push_back({program_.nodes[it->second].name.span, "first declared here"});
+        }
+        declare_names(static_cast<int>(i));
+        for (const Pin& p : n.pins) check_pin(p);
+        declare_rules(static_cast<int>(i));
+        check_address(static_cast<int>(i), ports);
+        check_lines(static_cast<int>(i), lines);
+    }
+}
+
+// Lines in use: one chip and line bound twice on one host (or twice in a node without an address).
+void Checker::check_lines(int index, LineMap& lines) {
+    const Node& n = node(index);
+    for (std::size_t p = 0; p < n.pins.size(); ++p) {
+        const Pin& pin = n.pins[p];
+        auto [it, fresh] = lines.emplace(LineKey{nodes_[index].host, pin.chip, pin.line, pin.line_quoted},
+                                         std::make_pair(index, static_cast<int>(p)));
+        if (fresh) continue;
+        const auto [fn, fp] = it->second;
+        const Pin& first = program_.nodes[fn].pins[fp];
+        std::string by = "pin " + bt(first.name.name);
+        if (fn != index) by += " of node " + bt(program_.nodes[fn].name.name);
+        const std::string line = pin.line_quoted ? "\"" + pin.line + "\"" : pin.line;
+        const std::string chip = pin.chip_quoted ? "\"" + pin.chip + "\"" : pin.chip;
+        error(Kind::line_in_use, pin.line_span, "line " + bt(line) + " of " + bt(chip) + " is already used by " + by)
+            .notes.push_back({first.line_span, "first used here"});
+    }
+}
+
+void Checker::check_address(int index, std::unordered_map<std::uint64_t, int>& ports) {
+    const Node& n = node(index);
+    if (!n.address || !n.address->port) return;
+    const Count& port = *n.address->port;
+    if (port.value < 1 || port.value > max_port) {
+        error(Kind::out_of_range, port.span, "port " + format_count(port) + " is out of range (1 to 65535)");
+        return;
+    }
+    const std::uint64_t key = (static_cast<std::uint64_t>(static_cast<std::uint32_t>(nodes_[index].host)) << 32) |
+                              static_cast<std::uint64_t>(port.value);
+    auto [it, fresh] = ports.emplace(key, index);
+    if (fresh) return;
+    const Node& first = node(it->second);
+    auto& d = error(Kind::port_in_use, port.span,
+                    "port " + std::to_string(port.value) + " is already used by node " + bt(first.name.name) +
+                        " on the same host");
+    d.notes.push_back({first.address->port->span, "first used here"});
+    if (first.address->host != n.address->host) {
+        d.notes.push_back({std::nullopt, is_local(n.address->host)
+                                             ? "`localhost`, `127.0.0.1`, `[::1]` and `at :PORT` are one host"
+                                             : "host names are compared regardless of case"});
+    }
+}
+
+// Pins and actions: the later of two declarations of one name is the duplicate.
+void Checker::declare_names(int index) {
+    const Node& n = node(index);
+    for (std::size_t p = 0; p < n.pins.size(); ++p) {
+        const Ident& name = n.pins[p].name;
+        Names& s = slot(index, name.name);
+        if (s.pin < 0) {
+            s.pin = static_cast<int>(p);
+            continue;
+        }
+        error(Kind::duplicate_name, name.span,
+              "pin " + bt(name.name) + " is declared twice in node " + bt(n.name.name))
+            .notes.push_back({n.pins[s.pin].name.span, "first declared here"});
+    }
+    const NodeInfo& ni = nodes_[index];
+    for (std::size_t a = 0; a < n.actions.size(); ++a) {
+        const Ident& name = n.actions[a].name;
+        Names& s = slot(index, name.name);
+        if (s.action >= 0) {
+            action_dup_[ni.action_base + a] = 1;
+            error(Kind::duplicate_name, name.span,
+                  "action " + bt(name.name) + " is declared twice in node " + bt(n.name.name))
+                .notes.push_back({n.actions[s.action].name.span, "first declared here"});
+            continue;
+        }
+        s.action = static_cast<int>(a);
+        if (s.pin < 0) continue;
+        // A pin and an action of one name: the later one is the duplicate.
+        const Ident& pin = n.pins[s.pin].name;
+        const bool pin_first = before(pin.span, name.span);
+        const Ident& second = pin_first ? name : pin;
+        const Ident& first = pin_first ? pin : name;
+        if (pin_first) action_dup_[ni.action_base + a] = 1;
+        auto& d = error(Kind::duplicate_name, second.span,
+                        bt(name.name) + " is declared twice in node " + bt(n.name.name) + ", as " +
+                            (pin_first ? "a pin and as an action" : "an action and as a pin"));
+        d.notes.push_back({first.span, std::string("first declared here, as ") + (pin_first ? "a pin" : "an action")});
+        d.notes.push_back({std::nullopt, one_namespace});
+    }
+}
+
+void Checker::check_pin(const Pin& p) {
+    const bool in = p.direction == Direction::in;
+    const std::string_view name = p.name.name;
+    const Pin::Option* bias = nullptr;
+    for (std::size_t i = 0; i < p.options.size(); ++i) {
+        const auto& o = p.options[i];
+        const Pin::Option* earlier = nullptr;
+        for (std::size_t k = 0; k < i && !earlier; ++k)
+            if (p.options[k].name == o.name) earlier = &p.options[k];
+        if (earlier) {
+            error(Kind::pin_option, o.span, bt(o.name) + " is given twice for pin " + bt(name))
+                .notes.push_back({earlier->span, "first given here"});
+            continue;
+        }
+        const bool is_bias = o.name == "pull_up" || o.name == "pull_down";
+        if (o.name == "initial" && in) {
+            error(Kind::pin_option, o.span,
+                  "`initial` on input pin " + bt(name) + "; only outputs have an initial level");
+        } else if (is_bias && !in) {
+            error(Kind::pin_option, o.span,
+                  bt(o.name) + " on output pin " + bt(name) + "; only inputs take a pull resistor");
+        } else if (o.name == "debounce" && !in) {
+            error(Kind::pin_option, o.span, "`debounce` on output pin " + bt(name) + "; only inputs are debounced");
+        } else if (is_bias && bias) {
+            error(Kind::pin_option, o.span, "pin " + bt(name) + " has both `pull_up` and `pull_down`")
+                .notes.push_back({bias->span, bt(bias->name) + " is given here"});
+        }
+        if (is_bias && !bias) bias = &o;
+    }
+    if (p.initial && p.initial->value != 0 && p.initial->value != 1)
+        error(Kind::out_of_range, p.initial->span,
+              "initial level " + format_count(*p.initial) + " is out of range (0 or 1)");
+    if (p.debounce && p.debounce->micros > max_debounce)
+        error(Kind::out_of_range, p.debounce->span,
+              "debounce " + format_duration(p.debounce->micros) + " is out of range (0 to 10s)");
+    if (!p.line_quoted) {
+        std::string_view digits = p.line;
+        while (digits.size() > 1 && digits.front() == '0') digits.remove_prefix(1);
+        if (digits.size() > 4 || std::strtoul(std::string(digits).c_str(), nullptr, 10) > max_line_offset)
+            error(Kind::out_of_range, p.line_span, "line offset " + p.line + " is out of range (0 to 1023)")
+                .notes.push_back({std::nullopt, "to name a line, put its name in quotes, as in `\"GPIO17\"`"});
+    }
+}
+
+// `on NAME`: a pin of the node makes a pin rule; an action declared before the
+// first such rule makes a misuse; anything else declares (or reuses) a channel.
+void Checker::declare_rules(int index) {
+    const Node& n = node(index);
+    NodeInfo& ni = nodes_[index];
+    ni.channel_base = channel_names_.size();
+    for (std::size_t r = 0; r < n.rules.size(); ++r) {
+        const std::size_t g = ni.rule_base + r;
+        const Ident& src = n.rules[r].source;
+        Names& s = slot(index, src.name);
+        if (s.pin >= 0) {
+            rule_kind_[g] = RuleKind::pin;
+            rule_ref_[g] = s.pin;
+            pin_used_[ni.pin_base + s.pin] = 1;
+            const Pin& pin = n.pins[s.pin];
+            if (pin.direction == Direction::out) {
+                error(Kind::rule_on_output, src.span,
+                      "rule on output pin " + bt(src.name) + "; only input pins have changes to react to")
+                    .notes.push_back({pin.name.span, bt(src.name) + " is declared `out` here"});
+            }
+            continue;
+        }
+        if (s.channel >= 0) {
+            rule_kind_[g] = RuleKind::channel;
+            rule_ref_[g] = s.channel;
+            continue;
+        }
+        if (s.action >= 0) {
+            const Action& action = n.actions[s.action];
+            if (before(action.name.span, src.span)) {
+                action_called_[ni.action_base + s.action] = 1;  // misused, but not unused
+                auto& d = error(Kind::wrong_kind, src.span, bt(src.name) + " is an action, not a channel or an input pin");
+                d.notes.push_back({action.name.span, bt(src.name) + " is declared here"});
+                d.notes.push_back({std::nullopt, one_namespace});
+                continue;
+            }
+            // The channel came first: the action is the second declaration of the name.
+            action_dup_[ni.action_base + s.action] = 1;
+            auto& d = error(Kind::duplicate_name, action.name.span,
+                            bt(src.name) + " is declared twice in node " + bt(n.name.name) +
+                                ", as a channel and as an action");
+            d.notes.push_back({src.span, "first declared here, as a channel"});
+            d.notes.push_back({std::nullopt, one_namespace});
+        }
+        s.channel = static_cast<int>(ni.channel_count++);
+        channel_names_.push_back(src.name);
+        channel_node_.push_back(index);
+        rule_kind_[g] = RuleKind::channel;
+        rule_ref_[g] = s.channel;
+        if (!ni.has_port) {
+            auto& d = error(Kind::channel_without_port, src.span,
+                            "rule for channel " + bt(src.name) + " in node " + bt(n.name.name) + ", which has no port");
+            if (auto best = closest(src.name, pin_names(index))) {
+                d.notes.push_back({std::nullopt, "did you mean pin " + bt(*best) + "?"});
+            } else {
+                d.notes.push_back({std::nullopt, "a node serves channels only with a port, as in `node " +
+                                                     n.name.name + " at localhost:8765`"});
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// bodies: names, ranges, edges of the message graph
+
+void Checker::check_node_bodies(int index) {
+    const Node& n = node(index);
+    const NodeInfo& ni = nodes_[index];
+    for (std::size_t r = 0; r < n.rules.size(); ++r) {
+        const Rule& rule = n.rules[r];
+        const RuleKind kind = rule_kind_[ni.rule_base + r];
+        const int ref = rule_ref_[ni.rule_base + r];
+        if (rule.pattern && kind == RuleKind::pin && n.pins[ref].direction == Direction::in &&
+            literal_level(*rule.pattern) == -1) {
+            error(Kind::out_of_range, rule.pattern->span,
+                  "pattern " + literal(*rule.pattern)->display + " is out of range for pin " + bt(rule.source.name) +
+                      " (0 or 1)");
+        }
+        Context ctx;
+        ctx.root = kind == RuleKind::pin ? Root::pin : Root::message;
+        ctx.source = rule.source.name;
+        const Context* checked = kind == RuleKind::invalid ? nullptr : &ctx;
+        if (rule.guard) check_expr(index, *rule.guard, checked);
+        const int vertex = kind == RuleKind::channel ? static_cast<int>(ni.channel_base) + ref : -1;
+        check_stmts(index, vertex, rule.body, 0, -1, checked);
+    }
+    for (const Timer& t : n.timers) {
+        if (t.period.micros == 0 || t.period.micros > max_duration)
+            error(Kind::out_of_range, t.period.span,
+                  "timer period " + format_duration(t.period.micros) + " is out of range (1us to 7 days)");
+        if (t.times) check_count(*t.times, "`times` count");
+        Context ctx;
+        ctx.root = Root::timer;
+        check_stmts(index, -1, t.body, 0, -1, &ctx);
+    }
+    for (std::size_t a = 0; a < n.actions.size(); ++a) {
+        const int global = static_cast<int>(ni.action_base + a);
+        check_stmts(index, static_cast<int>(action_vertex_base_) + global, n.actions[a].body, 0, global, nullptr);
+    }
+    check_rule_order(index);
+}
+
+// `vertex`: the graph vertex the body belongs to (a channel or an action), or -1;
+// `action`: the global index of the action whose body this is, or -1.
+void Checker::check_stmts(int index, int vertex, const std::vector<Stmt>& body, int after_depth, int action,
+                          const Context* ctx) {
+    const NodeInfo& ni = nodes_[index];
+    for (const Stmt& s : body) {
+        switch (s.kind) {
+            case Stmt::Kind::assign:
+            case Stmt::Kind::toggle: {
+                const int p = resolve_pin(index, s.target.name, s.target.span, true);
+                if (p >= 0 && ni.node->pins[p].direction == Direction::in) {
+                    const Pin& pin = ni.node->pins[p];
+                    error(Kind::assign_to_input, s.target.span,
+                          std::string(s.kind == Stmt::Kind::toggle ? "`toggle` of" : "assignment to") +
+                              " input pin " + bt(pin.name.name) + "; only output pins can be driven")
+                        .notes.push_back({pin.name.span, bt(pin.name.name) + " is declared `in` here"});
+                }
+                if (s.kind == Stmt::Kind::assign) {
+                    check_expr(index, s.expr, ctx);
+                    check_level(s.expr);
+                }
+                break;
+            }
+            case Stmt::Kind::send: {
+                check_expr(index, s.expr, ctx);
+                const int target = resolve_channel(s.node, s.channel);
+                if (target >= 0 && vertex >= 0 && after_depth == 0) edges_.push_back({vertex, target, s.span, true});
+                break;
+            }
+            case Stmt::Kind::ack:
+                if (ctx && (ctx->root != Root::message || ctx->in_after)) context_error(Kind::misplaced_ack, s.span, *ctx);
+                check_expr(index, s.expr, ctx);
+                break;
+            case Stmt::Kind::log:
+                check_expr(index, s.expr, ctx);
+                break;
+            case Stmt::Kind::after: {
+                check_duration(s.delay, "delay");
+                Context inner;
+                if (ctx) {
+                    inner = *ctx;
+                    inner.in_after = true;
+                }
+                check_stmts(index, vertex, s.body, after_depth + 1, action, ctx ? &inner : nullptr);
+                break;
+            }
+            case Stmt::Kind::repeat:
+                check_count(s.count, "repeat count");
+                check_stmts(index, vertex, s.body, after_depth, action, ctx);
+                break;
+            case Stmt::Kind::call: {
+                const int a = resolve_action(index, s.target);
+                if (a < 0) break;
+                const int global = static_cast<int>(ni.action_base) + a;
+                action_called_[global] = 1;
+                if (action >= 0) calls_.push_back({action, global, s.target.span, false});
+                if (vertex >= 0 && after_depth == 0)
+                    edges_.push_back({vertex, static_cast<int>(action_vertex_base_) + global, s.target.span, false});
+                if (ctx) {
+                    const Where here{after_depth > 0 ? Where::Kind::after : Where::Kind::root, {}};
+                    run_action(index, global, s.target.span, *ctx, here);
+                }
+                break;
+            }
+        }
+    }
+}
+
+void Checker::check_expr(int index, const Expr& e, const Context* ctx) {
+    switch (e.kind) {
+        case Expr::Kind::name:
+            resolve_pin(index, e.text, e.span, false);
+            return;
+        case Expr::Kind::value:
+            if (ctx && ctx->root == Root::timer) context_error(Kind::misplaced_value, e.span, *ctx);
+            return;
+        case Expr::Kind::tick:
+            if (ctx && ctx->root != Root::timer) context_error(Kind::misplaced_tick, e.span, *ctx);
+            return;
+        case Expr::Kind::random:
+            check_random(e);
+            break;
+        case Expr::Kind::text:
+        case Expr::Kind::number:
+            return;
+        default:
+            break;
+    }
+    for (const Expr& o : e.operands) check_expr(index, o, ctx);
+}
+
+void Checker::check_random(const Expr& e) {
+    if (e.operands.empty()) return;
+    const Expr& p = e.operands[0];
+    const bool number = p.kind == Expr::Kind::number ||
+                        (p.kind == Expr::Kind::neg && !p.operands.empty() && p.operands[0].kind == Expr::Kind::number);
+    if (!number) return;
+    const auto lit = literal(p);
+    const double v = std::strtod(lit->text.c_str(), nullptr);
+    if (v < 0 || v > 1) error(Kind::out_of_range, p.span, "probability " + lit->display + " is out of range (0 to 1)");
+}
+
+// A pin read as a value (`assign` false) or driven (`assign` true): its local index, or -1.
+int Checker::resolve_pin(int index, std::string_view name, Span at, bool assign) {
+    const Names* s = find(index, name);
+    if (s && s->pin >= 0) {
+        pin_used_[nodes_[index].pin_base + s->pin] = 1;
+        return s->pin;
+    }
+    const Node& n = node(index);
+    if (s && s->action >= 0) {
+        action_called_[nodes_[index].action_base + s->action] = 1;  // misused, but not unused
+        auto& d = error(Kind::wrong_kind, at, bt(name) + " is an action, not a pin");
+        if (assign) d.notes.push_back({std::nullopt, "to run it, write " + bt(name) + " on its own"});
+        return -1;
+    }
+    if (s && s->channel >= 0) {
+        auto& d = error(Kind::wrong_kind, at, bt(name) + " is a channel, not a pin");
+        if (assign)
+            d.notes.push_back({std::nullopt, "to send to it, write `send 1 to " + n.name.name + "/" + std::string(name) + "`"});
+        else
+            d.notes.push_back({std::nullopt, "in a rule for " + bt(name) + ", `value` is the message"});
+        return -1;
+    }
+    auto& d = error(Kind::unknown_pin, at, "node " + bt(n.name.name) + " has no pin " + bt(name));
+    std::vector<std::string_view> candidates = pin_names(index);
+    if (!assign) {
+        candidates.push_back("value");
+        candidates.push_back("tick");
+    }
+    if (auto best = closest(name, candidates)) {
+        d.notes.push_back({std::nullopt, "did you mean " + bt(*best) + "?"});
+    } else if (!assign) {
+        d.notes.push_back({std::nullopt, "for text, use quotes, as in `\"" + std::string(name) + "\"`"});
+    }
+    return -1;
+}
+
+// A bare `NAME` statement: the action's local index, or -1.
+int Checker::resolve_action(int index, const Ident& id) {
+    const Names* s = find(index, id.name);
+    if (s && s->action >= 0) return s->action;
+    const Node& n = node(index);
+    if (s && s->pin >= 0) {
+        pin_used_[nodes_[index].pin_base + s->pin] = 1;
+        auto& d = error(Kind::wrong_kind, id.span, bt(id.name) + " is a pin, not an action");
+        if (n.pins[s->pin].direction == Direction::out)
+            d.notes.push_back({std::nullopt, "to drive it, write `" + id.name + " = 1`"});
+        else
+            d.notes.push_back({std::nullopt, "to react to it, write `on " + id.name + " -> ...`"});
+        return -1;
+    }
+    if (s && s->channel >= 0) {
+        error(Kind::wrong_kind, id.span, bt(id.name) + " is a channel, not an action")
+            .notes.push_back({std::nullopt, "to send to it, write `send 1 to " + n.name.name + "/" + id.name + "`"});
+        return -1;
+    }
+    auto& d = error(Kind::unknown_action, id.span, "node " + bt(n.name.name) + " has no action " + bt(id.name));
+    suggest(d, id.name, action_names(index));
+    return -1;
+}
+
+int Checker::resolve_node(const Ident& id) {
+    if (auto it = node_index_.find(id.name); it != node_index_.end()) return it->second;
+    auto& d = error(Kind::unknown_node, id.span, "unknown node " + bt(id.name));
+    suggest(d, id.name, node_names());
+    return -1;
+}
+
+// `NODE/CHANNEL` of a send: the channel's vertex (its global index), or -1.
+int Checker::resolve_channel(const Ident& node_id, const Ident& channel) {
+    const int t = resolve_node(node_id);
+    if (t < 0) return -1;
+    const NodeInfo& ni = nodes_[t];
+    const Node& n = *ni.node;
+    if (!ni.has_port) {
+        error(Kind::send_to_client, node_id.span, "cannot send to node " + bt(node_id.name) + ", which has no port")
+            .notes.push_back({n.name.span, bt(n.name.name) + " is declared here without `at HOST:PORT`"});
+        return -1;
+    }
+    const Names* s = find(t, channel.name);
+    if (s && s->channel >= 0) return static_cast<int>(ni.channel_base) + s->channel;
+    if (s && (s->pin >= 0 || s->action >= 0)) {
+        if (s->pin >= 0) pin_used_[ni.pin_base + s->pin] = 1;
+        if (s->action >= 0) action_called_[ni.action_base + s->action] = 1;
+        error(Kind::wrong_kind, channel.span,
+              bt(channel.name) + " is " + (s->pin >= 0 ? "a pin" : "an action") + " of node " + bt(n.name.name) +
+                  ", not a channel");
+        return -1;
+    }
+    auto& d = error(Kind::unknown_channel, channel.span,
+                    "node " + bt(n.name.name) + " has no channel " + bt(channel.name));
+    if (ni.channel_count == 0) {
+        d.notes.push_back({std::nullopt, "a node's channels are the ones it has `on` rules for, and " +
+                                             bt(n.name.name) + " has none"});
+    } else {
+        suggest(d, channel.name, channel_names(t));
+    }
+    return -1;
+}
+
+void Checker::check_level(const Expr& e) {
+    if (literal_level(e) == -1)
+        error(Kind::out_of_range, e.span, "pin level " + literal(e)->display + " is out of range (0 or 1)");
+}
+
+void Checker::check_duration(const Duration& d, const char* what) {
+    if (d.micros > max_duration)
+        error(Kind::out_of_range, d.span,
+              std::string(what) + " " + format_duration(d.micros) + " is out of range (0 to 7 days)");
+}
+
+void Checker::check_count(const Count& c, const char* what) {
+    if (c.value < 1 || c.value > max_repeat)
+        error(Kind::out_of_range, c.span, std::string(what) + " " + format_count(c) + " is out of range (1 to 1000000)");
+}
+
+// A rule after an earlier rule of the same source without pattern or guard, or
+// after one with the same pattern and no guard, never fires.
+void Checker::check_rule_order(int index) {
+    const Node& n = node(index);
+    const NodeInfo& ni = nodes_[index];
+    auto head = [](const Rule& r) { return join(r.span, r.pattern ? r.pattern->span : r.source.span); };
+    auto same_pattern = [](const Expr& a, const Expr& b) { return a.literal_text() == b.literal_text(); };
+    // Reports `rule` when the earlier rule `k` (unguarded, same source) takes its messages first.
+    auto shadowed_by = [&](const Rule& rule, std::size_t r, std::size_t k) {
+        const Rule& earlier = n.rules[k];
+        if (earlier.pattern && !(rule.pattern && same_pattern(*earlier.pattern, *rule.pattern))) return false;
+        const bool pin = rule_kind_[ni.rule_base + r] == RuleKind::pin;
+        std::string what = pin ? "change of pin " + bt(rule.source.name) : "message on " + bt(rule.source.name);
+        if (earlier.pattern) what += " equal to " + literal(*earlier.pattern)->display;
+        warning(Kind::unreachable_rule, head(rule), "this rule never fires")
+            .notes.push_back({head(earlier), "this earlier rule takes every " + what + " first"});
+        return true;
+    };
+    // Earlier unguarded rules of each source: a linear scan in small nodes, an index in large ones.
+    const bool small = n.rules.size() <= 32;
+    std::unordered_map<std::string_view, std::vector<std::size_t>> unguarded;
+    for (std::size_t r = 0; r < n.rules.size(); ++r) {
+        if (rule_kind_[ni.rule_base + r] == RuleKind::invalid) continue;
+        const Rule& rule = n.rules[r];
+        if (small) {
+            for (std::size_t k = 0; k < r; ++k) {
+                const Rule& earlier = n.rules[k];
+                if (earlier.guard || rule_kind_[ni.rule_base + k] == RuleKind::invalid ||
+                    earlier.source.name != rule.source.name)
+                    continue;
+                if (shadowed_by(rule, r, k)) break;
+            }
+            continue;
+        }
+        auto& list = unguarded[rule.source.name];
+        for (std::size_t k : list)
+            if (shadowed_by(rule, r, k)) break;
+        if (!rule.guard) list.push_back(r);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// tests
+
+void Checker::check_test_expr(const Expr& e) {
+    switch (e.kind) {
+        case Expr::Kind::name:
+            error(Kind::unknown_pin, e.span, "unknown name " + bt(e.text) + " in a test")
+                .notes.push_back({std::nullopt, "for text, use quotes, as in `\"" + e.text + "\"`"});
+            return;
+        case Expr::Kind::value:
+            error(Kind::misplaced_value, e.span, "`value` in a test, which has no message or pin level");
+            return;
+        case Expr::Kind::tick:
+            error(Kind::misplaced_tick, e.span, "`tick` in a test, outside any timer");
+            return;
+        case Expr::Kind::random:
+            check_random(e);
+            break;
+        case Expr::Kind::text:
+            return;
+        default:
+            break;
+    }
+    for (const Expr& o : e.operands) check_test_expr(o);
+}
+
+// `NODE.PIN` of a test: the pin's local index, or -1.
+int Checker::test_pin(const TestStmt& s, int index) {
+    const Node& n = node(index);
+    const Names* names = find(index, s.member.name);
+    if (names && names->pin >= 0) {
+        pin_used_[nodes_[index].pin_base + names->pin] = 1;
+        return names->pin;
+    }
+    if (names && (names->channel >= 0 || names->action >= 0)) {
+        error(Kind::wrong_kind, s.member.span,
+              bt(s.member.name) + " is " + (names->channel >= 0 ? "a channel" : "an action") + " of node " +
+                  bt(n.name.name) + ", not a pin");
+        return -1;
+    }
+    auto& d = error(Kind::unknown_pin, s.member.span, "node " + bt(n.name.name) + " has no pin " + bt(s.member.name));
+    suggest(d, s.member.name, pin_names(index));
+    return -1;
+}
+
+void Checker::check_tests() {
+    std::unordered_map<std::string_view, const Test*> titles;
+    for (const Test& t : program_.tests) {
+        auto [it, fresh] = titles.emplace(t.title, &t);
+        if (!fresh)
+            error(Kind::duplicate_name, t.title_span, "test \"" + t.title + "\" is declared twice")
+                .notes.push_back({it->second->title_span, "first declared here"});
+        for (const TestStmt& s : t.body) {
+            switch (s.kind) {
+                case TestStmt::Kind::send:
+                    check_test_expr(s.value);
+                    if (s.expect) check_test_expr(*s.expect);
+                    resolve_channel(s.node, s.member);
+                    break;
+                case TestStmt::Kind::drive:
+                case TestStmt::Kind::expect_pin: {
+                    check_test_expr(s.value);
+                    check_level(s.value);
+                    if (s.within) check_duration(*s.within, "duration");
+                    const int n = resolve_node(s.node);
+                    if (n < 0) break;
+                    const int p = test_pin(s, n);
+                    if (p < 0 || s.kind != TestStmt::Kind::drive) break;
+                    const Pin& pin = node(n).pins[p];
+                    if (pin.direction == Direction::out) {
+                        auto& d = error(Kind::drive_output, s.member.span,
+                                        "`drive` of output pin " + bt(s.node.name + "." + s.member.name) +
+                                            "; a test can only drive inputs");
+                        d.notes.push_back({pin.name.span, bt(pin.name.name) + " is declared `out` here"});
+                        d.notes.push_back({std::nullopt, "to check an output, write `expect " + s.node.name + "." +
+                                                             s.member.name + " == 1`"});
+                    }
+                    break;
+                }
+                case TestStmt::Kind::advance:
+                    check_duration(s.duration, "duration");
+                    break;
+                case TestStmt::Kind::expect_received: {
+                    const int n = resolve_node(s.node);
+                    if (n < 0) break;
+                    const Names* names = find(n, s.member.name);
+                    if (names && names->channel >= 0) break;
+                    if (names && (names->pin >= 0 || names->action >= 0)) {
+                        error(Kind::wrong_kind, s.member.span,
+                              bt(s.member.name) + " is " + (names->pin >= 0 ? "a pin" : "an action") + " of node " +
+                                  bt(s.node.name) + ", not a channel");
+                        break;
+                    }
+                    auto& d = error(Kind::unknown_channel, s.member.span,
+                                    "node " + bt(s.node.name) + " has no channel " + bt(s.member.name));
+                    suggest(d, s.member.name, channel_names(n));
+                    break;
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// unused pins and actions
+
+void Checker::check_unused() {
+    for (const NodeInfo& ni : nodes_) {
+        const Node& n = *ni.node;
+        for (std::size_t p = 0; p < n.pins.size(); ++p) {
+            if (pin_used_[ni.pin_base + p]) continue;
+            const Pin& pin = n.pins[p];
+            // A second pin of one name is a duplicate, already reported.
+            if (find(ni.index, pin.name.name)->pin != static_cast<int>(p)) continue;
+            warning(Kind::unused_pin, pin.name.span,
+                    "pin " + bt(pin.name.name) + " is never " +
+                        (pin.direction == Direction::out ? "driven or read" : "read or watched by a rule"));
+        }
+        for (std::size_t a = 0; a < n.actions.size(); ++a) {
+            if (action_called_[ni.action_base + a] || action_dup_[ni.action_base + a]) continue;
+            warning(Kind::unused_action, n.actions[a].name.span,
+                    "action " + bt(n.actions[a].name.name) + " is never run");
+        }
+    }
+}
+
+}  // namespace check_detail
+
+Summary check(const Program& program, Diagnostics& diags) { return check_detail::Checker(program, diags).run(); }
+
+}  // namespace meshrun::dsl

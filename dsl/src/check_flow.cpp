@@ -1,0 +1,270 @@
+// Phase 2, continued: what depends on where code runs. `ack`, `value` and
+// `tick` are checked where each action is run from (walking from every rule
+// and timer through the calls); actions that run themselves and cycles of
+// messages between channels are found by depth-first search.
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "check_state.hpp"
+
+namespace meshrun::dsl::check_detail {
+
+namespace {
+
+// Edges grouped by their source, for depth-first search: out[first[v] .. first[v + 1]).
+struct Adjacency {
+    std::vector<std::size_t> first;
+    std::vector<const Edge*> out;
+
+    Adjacency(std::size_t vertices, const std::vector<Edge>& edges) : first(vertices + 1, 0), out(edges.size()) {
+        for (const Edge& e : edges) ++first[static_cast<std::size_t>(e.from) + 1];
+        for (std::size_t v = 0; v < vertices; ++v) first[v + 1] += first[v];
+        std::vector<std::size_t> next(first.begin(), first.end() - 1);
+        for (const Edge& e : edges) out[next[static_cast<std::size_t>(e.from)]++] = &e;  // keeps source order
+    }
+    std::size_t begin(int v) const { return first[static_cast<std::size_t>(v)]; }
+    std::size_t end(int v) const { return first[static_cast<std::size_t>(v) + 1]; }
+};
+
+enum : std::uint8_t { white, on_stack, done };
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// contexts: `ack` belongs to message rules, `value` to rules, `tick` to timers
+
+std::string Checker::root_text(const Context& ctx) {
+    switch (ctx.root) {
+        case Root::timer: return "a timer";
+        case Root::pin: return "a rule for pin " + bt(ctx.source);
+        case Root::message: return "a rule for channel " + bt(ctx.source);
+    }
+    return {};
+}
+
+std::string Checker::where_text(const Where& w, const Context& ctx) {
+    switch (w.kind) {
+        case Where::Kind::root: return root_text(ctx);
+        case Where::Kind::after: return "an `after` body";
+        case Where::Kind::action: return "action " + bt(w.action);
+    }
+    return {};
+}
+
+void Checker::context_error(Kind k, Span s, const Context& ctx) {
+    const std::string verb = chain_.empty() ? " in " : " run from ";
+    std::string message;
+    if (k == Kind::misplaced_ack) {
+        if (ctx.root == Root::message && ctx.in_after)
+            message = "`ack`" + verb + "an `after` body, which runs after the reply has gone out";
+        else
+            message = "`ack`" + verb + root_text(ctx) + ", which has no message to acknowledge";
+    } else if (k == Kind::misplaced_value) {
+        message = "`value`" + verb + root_text(ctx) + ", which has no message or pin level";
+    } else {
+        message = "`tick`" + verb + root_text(ctx) + ", outside any timer";
+    }
+    auto& d = error(k, s, std::move(message));
+    for (const Frame& f : chain_)
+        d.notes.push_back({f.call, "action " + bt(f.action) + " is run from " + where_text(f.caller, ctx) + " here"});
+    if (k == Kind::misplaced_ack && ctx.root == Root::message && ctx.in_after)
+        d.notes.push_back({std::nullopt, "the reply goes out at the first `ack`, or as `n/a` when the rule's body ends"});
+}
+
+void Checker::context_expr(const Expr& e, const Context& ctx) {
+    switch (e.kind) {
+        case Expr::Kind::value:
+            if (ctx.root == Root::timer) context_error(Kind::misplaced_value, e.span, ctx);
+            return;
+        case Expr::Kind::tick:
+            if (ctx.root != Root::timer) context_error(Kind::misplaced_tick, e.span, ctx);
+            return;
+        case Expr::Kind::text:
+        case Expr::Kind::number:
+        case Expr::Kind::name:
+            return;
+        default:
+            for (const Expr& o : e.operands) context_expr(o, ctx);
+    }
+}
+
+// Walks action `a` (a global index) as run by the call at `call`, in `ctx`.
+void Checker::run_action(int index, int a, Span call, const Context& ctx, Where here) {
+    const auto g = static_cast<std::size_t>(a);
+    // Contexts that lead to the same diagnostics are walked once per action:
+    // 0 may ack, 1 may not ack (pin rules, `after` bodies), 2 timers.
+    const bool ack_ok = ctx.root == Root::message && !ctx.in_after;
+    const unsigned cls = ack_ok ? 0 : ctx.root == Root::timer ? 2 : 1;
+    if (action_ctx_seen_[g] & (1u << cls)) return;
+    if (action_on_chain_[g]) return;  // recursion, reported on its own
+    const Action& action = *actions_[g];
+    action_ctx_seen_[g] |= static_cast<std::uint8_t>(1u << cls);
+    action_on_chain_[g] = 1;
+    chain_.push_back({call, here, action.name.name});
+    context_stmts(index, action.body, ctx, Where{Where::Kind::action, action.name.name});
+    chain_.pop_back();
+    action_on_chain_[g] = 0;
+}
+
+void Checker::context_stmts(int index, const std::vector<Stmt>& body, const Context& ctx, Where here) {
+    for (const Stmt& s : body) {
+        switch (s.kind) {
+            case Stmt::Kind::assign:
+            case Stmt::Kind::send:
+            case Stmt::Kind::log:
+                context_expr(s.expr, ctx);
+                break;
+            case Stmt::Kind::ack:
+                if (ctx.root != Root::message || ctx.in_after) context_error(Kind::misplaced_ack, s.span, ctx);
+                context_expr(s.expr, ctx);
+                break;
+            case Stmt::Kind::toggle:
+                break;
+            case Stmt::Kind::after: {
+                Context inner = ctx;
+                inner.in_after = true;
+                context_stmts(index, s.body, inner, Where{Where::Kind::after, {}});
+                break;
+            }
+            case Stmt::Kind::repeat:
+                context_stmts(index, s.body, ctx, here);
+                break;
+            case Stmt::Kind::call:
+                if (const Names* names = find(index, s.target.name); names && names->action >= 0)
+                    run_action(index, static_cast<int>(nodes_[static_cast<std::size_t>(index)].action_base) + names->action,
+                               s.target.span, ctx, here);
+                break;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// actions that run themselves
+
+void Checker::check_recursion() {
+    const std::size_t count = actions_.size();
+    if (count == 0) return;
+    const Adjacency graph(count, calls_);
+    std::vector<std::uint8_t> color(count, white);
+    struct Step {
+        int action;
+        std::size_t next;
+        const Edge* via;  // the call into this action
+    };
+    std::vector<Step> stack;
+    for (std::size_t start = 0; start < count; ++start) {
+        if (color[start] != white) continue;
+        stack.push_back({static_cast<int>(start), graph.begin(static_cast<int>(start)), nullptr});
+        color[start] = on_stack;
+        while (!stack.empty()) {
+            Step& top = stack.back();
+            if (top.next == graph.end(top.action)) {
+                color[static_cast<std::size_t>(top.action)] = done;
+                stack.pop_back();
+                continue;
+            }
+            const Edge& e = *graph.out[top.next++];
+            if (color[static_cast<std::size_t>(e.to)] == white) {
+                color[static_cast<std::size_t>(e.to)] = on_stack;
+                stack.push_back({e.to, graph.begin(e.to), &e});
+                continue;
+            }
+            if (color[static_cast<std::size_t>(e.to)] != on_stack) continue;
+            // A back edge: the cycle runs from `e.to` on the stack to the top, then back by `e`.
+            std::size_t from = 0;
+            while (stack[from].action != e.to) ++from;
+            auto name = [&](std::size_t k) { return std::string_view(actions_[static_cast<std::size_t>(stack[k].action)]->name.name); };
+            const std::string_view self = name(from);
+            std::string message = "action " + bt(self) + " runs itself";
+            if (stack.size() - from > 1) {
+                std::string path(self);
+                for (std::size_t k = from + 1; k < stack.size(); ++k) path += " -> " + std::string(name(k));
+                path += " -> " + std::string(self);
+                message += ": " + bt(path);
+            }
+            auto& d = error(Kind::recursive_action, e.span, std::move(message));
+            for (std::size_t k = from + 1; k < stack.size(); ++k)
+                d.notes.push_back({stack[k].via->span, "action " + bt(name(k - 1)) + " runs " + bt(name(k)) + " here"});
+            d.notes.push_back({std::nullopt, "an action cannot run itself, directly or through others; "
+                                             "for something that repeats, use `every`"});
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// messages that never stop
+
+std::string Checker::vertex_name(int v) const {
+    const auto c = static_cast<std::size_t>(v);
+    return node(channel_node_[c]).name.name + "/" + std::string(channel_names_[c]);
+}
+
+// A cycle of sends outside `after`, through rules and the actions they run, sends
+// messages without end. One warning per cycle found, at the cycle's last send.
+void Checker::check_storms() {
+    const std::size_t count = action_vertex_base_ + actions_.size();
+    if (edges_.empty()) return;
+    const Adjacency graph(count, edges_);
+    std::vector<std::uint8_t> color(count, white);
+    struct Step {
+        int vertex;
+        std::size_t next;
+        const Edge* via;  // the edge into this vertex
+    };
+    std::vector<Step> stack;
+    for (std::size_t start = 0; start < action_vertex_base_; ++start) {
+        if (color[start] != white) continue;
+        stack.push_back({static_cast<int>(start), graph.begin(static_cast<int>(start)), nullptr});
+        color[start] = on_stack;
+        while (!stack.empty()) {
+            Step& top = stack.back();
+            if (top.next == graph.end(top.vertex)) {
+                color[static_cast<std::size_t>(top.vertex)] = done;
+                stack.pop_back();
+                continue;
+            }
+            const Edge& e = *graph.out[top.next++];
+            if (color[static_cast<std::size_t>(e.to)] == white) {
+                color[static_cast<std::size_t>(e.to)] = on_stack;
+                stack.push_back({e.to, graph.begin(e.to), &e});
+                continue;
+            }
+            if (color[static_cast<std::size_t>(e.to)] != on_stack) continue;
+            // The cycle's edges, in order: from `e.to` up the stack, then `e`.
+            std::size_t from = 0;
+            while (stack[from].vertex != e.to) ++from;
+            std::vector<const Edge*> cycle;
+            for (std::size_t k = from + 1; k < stack.size(); ++k) cycle.push_back(stack[k].via);
+            cycle.push_back(&e);
+            // Report at the last send; rotate the cycle so that it comes last.
+            std::size_t last = cycle.size();
+            for (std::size_t k = cycle.size(); k-- > 0;) {
+                if (cycle[k]->is_send) {
+                    last = k;
+                    break;
+                }
+            }
+            if (last == cycle.size()) continue;  // calls only: a recursive action, reported on its own
+            std::rotate(cycle.begin(), cycle.begin() + static_cast<std::ptrdiff_t>(last + 1), cycle.end());
+            const Edge& reported = *cycle.back();
+            std::string path = vertex_name(reported.to);
+            std::vector<Note> notes;
+            int channel = reported.to;  // the channel whose message leads to the current edge
+            for (const Edge* edge : cycle) {
+                if (!edge->is_send) continue;
+                path += " -> " + vertex_name(edge->to);
+                if (edge != &reported)
+                    notes.push_back({edge->span, "a message on " + bt(vertex_name(channel)) + " sends to " +
+                                                     bt(vertex_name(edge->to)) + " here"});
+                channel = edge->to;
+            }
+            auto& d = warning(Kind::message_storm, reported.span, "messages go round without end: " + bt(path));
+            for (auto& note : notes) d.notes.push_back(std::move(note));
+            d.notes.push_back({std::nullopt, "each message makes the next, with no delay; a send inside "
+                                             "`after DURATION -> ...` would pace them"});
+        }
+    }
+}
+
+}  // namespace meshrun::dsl::check_detail

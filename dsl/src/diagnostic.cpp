@@ -1,0 +1,160 @@
+// The diagnostic registry, the collector, and the two renderings (text, JSON).
+#include <algorithm>
+#include <array>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "meshrun/dsl/diagnostic.hpp"
+
+namespace meshrun::dsl {
+
+std::string_view kind_name(Kind k) {
+    static constexpr std::array names = {
+#define MESHRUN_X(id, name) std::string_view(name),
+        MESHRUN_DIAGNOSTIC_KINDS(MESHRUN_X)
+#undef MESHRUN_X
+    };
+    return names[static_cast<std::size_t>(k)];
+}
+
+std::string_view severity_name(Severity s) {
+    switch (s) {
+        case Severity::error: return "error";
+        case Severity::warning: return "warning";
+        case Severity::note: return "note";
+    }
+    return "error";
+}
+
+Diagnostic& Diagnostics::error(Kind k, Span s, std::string message) {
+    return list_.emplace_back(Diagnostic{Severity::error, k, s, std::move(message), {}});
+}
+
+Diagnostic& Diagnostics::warning(Kind k, Span s, std::string message) {
+    return list_.emplace_back(Diagnostic{Severity::warning, k, s, std::move(message), {}});
+}
+
+std::size_t Diagnostics::errors() const {
+    return static_cast<std::size_t>(
+        std::count_if(list_.begin(), list_.end(), [](const auto& d) { return d.severity == Severity::error; }));
+}
+
+std::size_t Diagnostics::warnings() const {
+    return static_cast<std::size_t>(
+        std::count_if(list_.begin(), list_.end(), [](const auto& d) { return d.severity == Severity::warning; }));
+}
+
+void Diagnostics::sort_by_position() {
+    std::stable_sort(list_.begin(), list_.end(), [](const Diagnostic& a, const Diagnostic& b) {
+        return std::tie(a.span.file, a.span.begin) < std::tie(b.span.file, b.span.begin);
+    });
+}
+
+namespace {
+
+struct Style {
+    bool on;
+    std::string_view operator()(std::string_view code) const { return on ? code : std::string_view(); }
+};
+constexpr std::string_view bold = "\x1b[1m", red = "\x1b[1;31m", magenta = "\x1b[1;35m", cyan = "\x1b[1;36m",
+                           green = "\x1b[1;32m", reset = "\x1b[0m";
+
+std::string_view severity_color(Severity s) {
+    return s == Severity::error ? red : s == Severity::warning ? magenta : cyan;
+}
+
+// `   14 |     send led to buzer/signal` and `      |             ^~~~~`
+void render_excerpt(std::string& out, const SourceFile& f, Span span, Style style) {
+    const Location loc = f.locate(span.begin);
+    const std::string_view line = f.line_text(loc.line);
+    fmt::format_to(std::back_inserter(out), "{:>5} | {}\n", loc.line, line);
+    std::string caret;
+    const std::size_t col = std::min<std::size_t>(loc.column - 1, line.size());
+    for (std::size_t i = 0; i < col; ++i) caret += line[i] == '\t' ? '\t' : ' ';
+    // The span is underlined up to the end of its first line.
+    const std::size_t len = std::min<std::size_t>(span.end > span.begin ? span.end - span.begin : 1,
+                                                  std::max<std::size_t>(line.size() - col, 1));
+    fmt::format_to(std::back_inserter(out), "      | {}{}^{}{}\n", caret, style(green), std::string(len - 1, '~'),
+                   style(reset));
+}
+
+std::string location(const SourceManager& sm, Span span) {
+    const SourceFile& f = sm.file(span.file);
+    const Location loc = f.locate(span.begin);
+    return fmt::format("{}:{}:{}", f.path, loc.line, loc.column);
+}
+
+}  // namespace
+
+std::string render_text(const Diagnostic& d, const SourceManager& sm, RenderOptions opt) {
+    const Style style{opt.color};
+    std::string out;
+    fmt::format_to(std::back_inserter(out), "{}{}:{} {}{}:{} {}{}{} [{}]\n", style(bold), location(sm, d.span),
+                   style(reset), style(severity_color(d.severity)), severity_name(d.severity), style(reset),
+                   style(bold), d.message, style(reset), kind_name(d.kind));
+    render_excerpt(out, sm.file(d.span.file), d.span, style);
+    for (const Note& n : d.notes) {
+        const Span at = n.span.value_or(d.span);
+        fmt::format_to(std::back_inserter(out), "{}{}:{} {}note:{} {}\n", style(bold), location(sm, at), style(reset),
+                       style(cyan), style(reset), n.message);
+        if (n.span) render_excerpt(out, sm.file(at.file), at, style);
+    }
+    return out;
+}
+
+std::string render_json(const Diagnostic& d, const SourceManager& sm) {
+    auto place = [&](Span s) {
+        const SourceFile& f = sm.file(s.file);
+        const Location b = f.locate(s.begin), e = f.locate(s.end);
+        return nlohmann::json{{"file", f.path},
+                              {"line", b.line},
+                              {"column", b.column},
+                              {"end", {{"line", e.line}, {"column", e.column}}}};
+    };
+    nlohmann::json j = place(d.span);
+    j["severity"] = severity_name(d.severity);
+    j["kind"] = kind_name(d.kind);
+    j["message"] = d.message;
+    j["notes"] = nlohmann::json::array();
+    for (const Note& n : d.notes) {
+        nlohmann::json note = n.span ? place(*n.span) : nlohmann::json::object();
+        note["message"] = n.message;
+        j["notes"].push_back(std::move(note));
+    }
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::optional<std::string> closest(std::string_view word, const std::vector<std::string_view>& candidates) {
+    const std::size_t limit = std::max<std::size_t>(1, word.size() / 3);
+    std::optional<std::string> best;
+    std::size_t best_distance = limit + 1;
+    std::vector<std::size_t> before, prev, row;  // rows i-2, i-1 and i of the distance table
+    for (std::string_view c : candidates) {
+        if (c == word) continue;
+        const std::size_t gap = c.size() > word.size() ? c.size() - word.size() : word.size() - c.size();
+        if (gap >= best_distance) continue;
+        // Edit distance where swapping two neighbours costs one (optimal string alignment).
+        before.assign(c.size() + 1, 0);
+        prev.resize(c.size() + 1);
+        row.resize(c.size() + 1);
+        for (std::size_t j = 0; j <= c.size(); ++j) prev[j] = j;
+        for (std::size_t i = 1; i <= word.size(); ++i) {
+            row[0] = i;
+            for (std::size_t j = 1; j <= c.size(); ++j) {
+                row[j] = std::min({prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (word[i - 1] == c[j - 1] ? 0 : 1)});
+                if (i > 1 && j > 1 && word[i - 1] == c[j - 2] && word[i - 2] == c[j - 1])
+                    row[j] = std::min(row[j], before[j - 2] + 1);
+            }
+            std::swap(before, prev);
+            std::swap(prev, row);
+        }
+        if (prev[c.size()] < best_distance) {
+            best_distance = prev[c.size()];
+            best = std::string(c);
+        }
+    }
+    return best;
+}
+
+}  // namespace meshrun::dsl

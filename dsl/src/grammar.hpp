@@ -1,0 +1,327 @@
+// The PEGTL grammar of the .mesh language: one struct per rule, named after
+// what the user sees. Included by parse.cpp only (PEGTL is heavy).
+//
+// Layout rules: an item or statement ends at a newline, at `;`, or just before
+// `}`; a newline may follow `->` and `{`. `_` skips blanks and comments within
+// a line, `__` also skips newlines.
+#pragma once
+
+#include <tao/pegtl.hpp>
+
+namespace meshrun::dsl::grammar {
+
+using namespace tao::pegtl;
+
+// clang-format off
+
+// ---- lexical -------------------------------------------------------------
+
+struct comment : seq<one<'#'>, star<not_one<'\n'>>> {};
+struct blank : sor<one<' ', '\t', '\r'>, comment> {};
+struct _ : star<blank> {};
+struct __ : star<sor<blank, one<'\n'>>> {};
+
+struct name_char : identifier_other {};
+// A name may hold `-` but not end in it, so `a->b` and `x - 1` read as expected.
+struct name_tail : star<sor<name_char, seq<plus<one<'-'>>, name_char>>> {};
+struct word_end : not_at<sor<name_char, seq<one<'-'>, name_char>>> {};
+template<typename Str> struct kw : seq<Str, word_end> {};
+// `R` where `Peek` is next: tries R (and makes its parse-tree node) only when it can match.
+template<typename Peek, typename R> struct peek : seq<at<Peek>, R> {};
+
+#define MESHRUN_KW(id, text) struct kw_##id : kw<TAO_PEGTL_STRING(text)> {};
+MESHRUN_KW(mesh, "mesh") MESHRUN_KW(include, "include") MESHRUN_KW(secret, "secret")
+MESHRUN_KW(discovery, "discovery") MESHRUN_KW(node, "node") MESHRUN_KW(test, "test")
+MESHRUN_KW(pin, "pin") MESHRUN_KW(action, "action") MESHRUN_KW(every, "every") MESHRUN_KW(on, "on")
+MESHRUN_KW(toggle, "toggle") MESHRUN_KW(send, "send") MESHRUN_KW(ack, "ack") MESHRUN_KW(log, "log")
+MESHRUN_KW(after, "after") MESHRUN_KW(repeat, "repeat") MESHRUN_KW(value, "value") MESHRUN_KW(tick, "tick")
+MESHRUN_KW(random, "random") MESHRUN_KW(not, "not") MESHRUN_KW(and, "and") MESHRUN_KW(or, "or")
+// Keywords only where they stand:
+MESHRUN_KW(env, "env") MESHRUN_KW(etcd, "etcd") MESHRUN_KW(at, "at") MESHRUN_KW(in, "in") MESHRUN_KW(out, "out")
+MESHRUN_KW(to, "to") MESHRUN_KW(times, "times") MESHRUN_KW(when, "when") MESHRUN_KW(active_low, "active_low")
+MESHRUN_KW(initial, "initial") MESHRUN_KW(pull_up, "pull_up") MESHRUN_KW(pull_down, "pull_down")
+MESHRUN_KW(debounce, "debounce") MESHRUN_KW(drive, "drive") MESHRUN_KW(advance, "advance")
+MESHRUN_KW(expect, "expect") MESHRUN_KW(within, "within") MESHRUN_KW(received, "received")
+#undef MESHRUN_KW
+
+struct reserved : sor<kw_mesh, kw_include, kw_secret, kw_discovery, kw_node, kw_test, kw_pin, kw_action,
+                      kw_every, kw_on, kw_toggle, kw_send, kw_ack, kw_log, kw_after, kw_repeat, kw_value,
+                      kw_tick, kw_random, kw_not, kw_and, kw_or> {};
+struct name : seq<not_at<reserved>, identifier_first, name_tail> {};
+
+struct integer : plus<digit> {};
+struct number : seq<plus<digit>, opt<one<'.'>, plus<digit>>> {};
+struct duration_unit : sor<TAO_PEGTL_STRING("us"), TAO_PEGTL_STRING("ms"), one<'s', 'm', 'h'>> {};
+struct duration_token : seq<plus<digit>, duration_unit, word_end> {};
+// All or nothing, so that an error points at the start of a bad duration.
+struct duration : seq<at<duration_token>, duration_token> {};
+struct arrow : string<'-', '>'> {};
+
+// ---- strings -------------------------------------------------------------
+
+struct expr;
+struct escaped_char : one<'"', '\\', 'n', '{', '}'> {};
+struct str_escape : if_must<one<'\\'>, escaped_char> {};
+struct str_chars : plus<not_one<'"', '\\', '{', '\n'>> {};
+struct interp_close : one<'}'> {};
+struct str_interp : if_must<one<'{'>, _, expr, _, interp_close> {};
+struct string_close : one<'"'> {};
+struct string_lit : if_must<one<'"'>, star<sor<peek<not_one<'"', '\\', '{', '\n'>, str_chars>, str_escape,
+                                              peek<one<'{'>, str_interp>>>, string_close> {};
+
+// ---- expressions, loosest first: or, and, not, comparison, + -, unary minus
+
+struct paren_close : one<')'> {};
+struct random_open : one<'('> {};
+struct paren : if_must<one<'('>, _, expr, _, paren_close> {};
+struct random_call : if_must<kw_random, _, random_open, _, expr, _, paren_close> {};
+struct value_expr : kw_value {};
+struct tick_expr : kw_tick {};
+struct primary : sor<peek<digit, number>, peek<one<'"'>, string_lit>, peek<one<'('>, paren>,
+                     peek<kw_random, random_call>, peek<kw_value, value_expr>, peek<kw_tick, tick_expr>, name> {};
+struct minus_op : seq<one<'-'>, not_at<one<'>'>>> {};
+struct unary;
+struct operand : seq<unary> {};
+struct neg_expr : seq<minus_op, _, must<operand>> {};
+struct unary : sor<peek<one<'-'>, neg_expr>, primary> {};
+struct add_op : sor<one<'+'>, minus_op> {};
+struct sum_expr : seq<unary, star<_, peek<one<'+', '-'>, add_op>, _, must<operand>>> {};
+struct cmp_op : sor<TAO_PEGTL_STRING("=="), TAO_PEGTL_STRING("!="), TAO_PEGTL_STRING("<="),
+                    TAO_PEGTL_STRING(">="), one<'<'>, one<'>'>> {};
+struct cmp_rhs : seq<sum_expr> {};
+struct cmp_expr : seq<sum_expr, opt<_, peek<one<'=', '!', '<', '>'>, cmp_op>, _, must<cmp_rhs>>> {};
+struct not_level;
+struct not_operand : seq<not_level> {};
+struct not_expr : seq<kw_not, _, must<not_operand>> {};
+struct not_level : sor<peek<kw_not, not_expr>, cmp_expr> {};
+struct and_rhs : seq<not_level> {};
+struct and_op : kw_and {};
+struct and_expr : seq<not_level, star<_, peek<kw_and, and_op>, _, must<and_rhs>>> {};
+struct or_rhs : seq<and_expr> {};
+struct or_op : kw_or {};
+struct or_expr : seq<and_expr, star<_, peek<kw_or, or_op>, _, must<or_rhs>>> {};
+struct expr : or_expr {};
+
+// ---- statements ----------------------------------------------------------
+
+struct stmt;
+struct end_of_item : sor<one<';'>, one<'\n'>, at<one<'}'>>, eof> {};
+struct stmt_end : seq<end_of_item> {};
+struct block_close : one<'}'> {};
+struct block : if_must<one<'{'>, __, star<stmt, _, must<stmt_end>, __>, block_close> {};
+struct body : sor<block, stmt> {};
+struct arrow_req : arrow {};
+struct arrow_body : seq<_, must<arrow_req>, __, must<body>> {};
+
+struct pin_ref : name {};
+struct action_ref : name {};
+struct node_ref : name {};
+struct channel_ref : name {};
+struct slash : one<'/'> {};
+struct target : seq<node_ref, _, must<slash>, _, must<channel_ref>> {};
+
+struct toggle_stmt : if_must<kw_toggle, _, pin_ref> {};
+struct send_value : seq<expr> {};
+struct send_stmt : if_must<kw_send, _, send_value, _, kw_to, _, target> {};
+struct ack_value : seq<expr> {};
+struct ack_stmt : if_must<kw_ack, _, ack_value> {};
+struct log_value : seq<expr> {};
+struct log_stmt : if_must<kw_log, _, log_value> {};
+struct after_delay : duration {};
+struct after_stmt : if_must<kw_after, _, after_delay, arrow_body> {};
+struct repeat_count : integer {};
+struct repeat_block : block {};
+struct repeat_stmt : if_must<kw_repeat, _, repeat_count, _, repeat_block> {};
+struct assign_value : seq<expr> {};
+struct assign_target : name {};
+struct assign_stmt : seq<assign_target, _, one<'='>, not_at<one<'='>>, _, must<assign_value>> {};
+struct call_stmt : action_ref {};
+struct stmt : sor<peek<kw_toggle, toggle_stmt>, peek<kw_send, send_stmt>, peek<kw_ack, ack_stmt>,
+                  peek<kw_log, log_stmt>, peek<kw_after, after_stmt>, peek<kw_repeat, repeat_stmt>,
+                  peek<seq<identifier_first, name_tail, _, one<'='>>, assign_stmt>, call_stmt> {};
+
+// ---- node items ----------------------------------------------------------
+
+struct item_end : seq<end_of_item> {};
+
+struct pin_name : name {};
+struct pin_eq : one<'='> {};
+struct pin_dir : sor<kw_out, kw_in> {};
+struct chip_word : plus<sor<alnum, one<'_', '-', '.'>>> {};
+struct pin_chip : sor<peek<one<'"'>, string_lit>, chip_word> {};
+struct pin_line : sor<peek<digit, integer>, string_lit> {};
+struct initial_value : integer {};
+struct initial_opt : if_must<kw_initial, _, initial_value> {};
+struct debounce_time : duration {};
+struct debounce_opt : if_must<kw_debounce, _, debounce_time> {};
+struct active_low_opt : kw_active_low {};
+struct pull_up_opt : kw_pull_up {};
+struct pull_down_opt : kw_pull_down {};
+struct pin_option : sor<peek<kw_active_low, active_low_opt>, peek<kw_initial, initial_opt>,
+                        peek<kw_pull_up, pull_up_opt>, peek<kw_pull_down, pull_down_opt>,
+                        peek<kw_debounce, debounce_opt>> {};
+struct pin_end : at<end_of_item> {};
+struct pin_decl : if_must<kw_pin, _, pin_name, _, pin_eq, _, pin_dir, _, pin_chip, _, pin_line,
+                          star<_, pin_option>, _, pin_end> {};
+
+struct action_name : name {};
+struct action_def : sor<block, seq<arrow, __, must<body>>> {};
+struct action_decl : if_must<kw_action, _, action_name, _, action_def> {};
+
+struct every_period : duration {};
+struct times_count : integer {};
+struct times_clause : seq<times_count, _, must<kw_times>> {};
+struct every_decl : if_must<kw_every, _, every_period, _, opt<peek<digit, times_clause>, _>, arrow_body> {};
+
+struct on_source : name {};
+struct on_pattern : sor<seq<opt<one<'-'>>, number>, string_lit> {};
+struct guard : seq<expr> {};
+struct when_clause : if_must<kw_when, _, guard> {};
+struct on_decl : if_must<kw_on, _, on_source, _, opt<peek<sor<digit, seq<one<'-'>, digit>, one<'"'>>, on_pattern>, _>, opt<when_clause, _>, arrow_body> {};
+
+struct node_item : sor<peek<kw_on, on_decl>, peek<kw_pin, pin_decl>, peek<kw_action, action_decl>,
+                       peek<kw_every, every_decl>> {};
+
+// ---- top level -----------------------------------------------------------
+
+struct node_name : name {};
+struct host_v6 : plus<sor<xdigit, one<':', '.', '%'>>> {};
+struct v6_close : one<']'> {};
+struct host_name : plus<sor<alnum, one<'-', '.', '_'>>> {};
+struct host : sor<if_must<one<'['>, host_v6, v6_close>, host_name> {};
+struct port : integer {};
+struct address_body : sor<seq<one<':'>, must<port>>, seq<host, opt<one<':'>, must<port>>>> {};
+struct address : if_must<kw_at, _, address_body> {};
+struct node_open : one<'{'> {};
+struct node_close : one<'}'> {};
+struct node_decl : if_must<kw_node, _, node_name, _, opt<peek<kw_at, address>, _>, node_open, __,
+                           star<node_item, _, must<item_end>, __>, node_close> {};
+
+struct level : seq<expr> {};
+struct expect_text : seq<expr> {};
+struct t_send : if_must<kw_send, _, send_value, _, kw_to, _, target,
+                        opt<_, kw_expect, _, must<expect_text>>> {};
+struct dot : one<'.'> {};
+struct drive_eq : one<'='> {};
+struct t_drive : if_must<kw_drive, _, node_ref, _, dot, _, pin_ref, _, drive_eq, _, level> {};
+struct advance_time : duration {};
+struct t_advance : if_must<kw_advance, _, advance_time> {};
+struct pin_cmp : sor<TAO_PEGTL_STRING("=="), TAO_PEGTL_STRING("!=")> {};
+struct within_time : duration {};
+struct expect_pin : seq<one<'.'>, _, must<pin_ref>, _, must<pin_cmp>, _, must<level>,
+                        opt<_, kw_within, _, must<within_time>>> {};
+struct received_count : integer {};
+struct received_on : kw<TAO_PEGTL_STRING("on")> {};
+struct expect_received : seq<kw_received, _, must<received_count>, _, must<received_on>, _, must<channel_ref>> {};
+struct expect_what : sor<peek<one<'.'>, expect_pin>, expect_received> {};
+struct t_expect : if_must<kw_expect, _, node_ref, _, expect_what> {};
+struct test_stmt : sor<peek<kw_send, t_send>, peek<kw_drive, t_drive>, peek<kw_advance, t_advance>,
+                       peek<kw_expect, t_expect>> {};
+struct test_title : string_lit {};
+struct test_open : one<'{'> {};
+struct test_close : one<'}'> {};
+struct test_decl : if_must<kw_test, _, test_title, _, test_open, __,
+                           star<test_stmt, _, must<stmt_end>, __>, test_close> {};
+
+struct mesh_name : name {};
+struct mesh_decl : if_must<kw_mesh, _, mesh_name> {};
+struct include_path : string_lit {};
+struct include_decl : if_must<kw_include, _, include_path> {};
+struct env_var : seq<identifier_first, star<identifier_other>> {};
+struct secret_decl : if_must<kw_secret, _, kw_env, _, env_var> {};
+struct discovery_url : string_lit {};
+struct discovery_decl : if_must<kw_discovery, _, kw_etcd, _, discovery_url> {};
+
+struct top_end : sor<one<';'>, one<'\n'>, eof> {};
+struct top_item : sor<peek<kw_node, node_decl>, peek<kw_test, test_decl>, peek<kw_mesh, mesh_decl>,
+                      peek<kw_include, include_decl>, peek<kw_secret, secret_decl>,
+                      peek<kw_discovery, discovery_decl>> {};
+// The parser reads one top-level item at a time, so that one syntax error
+// costs one item and the rest of the file is still read.
+struct top_entry : seq<top_item, _, must<top_end>> {};
+
+// The whole language, for pegtl::analyze (the parser drives top_entry itself).
+struct file : seq<__, star<top_entry, __>, eof> {};
+
+// ---- what a failed `must` says -------------------------------------------
+
+template<typename Rule> inline constexpr const char* message = nullptr;
+#define MESHRUN_MSG(rule, text) template<> inline constexpr const char* message<rule> = text;
+MESHRUN_MSG(escaped_char, "unknown escape; use `\\\"`, `\\\\`, `\\n`, `\\{` or `\\}`")
+MESHRUN_MSG(interp_close, "expected `}` to close the interpolation")
+MESHRUN_MSG(string_close, "expected `\"` to close the string")
+MESHRUN_MSG(random_open, "expected `(` after `random`")
+MESHRUN_MSG(paren_close, "expected `)`")
+MESHRUN_MSG(operand, "expected an expression after the operator")
+MESHRUN_MSG(cmp_rhs, "expected an expression after the comparison")
+MESHRUN_MSG(not_operand, "expected an expression after `not`")
+MESHRUN_MSG(and_rhs, "expected an expression after `and`")
+MESHRUN_MSG(or_rhs, "expected an expression after `or`")
+MESHRUN_MSG(stmt_end, "expected a newline or `;` after the statement")
+MESHRUN_MSG(block_close, "expected a statement or `}`")
+MESHRUN_MSG(arrow_req, "expected `->`")
+MESHRUN_MSG(body, "expected a statement or `{` after `->`")
+MESHRUN_MSG(slash, "expected `/` between node and channel, as in `buzzer/signal`")
+MESHRUN_MSG(channel_ref, "expected a channel name after `/`")
+MESHRUN_MSG(pin_ref, "expected a pin name")
+MESHRUN_MSG(target, "expected a target such as `buzzer/signal` after `to`")
+MESHRUN_MSG(send_value, "expected a value to send after `send`")
+MESHRUN_MSG(kw_to, "expected `to` after the value to send")
+MESHRUN_MSG(ack_value, "expected a value after `ack`")
+MESHRUN_MSG(log_value, "expected a message after `log`, as in `log \"text {value}\"`")
+MESHRUN_MSG(after_delay, "expected a duration such as `250ms` or `2s` after `after`")
+MESHRUN_MSG(repeat_count, "expected a whole number after `repeat`")
+MESHRUN_MSG(repeat_block, "expected `{` after the count")
+MESHRUN_MSG(assign_value, "expected a value after `=`")
+MESHRUN_MSG(item_end, "expected a newline or `;` after the item")
+MESHRUN_MSG(pin_name, "expected a pin name after `pin`")
+MESHRUN_MSG(pin_eq, "expected `=` after the pin name")
+MESHRUN_MSG(pin_dir, "expected `in` or `out`")
+MESHRUN_MSG(pin_chip, "expected a chip, as in `gpiochip0` or a label in quotes")
+MESHRUN_MSG(pin_line, "expected a line offset or a line name in quotes, as in `17` or `\"GPIO17\"`")
+MESHRUN_MSG(initial_value, "expected `0` or `1` after `initial`")
+MESHRUN_MSG(debounce_time, "expected a duration such as `20ms` after `debounce`")
+MESHRUN_MSG(pin_end, "expected a pin option (`active_low`, `initial`, `pull_up`, `pull_down`, `debounce`) or the end of the line")
+MESHRUN_MSG(action_name, "expected an action name after `action`")
+MESHRUN_MSG(action_def, "expected `{` or `->` after the action name")
+MESHRUN_MSG(every_period, "expected a duration such as `1s` or `250ms` after `every`")
+MESHRUN_MSG(kw_times, "expected `times` after the count")
+MESHRUN_MSG(on_source, "expected a channel or pin name after `on`")
+MESHRUN_MSG(guard, "expected a condition after `when`")
+MESHRUN_MSG(node_name, "expected a node name after `node`")
+MESHRUN_MSG(host_v6, "expected an IPv6 address after `[`")
+MESHRUN_MSG(v6_close, "expected `]` after the IPv6 address")
+MESHRUN_MSG(port, "expected a port number after `:`")
+MESHRUN_MSG(address_body, "expected a host or `:PORT` after `at`, as in `at localhost:8765`")
+MESHRUN_MSG(node_open, "expected `{` after the node name (or `at HOST:PORT`)")
+MESHRUN_MSG(node_close, "expected `pin`, `action`, `every`, `on` or `}`")
+MESHRUN_MSG(level, "expected a level, `0` or `1`")
+MESHRUN_MSG(expect_text, "expected the acknowledgement text after `expect`")
+MESHRUN_MSG(node_ref, "expected a node name")
+MESHRUN_MSG(dot, "expected `.` between node and pin, as in `buzzer.horn`")
+MESHRUN_MSG(drive_eq, "expected `=` after the pin")
+MESHRUN_MSG(advance_time, "expected a duration such as `5s` after `advance`")
+MESHRUN_MSG(pin_cmp, "expected `==` or `!=`")
+MESHRUN_MSG(within_time, "expected a duration after `within`")
+MESHRUN_MSG(received_count, "expected a count after `received`")
+MESHRUN_MSG(received_on, "expected `on CHANNEL` after the count")
+MESHRUN_MSG(expect_what, "expected `.PIN == LEVEL` or `received N on CHANNEL` after the node")
+MESHRUN_MSG(test_title, "expected a title in quotes after `test`")
+MESHRUN_MSG(test_open, "expected `{` after the test title")
+MESHRUN_MSG(test_close, "expected `send`, `drive`, `advance`, `expect` or `}`")
+MESHRUN_MSG(mesh_name, "expected a name after `mesh`")
+MESHRUN_MSG(include_path, "expected a path in quotes after `include`")
+MESHRUN_MSG(kw_env, "expected `env` after `secret`, as in `secret env MESH_TOKEN`")
+MESHRUN_MSG(env_var, "expected an environment variable name")
+MESHRUN_MSG(kw_etcd, "expected `etcd` after `discovery`")
+MESHRUN_MSG(discovery_url, "expected a URL in quotes, as in `\"http://127.0.0.1:2379\"`")
+MESHRUN_MSG(top_end, "expected a newline or `;` after the item")
+#undef MESHRUN_MSG
+
+struct errors {
+    template<typename Rule> static constexpr const char* message = grammar::message<Rule>;
+};
+
+// clang-format on
+
+}  // namespace meshrun::dsl::grammar

@@ -1,0 +1,696 @@
+// Phase 1: text -> AST. PEGTL builds a parse tree one top-level item at a time;
+// this file turns each tree into AST nodes with their spans, splices includes,
+// and turns PEGTL's failures into diagnostics.
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+
+#include "grammar.hpp"
+#include "meshrun/dsl/frontend.hpp"
+
+namespace meshrun::dsl {
+
+namespace pegtl = tao::pegtl;
+namespace g = grammar;
+namespace fs = std::filesystem;
+
+namespace {
+
+// The rules that make a node of the parse tree; every other rule only matches.
+// clang-format off
+template<typename... Rules> struct rule_set {
+    template<typename Rule> static constexpr bool contains = (std::is_same_v<Rule, Rules> || ...);
+};
+using selected_rules = rule_set<
+    g::name, g::integer, g::number, g::string_lit, g::str_chars, g::escaped_char,
+    g::str_interp, g::value_expr, g::tick_expr, g::paren, g::random_call, g::not_expr, g::neg_expr,
+    g::add_op, g::cmp_op, g::and_op, g::or_op,
+    g::pin_ref, g::assign_target, g::action_ref, g::node_ref, g::channel_ref,
+    g::toggle_stmt, g::send_value, g::send_stmt, g::ack_value, g::ack_stmt, g::log_value, g::log_stmt,
+    g::after_delay, g::after_stmt, g::repeat_count, g::repeat_stmt, g::assign_value, g::assign_stmt,
+    g::call_stmt,
+    g::pin_name, g::pin_dir, g::chip_word, g::pin_chip, g::pin_line, g::initial_value, g::initial_opt,
+    g::debounce_time, g::debounce_opt, g::active_low_opt, g::pull_up_opt, g::pull_down_opt, g::pin_decl,
+    g::action_name, g::action_decl, g::every_period, g::times_count, g::every_decl,
+    g::on_source, g::on_pattern, g::guard, g::on_decl,
+    g::node_name, g::host_v6, g::host_name, g::port, g::address, g::node_decl,
+    g::level, g::expect_text, g::t_send, g::t_drive, g::advance_time, g::t_advance, g::pin_cmp,
+    g::within_time, g::expect_pin, g::received_count, g::expect_received, g::t_expect,
+    g::test_title, g::test_decl,
+    g::mesh_name, g::mesh_decl, g::include_path, g::include_decl, g::env_var, g::secret_decl,
+    g::discovery_url, g::discovery_decl>;
+// clang-format on
+
+// The parse tree, flat: nodes in pre-order, each with the size of its subtree.
+// A rule that fails truncates what it added, so a parse allocates nothing per
+// node (PEGTL's own parse_tree allocates a node for every rule it tries).
+struct FlatNode {
+    std::string_view type;  // pegtl::demangle<Rule>()
+    std::uint32_t begin = 0, end = 0;
+    std::uint32_t size = 1;  // this node and all below it
+};
+
+struct FlatTree {
+    const char* text = nullptr;
+    std::vector<FlatNode> nodes;
+    std::vector<std::uint32_t> open;  // indices of the selected rules being matched
+};
+
+template<typename Rule>
+struct control : pegtl::must_if<g::errors, pegtl::normal, false>::control<Rule> {
+        using base = typename pegtl::must_if<g::errors, pegtl::normal, false>::template control<Rule>;
+
+    template<typename ParseInput>
+    static void start(const ParseInput& in, FlatTree& t) {
+        if constexpr (selected_rules::contains<Rule>) {
+            t.open.push_back(static_cast<std::uint32_t>(t.nodes.size()));
+            const auto at = static_cast<std::uint32_t>(in.current() - t.text);
+            t.nodes.push_back(FlatNode{pegtl::demangle<Rule>(), at, at, 1});
+        }
+    }
+    template<typename ParseInput>
+    static void success(const ParseInput& in, FlatTree& t) {
+        if constexpr (selected_rules::contains<Rule>) {
+            FlatNode& n = t.nodes[t.open.back()];
+            n.end = static_cast<std::uint32_t>(in.current() - t.text);
+            n.size = static_cast<std::uint32_t>(t.nodes.size() - t.open.back());
+            t.open.pop_back();
+        }
+    }
+    template<typename ParseInput>
+    static void failure(const ParseInput& in, FlatTree& t) {
+        if constexpr (selected_rules::contains<Rule>) {
+            t.nodes.resize(t.open.back());
+            t.open.pop_back();
+        }
+        base::failure(in, t);
+    }
+};
+
+// A node of a FlatTree, by value.
+class Tree {
+public:
+    Tree(const FlatTree& t, std::uint32_t i) : t_(&t), i_(i) {}
+    template<typename Rule> bool is_type() const {
+        constexpr std::string_view want = pegtl::demangle<Rule>();
+        return node().type.data() == want.data() || node().type == want;
+    }
+    std::uint32_t begin() const { return node().begin; }
+    std::uint32_t end() const { return node().end; }
+    std::string_view string_view() const { return std::string_view(t_->text + begin(), end() - begin()); }
+    std::string string() const { return std::string(string_view()); }
+    std::vector<Tree> children() const {
+        std::vector<Tree> out;
+        for (std::uint32_t j = i_ + 1; j < i_ + node().size; j += t_->nodes[j].size) out.emplace_back(*t_, j);
+        return out;
+    }
+    Tree child(std::size_t k) const {
+        std::uint32_t j = i_ + 1;
+        for (; k > 0; --k) j += t_->nodes[j].size;
+        if (j >= i_ + node().size) throw std::out_of_range("parse tree child");
+        return Tree(*t_, j);
+    }
+
+private:
+    const FlatNode& node() const { return t_->nodes[i_]; }
+    const FlatTree* t_;
+    std::uint32_t i_;
+};
+
+using Input = pegtl::memory_input<pegtl::tracking_mode::lazy, pegtl::eol::lf_crlf, std::string>;
+
+constexpr std::int64_t max_count = std::numeric_limits<std::int64_t>::max();
+
+std::string read_file(const std::string& path, bool& ok) {
+    std::ifstream in(path, std::ios::binary);
+    ok = static_cast<bool>(in);
+    if (!ok) return {};
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return std::move(ss).str();
+}
+
+bool is_name_byte(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+// The offending token at `offset`, for "found `...`" and for the caret's length.
+Span token_at(std::uint32_t file, const std::string& text, std::uint32_t offset) {
+    std::uint32_t end = offset;
+    if (offset < text.size()) {
+        if (is_name_byte(text[offset])) {
+            while (end < text.size() && (is_name_byte(text[end]) || text[end] == '-')) ++end;
+        } else if (text[offset] != '\n') {
+            end = offset + 1;
+        }
+    }
+    return Span{file, offset, end};
+}
+
+std::string describe_found(const std::string& text, Span tok) {
+    if (tok.begin >= text.size()) return "end of file";
+    if (tok.begin == tok.end) return "end of line";
+    return "`" + text.substr(tok.begin, tok.end - tok.begin) + "`";
+}
+
+class Parser {
+public:
+    Parser(SourceManager& sm, Diagnostics& diags, Program& program)
+        : sm_(sm), diags_(diags), program_(program) {}
+
+    void parse_source(std::uint32_t file_id, bool is_root);
+    std::uint32_t load(const std::string& path, Span from, bool& ok);
+
+private:
+    // --- tree -> AST ---
+    Span span(const Tree& n) const {
+        return Span{file_, n.begin(), n.end()};
+    }
+    Ident ident(const Tree& n) const { return Ident{n.string(), span(n)}; }
+    Count count(const Tree& n) const;
+    Duration duration(const Tree& n) const;
+    Expr expr(const Tree& list);  // a node whose children are `operand (op operand)*`
+    Expr climb(const Tree& list, std::size_t& i, int min_precedence);
+    Expr climb(const std::vector<Tree>& items, std::size_t& i, int min_precedence);
+    Expr operand(const Tree& n);
+    Expr string_expr(const Tree& n);
+    std::string plain_string(const Tree& n, const char* what);
+    void stmts(const Tree& parent, std::size_t from, std::vector<Stmt>& out);
+    Stmt stmt(const Tree& n);
+    void node(const Tree& n);
+    void test(const Tree& n);
+    void top_item(const Tree& n, bool is_root);
+
+    void syntax_error(const std::string& text, std::uint32_t offset, std::string message);
+
+    SourceManager& sm_;
+    Diagnostics& diags_;
+    Program& program_;
+    std::uint32_t file_ = 0;
+    std::vector<std::string> include_stack_;  // canonical paths being read, for cycles
+    bool seen_item_ = false;                  // a `mesh` line must come first
+};
+
+Count Parser::count(const Tree& n) const {
+    Count c;
+    c.span = span(n);
+    for (char ch : n.string_view()) {
+        if (c.value > (max_count - 9) / 10) {
+            c.value = max_count;
+            break;
+        }
+        c.value = c.value * 10 + (ch - '0');
+    }
+    return c;
+}
+
+Duration Parser::duration(const Tree& n) const {
+    Duration d;
+    d.span = span(n);
+    const std::string_view text = n.string_view();
+    std::size_t i = 0;
+    std::uint64_t amount = 0;
+    const std::uint64_t cap = std::numeric_limits<std::uint64_t>::max() / 4'000'000'000ULL;
+    for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i) {
+        amount = std::min(cap, amount * 10 + static_cast<std::uint64_t>(text[i] - '0'));
+    }
+    const std::string_view unit = text.substr(i);
+    std::uint64_t scale = 1;
+    if (unit == "ms") scale = 1'000;
+    else if (unit == "s") scale = 1'000'000;
+    else if (unit == "m") scale = 60'000'000;
+    else if (unit == "h") scale = 3'600'000'000ULL;
+    d.micros = amount * scale;  // `cap` keeps this from overflowing
+    return d;
+}
+
+Expr Parser::string_expr(const Tree& n) {
+    Expr e;
+    e.kind = Expr::Kind::string;
+    e.span = span(n);
+    auto text_part = [&]() -> Expr& {
+        if (e.operands.empty() || e.operands.back().kind != Expr::Kind::text) {
+            Expr t;
+            t.kind = Expr::Kind::text;
+            e.operands.push_back(std::move(t));
+        }
+        return e.operands.back();
+    };
+    for (const Tree& c : n.children()) {
+        if (c.is_type<g::str_chars>()) {
+            Expr& t = text_part();
+            t.text += c.string_view();
+            t.span = Span{file_, t.text.size() == c.string_view().size() ? span(c).begin : t.span.begin, span(c).end};
+        } else if (c.is_type<g::escaped_char>()) {
+            Expr& t = text_part();
+            const char ch = c.string_view()[0];
+            if (t.text.empty()) t.span.begin = span(c).begin - 1;
+            t.text += ch == 'n' ? '\n' : ch;
+            t.span.file = file_;
+            t.span.end = span(c).end;
+        } else {  // str_interp
+            e.operands.push_back(expr(c));
+        }
+    }
+    return e;
+}
+
+std::string Parser::plain_string(const Tree& n, const char* what) {
+    Expr e = string_expr(n);
+    if (e.has_interpolation()) {
+        for (const auto& part : e.operands) {
+            if (part.kind != Expr::Kind::text) {
+                diags_.error(Kind::syntax, part.span,
+                             std::string("interpolation is not allowed in ") + what)
+                    .notes.push_back({std::nullopt, "write `\\{` for a literal brace"});
+                break;
+            }
+        }
+    }
+    return e.literal_text();
+}
+
+// Expressions come out of the parse tree flat, as `operand (operator operand)*`
+// (nodes for the four precedence levels would cost more than the parse itself);
+// precedence climbing builds the tree: or, and, comparisons, then + -.
+int precedence(const Tree& n) {
+    if (n.is_type<g::or_op>()) return 1;
+    if (n.is_type<g::and_op>()) return 2;
+    if (n.is_type<g::cmp_op>()) return 3;
+    if (n.is_type<g::add_op>()) return 4;
+    return 0;  // an operand
+}
+
+BinOp binop(const Tree& n) {
+    if (n.is_type<g::or_op>()) return BinOp::or_;
+    if (n.is_type<g::and_op>()) return BinOp::and_;
+    const std::string_view o = n.string_view();
+    return o == "+"  ? BinOp::add
+         : o == "-"  ? BinOp::sub
+         : o == "==" ? BinOp::eq
+         : o == "!=" ? BinOp::ne
+         : o == "<"  ? BinOp::lt
+         : o == "<=" ? BinOp::le
+         : o == ">"  ? BinOp::gt
+                     : BinOp::ge;
+}
+
+Expr Parser::climb(const Tree& list, std::size_t& i, int min_precedence) {
+    const std::vector<Tree> items = list.children();
+    return climb(items, i, min_precedence);
+}
+
+Expr Parser::climb(const std::vector<Tree>& items, std::size_t& i, int min_precedence) {
+    Expr lhs = operand(items.at(i++));
+    while (i < items.size()) {
+        const Tree& op = items[i];
+        const int p = precedence(op);
+        if (p < min_precedence) break;
+        ++i;
+        Expr rhs = climb(items, i, p + 1);
+        Expr b;
+        b.kind = Expr::Kind::binary;
+        b.op = binop(op);
+        b.span = Span{file_, lhs.span.begin, rhs.span.end};
+        b.operands.push_back(std::move(lhs));
+        b.operands.push_back(std::move(rhs));
+        lhs = std::move(b);
+    }
+    return lhs;
+}
+
+Expr Parser::expr(const Tree& list) {
+    std::size_t i = 0;
+    return climb(list, i, 1);
+}
+
+Expr Parser::operand(const Tree& n) {
+    Expr e;
+    e.span = span(n);
+    using K = Expr::Kind;
+    if (n.is_type<g::number>()) {
+        e.kind = K::number;
+        e.text = n.string();
+    } else if (n.is_type<g::string_lit>()) {
+        return string_expr(n);
+    } else if (n.is_type<g::name>()) {
+        e.kind = K::name;
+        e.text = n.string();
+    } else if (n.is_type<g::value_expr>()) {
+        e.kind = K::value;
+    } else if (n.is_type<g::tick_expr>()) {
+        e.kind = K::tick;
+    } else if (n.is_type<g::paren>()) {
+        Expr inner = expr(n);
+        inner.span = e.span;  // the parentheses belong to it
+        return inner;
+    } else if (n.is_type<g::random_call>() || n.is_type<g::not_expr>()) {
+        e.kind = n.is_type<g::random_call>() ? K::random : K::not_;
+        e.operands.push_back(expr(n));
+    } else if (n.is_type<g::neg_expr>()) {
+        e.kind = K::neg;
+        e.operands.push_back(operand(n.child(0)));
+    }
+    return e;
+}
+
+void Parser::stmts(const Tree& parent, std::size_t from, std::vector<Stmt>& out) {
+    const std::vector<Tree> c = parent.children();
+    for (std::size_t i = from; i < c.size(); ++i) out.push_back(stmt(c[i]));
+}
+
+Stmt Parser::stmt(const Tree& n) {
+    Stmt s;
+    s.span = span(n);
+    using K = Stmt::Kind;
+    const std::vector<Tree> c = n.children();
+    if (n.is_type<g::toggle_stmt>()) {
+        s.kind = K::toggle;
+        s.target = ident(c.at(0));
+    } else if (n.is_type<g::send_stmt>()) {
+        s.kind = K::send;
+        s.expr = expr(c.at(0));
+        s.node = ident(c.at(1));
+        s.channel = ident(c.at(2));
+    } else if (n.is_type<g::ack_stmt>()) {
+        s.kind = K::ack;
+        s.expr = expr(c.at(0));
+    } else if (n.is_type<g::log_stmt>()) {
+        s.kind = K::log;
+        s.expr = expr(c.at(0));
+    } else if (n.is_type<g::after_stmt>()) {
+        s.kind = K::after;
+        s.delay = duration(c.at(0));
+        stmts(n, 1, s.body);
+    } else if (n.is_type<g::repeat_stmt>()) {
+        s.kind = K::repeat;
+        s.count = count(c.at(0));
+        stmts(n, 1, s.body);
+    } else if (n.is_type<g::assign_stmt>()) {
+        s.kind = K::assign;
+        s.target = ident(c.at(0));
+        s.expr = expr(c.at(1));
+    } else {  // call_stmt
+        s.kind = K::call;
+        s.target = ident(n);
+    }
+    return s;
+}
+
+void Parser::node(const Tree& n) {
+    Node node;
+    node.span = span(n);
+    const std::vector<Tree> items = n.children();
+    node.name = ident(items.at(0));
+    for (std::size_t i = 1; i < items.size(); ++i) {
+        const Tree& item = items[i];
+        const std::vector<Tree> c = item.children();
+        if (item.is_type<g::address>()) {
+            Address a;
+            a.span = span(item);
+            for (const Tree& part : c) {
+                if (part.is_type<g::port>()) {
+                    a.port = count(part);
+                } else {
+                    a.host = part.string();
+                    a.host_span = span(part);
+                    if (part.is_type<g::host_v6>()) a.host_span = Span{file_, a.host_span.begin - 1, a.host_span.end + 1};
+                }
+            }
+            node.address = std::move(a);
+        } else if (item.is_type<g::pin_decl>()) {
+            Pin p;
+            p.span = span(item);
+            p.name = ident(c.at(0));
+            p.direction = c.at(1).string_view() == "in" ? Direction::in : Direction::out;
+            const Tree chip = c.at(2).child(0);
+            p.chip_quoted = chip.is_type<g::string_lit>();
+            p.chip = p.chip_quoted ? plain_string(chip, "a chip label") : chip.string();
+            p.chip_span = span(chip);
+            const Tree line = c.at(3).child(0);
+            p.line_quoted = line.is_type<g::string_lit>();
+            p.line = p.line_quoted ? plain_string(line, "a line name") : line.string();
+            p.line_span = span(line);
+            for (std::size_t k = 4; k < c.size(); ++k) {
+                const Tree& o = c[k];
+                const Span os = span(o);
+                std::string option_name = o.string();
+                if (o.is_type<g::initial_opt>()) {
+                    option_name = "initial";
+                    p.initial = count(o.child(0));
+                } else if (o.is_type<g::debounce_opt>()) {
+                    option_name = "debounce";
+                    p.debounce = duration(o.child(0));
+                } else if (o.is_type<g::active_low_opt>()) {
+                    p.active_low = true;
+                } else {
+                    p.bias = o.is_type<g::pull_up_opt>() ? Bias::pull_up : Bias::pull_down;
+                    p.bias_span = os;
+                }
+                p.options.push_back({std::move(option_name), os});
+            }
+            node.pins.push_back(std::move(p));
+        } else if (item.is_type<g::action_decl>()) {
+            Action a;
+            a.span = span(item);
+            a.name = ident(c.at(0));
+            stmts(item, 1, a.body);
+            node.actions.push_back(std::move(a));
+        } else if (item.is_type<g::every_decl>()) {
+            Timer t;
+            t.span = span(item);
+            t.period = duration(c.at(0));
+            std::size_t next = 1;
+            if (c.size() > 1 && c[1].is_type<g::times_count>()) t.times = count(c[next++]);
+            stmts(item, next, t.body);
+            node.timers.push_back(std::move(t));
+        } else if (item.is_type<g::on_decl>()) {
+            Rule r;
+            r.span = span(item);
+            r.source = ident(c.at(0));
+            std::size_t next = 1;
+            if (next < c.size() && c[next].is_type<g::on_pattern>()) {
+                const Tree& pat = c[next++];
+                if (pat.child(0).is_type<g::string_lit>()) {
+                    Expr e;
+                    e.kind = Expr::Kind::string;
+                    e.span = span(pat);
+                    Expr t;
+                    t.kind = Expr::Kind::text;
+                    t.text = plain_string(pat.child(0), "a pattern");
+                    t.span = e.span;
+                    e.operands.push_back(std::move(t));
+                    r.pattern = std::move(e);
+                } else {
+                    Expr e;
+                    e.kind = Expr::Kind::number;
+                    e.span = span(pat);
+                    e.text = pat.string();
+                    r.pattern = std::move(e);
+                }
+            }
+            if (next < c.size() && c[next].is_type<g::guard>()) r.guard = expr(c[next++]);
+            stmts(item, next, r.body);
+            node.rules.push_back(std::move(r));
+        }
+    }
+    program_.nodes.push_back(std::move(node));
+}
+
+void Parser::test(const Tree& n) {
+    Test t;
+    t.span = span(n);
+    const std::vector<Tree> items = n.children();
+    t.title = plain_string(items.at(0), "a test title");
+    t.title_span = span(items.at(0));
+    using K = TestStmt::Kind;
+    for (std::size_t i = 1; i < items.size(); ++i) {
+        const Tree& item = items[i];
+        const std::vector<Tree> c = item.children();
+        TestStmt s;
+        s.span = span(item);
+        if (item.is_type<g::t_send>()) {
+            s.kind = K::send;
+            s.value = expr(c.at(0));
+            s.node = ident(c.at(1));
+            s.member = ident(c.at(2));
+            if (c.size() > 3) s.expect = expr(c[3]);
+        } else if (item.is_type<g::t_drive>()) {
+            s.kind = K::drive;
+            s.node = ident(c.at(0));
+            s.member = ident(c.at(1));
+            s.value = expr(c.at(2));
+        } else if (item.is_type<g::t_advance>()) {
+            s.kind = K::advance;
+            s.duration = duration(c.at(0));
+        } else {  // t_expect
+            s.node = ident(c.at(0));
+            const Tree what = c.at(1);
+            const std::vector<Tree> w = what.children();
+            if (what.is_type<g::expect_pin>()) {
+                s.kind = K::expect_pin;
+                s.member = ident(w.at(0));
+                s.op = w.at(1).string_view() == "==" ? BinOp::eq : BinOp::ne;
+                s.value = expr(w.at(2));
+                if (w.size() > 3) s.within = duration(w[3]);
+            } else {
+                s.kind = K::expect_received;
+                s.count = count(w.at(0));
+                s.member = ident(w.at(1));
+            }
+        }
+        t.body.push_back(std::move(s));
+    }
+    program_.tests.push_back(std::move(t));
+}
+
+void Parser::top_item(const Tree& n, bool is_root) {
+    const std::vector<Tree> c = n.children();
+    if (n.is_type<g::mesh_decl>()) {
+        if (!is_root) return;  // a `mesh` line in an included file is ignored
+        if (seen_item_ || program_.mesh_name) {
+            diags_.error(Kind::misplaced_mesh, span(n), "`mesh` must be the first item of the file")
+                .notes.push_back({std::nullopt, "the topology's name comes before everything it declares"});
+            return;
+        }
+        program_.mesh_name = ident(c.at(0));
+        return;
+    }
+    seen_item_ = true;
+    if (n.is_type<g::include_decl>()) {
+        const std::string rel = plain_string(c.at(0), "a file path");
+        const fs::path base = fs::path(sm_.file(file_).path).parent_path();
+        const std::string path = (base / rel).lexically_normal().string();
+        const Span at = span(n);
+        program_.includes.push_back({path, at});
+        bool ok = false;
+        const std::uint32_t id = load(path, at, ok);
+        if (!ok) return;
+        const std::uint32_t saved = file_;
+        parse_source(id, false);
+        file_ = saved;
+    } else if (n.is_type<g::secret_decl>()) {
+        program_.secrets.push_back(ident(c.at(0)));
+    } else if (n.is_type<g::discovery_decl>()) {
+        program_.discovery.push_back({plain_string(c.at(0), "a URL"), span(c.at(0))});
+    } else if (n.is_type<g::node_decl>()) {
+        node(n);
+    } else if (n.is_type<g::test_decl>()) {
+        test(n);
+    }
+}
+
+void Parser::syntax_error(const std::string& text, std::uint32_t offset, std::string message) {
+    const Span tok = token_at(file_, text, offset);
+    diags_.error(Kind::syntax, tok, message + ", found " + describe_found(text, tok));
+}
+
+// Reads a file for an include; reports a missing file or a cycle at `from`.
+std::uint32_t Parser::load(const std::string& path, Span from, bool& ok) {
+    ok = false;
+    std::error_code ec;
+    const fs::path canonical = fs::weakly_canonical(path, ec);
+    const std::string key = ec ? path : canonical.string();
+    for (const auto& open : include_stack_) {
+        if (open == key) {
+            auto& d = diags_.error(Kind::include_cycle, from, "include cycle: `" + path + "` is already being read");
+            for (const auto& p : include_stack_) d.notes.push_back({std::nullopt, "included from `" + p + "`"});
+            return 0;
+        }
+    }
+    bool readable = false;
+    std::string text = read_file(path, readable);
+    if (!readable || fs::is_directory(path, ec)) {
+        diags_.error(Kind::include_not_found, from, "cannot read included file `" + path + "`");
+        return 0;
+    }
+    ok = true;
+    return sm_.add(path, key, std::move(text));
+}
+
+void Parser::parse_source(std::uint32_t file_id, bool is_root) {
+    file_ = file_id;
+    const SourceFile& src = sm_.file(file_id);
+    include_stack_.push_back(src.canonical.empty() ? src.path : src.canonical);
+    const std::string& text = src.text;
+    Input in(text.data(), text.data() + text.size(), src.path);
+    FlatTree tree;
+    tree.text = text.data();
+    while (true) {
+        pegtl::parse<g::__>(in);
+        if (in.empty()) break;
+        const auto offset = static_cast<std::uint32_t>(in.current() - text.data());
+        try {
+            tree.nodes.clear();
+            tree.open.clear();
+            if (pegtl::parse<g::top_entry, pegtl::nothing, control>(in, tree)) {
+                top_item(Tree(tree, 0), is_root);
+                file_ = file_id;
+                continue;
+            }
+            syntax_error(text, offset, "expected `node`, `test`, `include`, `mesh`, `secret` or `discovery`");
+        } catch (const pegtl::parse_error& e) {
+            const auto& pos = e.positions().front();
+            std::string msg(e.message());
+            // Rules without a message of their own (never expected) fall back to PEGTL's wording.
+            if (msg.rfind("parse error", 0) == 0) msg = "unexpected input";
+            syntax_error(text, static_cast<std::uint32_t>(pos.byte), std::move(msg));
+        }
+        // Recover at the next line that starts a top-level item, so that one
+        // mistake costs one item, not the rest of the file.
+        std::size_t at = offset;
+        while (true) {
+            at = text.find('\n', at);
+            if (at == std::string::npos) {
+                at = text.size();
+                break;
+            }
+            ++at;
+            pegtl::memory_input<> probe(text.data() + at, text.data() + text.size(), "");
+            if (pegtl::parse<pegtl::sor<g::kw_node, g::kw_test, g::kw_include, g::kw_mesh, g::kw_secret,
+                                        g::kw_discovery>>(probe)) {
+                break;
+            }
+        }
+        in.bump(at - static_cast<std::size_t>(in.current() - text.data()));
+    }
+    include_stack_.pop_back();
+}
+
+}  // namespace
+
+bool Expr::has_interpolation() const {
+    if (kind != Kind::string) return false;
+    for (const auto& p : operands)
+        if (p.kind != Kind::text) return true;
+    return false;
+}
+
+std::string Expr::literal_text() const {
+    if (kind == Kind::number) return text;
+    std::string out;
+    for (const auto& p : operands)
+        if (p.kind == Kind::text) out += p.text;
+    return out;
+}
+
+Program parse_text(std::string name, std::string text, SourceManager& sm, Diagnostics& diags) {
+    Program program;
+    Parser parser(sm, diags, program);
+    std::error_code ec;
+    const std::string canonical = fs::weakly_canonical(name, ec).string();
+    const std::uint32_t id = sm.add(name, ec ? name : canonical, std::move(text));
+    parser.parse_source(id, true);
+    return program;
+}
+
+Program parse_file(const std::string& path, SourceManager& sm, Diagnostics& diags) {
+    bool ok = false;
+    std::string text = read_file(path, ok);
+    if (!ok) throw std::runtime_error("cannot read `" + path + "`");
+    return parse_text(path, std::move(text), sm, diags);
+}
+
+}  // namespace meshrun::dsl

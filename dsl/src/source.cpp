@@ -1,0 +1,29 @@
+#include <algorithm>
+
+#include "meshrun/dsl/source.hpp"
+
+namespace meshrun::dsl {
+
+Location SourceFile::locate(std::uint32_t offset) const {
+    const auto it = std::upper_bound(line_starts.begin(), line_starts.end(), offset);
+    const auto line = static_cast<std::uint32_t>(it - line_starts.begin());  // >= 1: line_starts[0] == 0
+    return Location{line, offset - line_starts[line - 1] + 1};
+}
+
+std::string_view SourceFile::line_text(std::uint32_t line) const {
+    if (line == 0 || line > line_starts.size()) return {};
+    const std::uint32_t begin = line_starts[line - 1];
+    std::uint32_t end = line < line_starts.size() ? line_starts[line] - 1 : static_cast<std::uint32_t>(text.size());
+    if (end > begin && text[end - 1] == '\r') --end;
+    return std::string_view(text).substr(begin, end - begin);
+}
+
+std::uint32_t SourceManager::add(std::string path, std::string canonical, std::string text) {
+    SourceFile f{std::move(path), std::move(canonical), std::move(text), {0}};
+    for (std::uint32_t i = 0; i < f.text.size(); ++i)
+        if (f.text[i] == '\n') f.line_starts.push_back(i + 1);
+    files_.push_back(std::move(f));
+    return static_cast<std::uint32_t>(files_.size() - 1);
+}
+
+}  // namespace meshrun::dsl

@@ -1,0 +1,312 @@
+// The parser: grammar soundness, the AST it builds, and what its syntax errors say.
+#include <filesystem>
+#include <fstream>
+
+#include <catch2/catch.hpp>
+#include <tao/pegtl/contrib/analyze.hpp>
+
+#include "grammar.hpp"
+#include "meshrun/dsl/frontend.hpp"
+
+using namespace meshrun::dsl;
+
+namespace {
+
+struct Parsed {
+    SourceManager sm;
+    Diagnostics diags;
+    Program program;
+    std::string text(Span s) const { return std::string(sm.text(s)); }
+    std::string errors() const {
+        std::string out;
+        for (const auto& d : diags.all()) out += render_text(d, sm);
+        return out;
+    }
+};
+
+std::unique_ptr<Parsed> parse(std::string text) {
+    auto p = std::make_unique<Parsed>();
+    p->program = parse_text("test.mesh", std::move(text), p->sm, p->diags);
+    return p;
+}
+
+const Expr& guard_of(const Parsed& p) { return *p.program.nodes.at(0).rules.at(0).guard; }
+
+// A compact rendering of an expression tree, to compare shapes.
+std::string show(const Expr& e) {
+    using K = Expr::Kind;
+    static const char* ops[] = {"or", "and", "==", "!=", "<", "<=", ">", ">=", "+", "-"};
+    switch (e.kind) {
+        case K::number: return e.text;
+        case K::name: return e.text;
+        case K::value: return "value";
+        case K::tick: return "tick";
+        case K::text: return "'" + e.text + "'";
+        case K::random: return "random(" + show(e.operands[0]) + ")";
+        case K::not_: return "(not " + show(e.operands[0]) + ")";
+        case K::neg: return "(-" + show(e.operands[0]) + ")";
+        case K::binary:
+            return "(" + show(e.operands[0]) + " " + ops[static_cast<int>(e.op)] + " " + show(e.operands[1]) + ")";
+        case K::string: {
+            std::string out = "str[";
+            for (const auto& part : e.operands) out += show(part) + ";";
+            return out + "]";
+        }
+    }
+    return "?";
+}
+
+std::string guard(const std::string& expression) {
+    auto p = parse("node n at :1 {\n pin a = in gpiochip0 1\n on a when " + expression + " -> toggle a\n}\n");
+    INFO(p->errors());
+    REQUIRE(p->diags.all().empty());
+    return show(guard_of(*p));
+}
+
+}  // namespace
+
+TEST_CASE("the grammar has no rule that can loop without consuming input", "[dsl][grammar]") {
+    CHECK(tao::pegtl::analyze<grammar::file>(1) == 0);
+}
+
+TEST_CASE("the sketch's arduino fleet parses into the AST it describes", "[dsl][parse]") {
+    auto p = parse(R"(# arduino.mesh
+mesh arduino
+
+node clock {                                  # no port: a client, it serves nothing
+    every 1s 5 times -> send tick to iopin/datafeed
+}
+
+node iopin at localhost:8765 {
+    pin led = out gpiochip0 17
+    on datafeed -> {
+        log "new tick triggered on datafeed: {value}"
+        repeat 3 {
+            led = random(0.4)                 # 1 with probability 0.4
+            send led to buzzer/signal
+        }
+        ack "acknowledged"
+    }
+}
+
+node buzzer at localhost:8766 {
+    pin horn = out gpiochip0 18
+    action buzz { horn = 1; ack "buzz buzz buzz" }
+    on signal 1 -> buzz
+    on signal   -> { horn = 0; ack "..." }
+}
+)");
+    INFO(p->errors());
+    REQUIRE(p->diags.all().empty());
+    const Program& prog = p->program;
+    REQUIRE(prog.mesh_name);
+    CHECK(prog.mesh_name->name == "arduino");
+    REQUIRE(prog.nodes.size() == 3);
+
+    const Node& clock = prog.nodes[0];
+    CHECK(clock.name.name == "clock");
+    CHECK_FALSE(clock.address);
+    REQUIRE(clock.timers.size() == 1);
+    CHECK(clock.timers[0].period.micros == 1'000'000);
+    REQUIRE(clock.timers[0].times);
+    CHECK(clock.timers[0].times->value == 5);
+    REQUIRE(clock.timers[0].body.size() == 1);
+    const Stmt& send = clock.timers[0].body[0];
+    CHECK(send.kind == Stmt::Kind::send);
+    CHECK(send.expr.kind == Expr::Kind::tick);
+    CHECK(send.node.name == "iopin");
+    CHECK(send.channel.name == "datafeed");
+    CHECK(p->text(send.node.span) == "iopin");
+
+    const Node& iopin = prog.nodes[1];
+    REQUIRE(iopin.address);
+    CHECK(iopin.address->host == "localhost");
+    CHECK(iopin.address->port->value == 8765);
+    REQUIRE(iopin.pins.size() == 1);
+    CHECK(iopin.pins[0].direction == Direction::out);
+    CHECK(iopin.pins[0].chip == "gpiochip0");
+    CHECK(iopin.pins[0].line == "17");
+    const Rule& feed = iopin.rules.at(0);
+    CHECK(feed.source.name == "datafeed");
+    CHECK_FALSE(feed.pattern);
+    REQUIRE(feed.body.size() == 3);
+    CHECK(feed.body[0].kind == Stmt::Kind::log);
+    CHECK(show(feed.body[0].expr) == "str['new tick triggered on datafeed: ';value;]");
+    CHECK(feed.body[1].kind == Stmt::Kind::repeat);
+    CHECK(feed.body[1].count.value == 3);
+    REQUIRE(feed.body[1].body.size() == 2);
+    CHECK(show(feed.body[1].body[0].expr) == "random(0.4)");
+    CHECK(feed.body[2].kind == Stmt::Kind::ack);
+
+    const Node& buzzer = prog.nodes[2];
+    REQUIRE(buzzer.actions.size() == 1);
+    CHECK(buzzer.actions[0].body.size() == 2);
+    REQUIRE(buzzer.rules.size() == 2);
+    CHECK(buzzer.rules[0].pattern->literal_text() == "1");
+    CHECK(buzzer.rules[0].body.at(0).kind == Stmt::Kind::call);
+    CHECK(buzzer.rules[0].body.at(0).target.name == "buzz");
+    CHECK_FALSE(buzzer.rules[1].pattern);
+    CHECK(buzzer.rules[1].body.size() == 2);
+}
+
+TEST_CASE("operators bind loosest first: or, and, not, comparisons, + -, unary minus", "[dsl][parse]") {
+    CHECK(guard("not a == 1 and a or a") == "(((not (a == 1)) and a) or a)");
+    CHECK(guard("a or a and a") == "(a or (a and a))");
+    CHECK(guard("-3 + 2 < a - -1") == "(((-3) + 2) < (a - (-1)))");
+    CHECK(guard("1 - 2 - 3 >= 0") == "(((1 - 2) - 3) >= 0)");
+    CHECK(guard("(a or a) and not not a") == "((a or a) and (not (not a)))");
+    CHECK(guard("value != \"x\" and tick <= 0.5") == "((value != str['x';]) and (tick <= 0.5))");
+}
+
+TEST_CASE("names may hold dashes but not end in one, so arrows and minus still read", "[dsl][parse]") {
+    auto p = parse("node dock-1 at :9 {\n pin a-b = in gpiochip0 3\n on a-b when a-b - 1 > 0 -> toggle a-b\n}\n");
+    INFO(p->errors());
+    REQUIRE(p->diags.all().empty());
+    CHECK(p->program.nodes[0].name.name == "dock-1");
+    CHECK(show(guard_of(*p)) == "((a-b - 1) > 0)");
+}
+
+TEST_CASE("strings unescape and interpolate", "[dsl][parse]") {
+    auto p = parse("node n at :9 {\n on c -> log \"a\\\"b\\\\c\\nd\\{e\\} {value + 1}!\"\n}\n");
+    INFO(p->errors());
+    REQUIRE(p->diags.all().empty());
+    const Expr& e = p->program.nodes[0].rules[0].body[0].expr;
+    CHECK(show(e) == "str['a\"b\\c\nd{e} ';(value + 1);'!';]");
+    CHECK(e.has_interpolation());
+}
+
+TEST_CASE("durations read in every unit", "[dsl][parse]") {
+    auto p = parse("node n {\n every 250us -> {}\n every 20ms -> {}\n every 1s -> {}\n every 2m -> {}\n every 1h -> {}\n}\n");
+    INFO(p->errors());
+    REQUIRE(p->diags.all().empty());
+    const auto& t = p->program.nodes[0].timers;
+    REQUIRE(t.size() == 5);
+    CHECK(t[0].period.micros == 250);
+    CHECK(t[1].period.micros == 20'000);
+    CHECK(t[2].period.micros == 1'000'000);
+    CHECK(t[3].period.micros == 120'000'000);
+    CHECK(t[4].period.micros == 3'600'000'000ULL);
+}
+
+TEST_CASE("separators: newline, `;`, before `}`, and a newline after `->` or `{`", "[dsl][parse]") {
+    auto p = parse("node n at [::1]:9000 { pin p = out \"pinctrl-bcm2835\" \"GPIO17\" active_low initial 1; on c ->\n"
+                   "   {\n p = 1; p = 0\n toggle p }\n}\n");
+    INFO(p->errors());
+    REQUIRE(p->diags.all().empty());
+    const Node& n = p->program.nodes[0];
+    CHECK(n.address->host == "::1");
+    CHECK(p->text(n.address->host_span) == "[::1]");
+    CHECK(n.pins[0].chip == "pinctrl-bcm2835");
+    CHECK(n.pins[0].chip_quoted);
+    CHECK(n.pins[0].line == "GPIO17");
+    CHECK(n.pins[0].active_low);
+    CHECK(n.pins[0].initial->value == 1);
+    CHECK(n.rules[0].body.size() == 3);
+}
+
+TEST_CASE("contextual keywords stay usable as names", "[dsl][parse]") {
+    auto p = parse("node n at :1 {\n on in -> ack 1\n on to -> ack 2\n on times -> ack 3\n}\n");
+    INFO(p->errors());
+    REQUIRE(p->diags.all().empty());
+    CHECK(p->program.nodes[0].rules[0].source.name == "in");
+}
+
+TEST_CASE("test blocks parse every statement", "[dsl][parse]") {
+    auto p = parse("test \"t\" {\n send 1 to b/signal expect \"buzz\"\n drive b.button = 1\n advance 5s\n"
+                   " expect b.horn == 1 within 100ms\n expect b.horn != 0\n expect b received 15 on signal\n}\n");
+    INFO(p->errors());
+    REQUIRE(p->diags.all().empty());
+    const auto& body = p->program.tests.at(0).body;
+    REQUIRE(body.size() == 6);
+    CHECK(body[0].kind == TestStmt::Kind::send);
+    CHECK(body[0].expect->literal_text() == "buzz");
+    CHECK(body[1].kind == TestStmt::Kind::drive);
+    CHECK(body[1].member.name == "button");
+    CHECK(body[2].duration.micros == 5'000'000);
+    CHECK(body[3].within->micros == 100'000);
+    CHECK(body[4].op == BinOp::ne);
+    CHECK(body[5].kind == TestStmt::Kind::expect_received);
+    CHECK(body[5].count.value == 15);
+}
+
+TEST_CASE("a syntax error says what was expected where, and what was found", "[dsl][parse]") {
+    struct Case {
+        const char* text;
+        const char* message;
+        const char* at;  // line:column
+    };
+    const Case cases[] = {
+        {"node buzzer at localhost:8766\n", "expected `{` after the node name (or `at HOST:PORT`), found end of line", "1:30"},
+        {"node n at :1 {\n on c -> send 1 to buzzer\n}\n", "expected `/` between node and channel, as in `buzzer/signal`, found end of line", "2:26"},
+        {"node n at :1 {\n on c -> log \"a\\q\"\n}\n", "unknown escape; use `\\\"`, `\\\\`, `\\n`, `\\{` or `\\}`, found `q`", "2:17"},
+        {"node n at :1 {\n on c -> log \"abc\n}\n", "expected `\"` to close the string, found end of line", "2:18"},
+        {"node n {\n pin p = out gpiochip0 17 pullup\n}\n", "expected a pin option (`active_low`, `initial`, `pull_up`, `pull_down`, `debounce`) or the end of the line, found `pullup`", "2:27"},
+        {"node n {\n every 1 -> {}\n}\n", "expected a duration such as `1s` or `250ms` after `every`, found `1`", "2:8"},
+        {"node n at :1 {\n on c -> ack 1 +\n}\n", "expected an expression after the operator, found end of line", "2:17"},
+        {"nod n {}\n", "expected `node`, `test`, `include`, `mesh`, `secret` or `discovery`, found `nod`", "1:1"},
+        {"node n {\n frobnicate\n}\n", "expected `pin`, `action`, `every`, `on` or `}`, found `frobnicate`", "2:2"},
+        {"node n at :1 {\n on c -> { ack 1 ack 2 }\n}\n", "expected a newline or `;` after the statement, found `ack`", "2:18"},
+        {"test \"t\" {\n expect b horn\n}\n", "expected `.PIN == LEVEL` or `received N on CHANNEL` after the node, found `horn`", "2:11"},
+        {"node send {}\n", "expected a node name after `node`, found `send`", "1:6"},
+    };
+    for (const auto& c : cases) {
+        auto p = parse(c.text);
+        INFO(c.text);
+        REQUIRE(p->diags.all().size() == 1);
+        const Diagnostic& d = p->diags.all()[0];
+        CHECK(d.kind == Kind::syntax);
+        CHECK(d.message == c.message);
+        const Location loc = p->sm.file(0).locate(d.span.begin);
+        CHECK(std::to_string(loc.line) + ":" + std::to_string(loc.column) == c.at);
+    }
+}
+
+TEST_CASE("after a syntax error the parser goes on with the next top-level item", "[dsl][parse]") {
+    auto p = parse("node a {\n pin = out\n}\nnode b at :1 {\n on c -> ack (1\n}\nnode good at :2 {\n on c -> ack 1\n}\n");
+    REQUIRE(p->diags.all().size() == 2);
+    CHECK(p->sm.file(0).locate(p->diags.all()[0].span.begin).line == 2);
+    CHECK(p->sm.file(0).locate(p->diags.all()[1].span.begin).line == 5);  // the `)` is missing there
+    REQUIRE(p->program.nodes.size() == 1);
+    CHECK(p->program.nodes[0].name.name == "good");
+}
+
+TEST_CASE("includes splice files relative to the includer and report in the right file", "[dsl][parse][include]") {
+    namespace fs = std::filesystem;
+    const fs::path dir = fs::temp_directory_path() / "meshrun-include-test";
+    fs::remove_all(dir);
+    fs::create_directories(dir / "sub");
+    auto write = [&](const fs::path& path, const std::string& text) { std::ofstream(path) << text; };
+    write(dir / "root.mesh", "mesh root\ninclude \"sub/a.mesh\"\nnode r at :1 { on c -> ack 1 }\n");
+    write(dir / "sub" / "a.mesh", "mesh ignored\ninclude \"b.mesh\"\nnode a at :2 { on c -> ack 1 }\n");
+    write(dir / "sub" / "b.mesh", "node b at :3 { on c -> ack (1 }\n");
+
+    SourceManager sm;
+    Diagnostics diags;
+    Program prog = parse_file((dir / "root.mesh").string(), sm, diags);
+    CHECK(prog.mesh_name->name == "root");
+    REQUIRE(diags.all().size() == 1);
+    CHECK(sm.file(diags.all()[0].span.file).path == (dir / "sub" / "b.mesh").string());
+    REQUIRE(prog.nodes.size() == 2);
+    CHECK(prog.nodes[0].name.name == "a");
+    CHECK(prog.nodes[1].name.name == "r");
+
+    SECTION("a missing file is an error at the include line") {
+        write(dir / "sub" / "b.mesh", "include \"nowhere.mesh\"\n");
+        SourceManager sm2;
+        Diagnostics d2;
+        (void)parse_file((dir / "root.mesh").string(), sm2, d2);
+        REQUIRE(d2.all().size() == 1);
+        CHECK(d2.all()[0].kind == Kind::include_not_found);
+        CHECK(sm2.text(d2.all()[0].span) == "include \"nowhere.mesh\"");
+    }
+    SECTION("a cycle is an error at the include that closes it") {
+        write(dir / "sub" / "b.mesh", "include \"../root.mesh\"\n");
+        SourceManager sm2;
+        Diagnostics d2;
+        (void)parse_file((dir / "root.mesh").string(), sm2, d2);
+        REQUIRE(d2.all().size() == 1);
+        CHECK(d2.all()[0].kind == Kind::include_cycle);
+        CHECK(sm2.file(d2.all()[0].span.file).path == (dir / "sub" / "b.mesh").string());
+    }
+    fs::remove_all(dir);
+}
