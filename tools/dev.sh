@@ -16,7 +16,7 @@ packages=(
   cmake ninja-build g++ pkg-config ccache            # toolchain
   tao-pegtl-dev libboost-dev libgpiod-dev libfmt-dev  # the libraries meshrun is made of
   libcli11-dev nlohmann-json3-dev
-  catch2 python3 clang-14 libclang-rt-14-dev          # tests: Catch2, bench generator, libFuzzer
+  catch2 python3 python3-websockets clang-14 libclang-rt-14-dev          # tests: Catch2, bench generator, libFuzzer
 )
 
 setup() {

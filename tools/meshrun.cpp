@@ -11,7 +11,10 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "meshrun/drivers/sim.hpp"
 #include "meshrun/dsl/frontend.hpp"
+#include "meshrun/engine/graph.hpp"
+#include "meshrun/engine/runtime.hpp"
 
 namespace {
 
@@ -79,6 +82,101 @@ int run_check(const CheckOptions& opt) {
     return status;
 }
 
+// Compiles a file for the commands that run or draw it: diagnostics go to stderr,
+// and a file with errors is refused.
+std::optional<engine::Graph> load(const std::string& path) {
+    dsl::SourceManager sm;
+    dsl::Diagnostics diags;
+    dsl::Compiled compiled;
+    try {
+        compiled = dsl::compile_file(path, sm, diags);
+    } catch (const std::exception&) {
+        fmt::print(stderr, "meshrun: error: cannot read `{}`: {}\n", path, std::strerror(errno ? errno : ENOENT));
+        return std::nullopt;
+    }
+    diags.sort_by_position();
+    const dsl::RenderOptions render{use_color("auto", STDERR_FILENO)};
+    for (const auto& d : diags.all()) fmt::print(stderr, "{}", dsl::render_text(d, sm, render));
+    if (diags.has_errors()) {
+        fmt::print(stderr, "{}: {}; not started\n", path, plural(diags.errors(), "error"));
+        return std::nullopt;
+    }
+    return engine::lower(compiled.program);
+}
+
+struct RunOptions {
+    std::string file;
+    std::string node;
+    std::vector<std::string> only;
+    bool sim = false;
+    std::string bind;
+    std::uint64_t seed = 0;
+    std::string log = "text";
+    std::string color = "auto";
+};
+
+int find_node(const engine::Graph& graph, const std::string& name) {
+    const int index = graph.find(name);
+    if (index >= 0) return index;
+    std::vector<std::string_view> names;
+    for (const auto& n : graph.nodes) names.push_back(n.name);
+    const auto guess = dsl::closest(name, names);
+    fmt::print(stderr, "meshrun: error: no node `{}` in the file{}\n", name,
+               guess ? fmt::format("; did you mean `{}`?", *guess) : "");
+    return -1;
+}
+
+int run_fleet(const RunOptions& opt, bool one_node) {
+    const auto graph = load(opt.file);
+    if (!graph) return exit_errors;
+    engine::FleetOptions fleet_options;
+    if (one_node) {
+        const int index = find_node(*graph, opt.node);
+        if (index < 0) return exit_usage;
+        const auto& node = graph->nodes[static_cast<std::size_t>(index)];
+        if (!opt.sim && !node.pins.empty()) {
+            fmt::print(stderr,
+                       "meshrun: error: node `{}` has pins, and this build drives real GPIO lines only in a later "
+                       "version; run it on simulated lines with --sim\n",
+                       node.name);
+            return exit_usage;
+        }
+        fleet_options.nodes.push_back(index);
+    } else if (!opt.only.empty()) {
+        for (const auto& name : opt.only) {
+            const int index = find_node(*graph, name);
+            if (index < 0) return exit_usage;
+            fleet_options.nodes.push_back(index);
+        }
+    } else {
+        for (std::size_t i = 0; i < graph->nodes.size(); ++i) fleet_options.nodes.push_back(static_cast<int>(i));
+    }
+    if (!opt.bind.empty()) fleet_options.bind = opt.bind;
+    fleet_options.seed = opt.seed;
+    fleet_options.handle_signals = true;
+
+    std::vector<std::string> names;
+    for (int i : fleet_options.nodes) names.push_back(graph->nodes[static_cast<std::size_t>(i)].name);
+    auto logger = opt.log == "json" ? engine::make_json_logger() : engine::make_text_logger(names, use_color(opt.color, STDOUT_FILENO));
+    drivers::SimDriver pins;
+    engine::Fleet fleet(*graph, pins, *logger, fleet_options);
+    try {
+        fleet.start();
+    } catch (const std::exception& e) {
+        fmt::print(stderr, "meshrun: error: {}\n", e.what());
+        return exit_errors;
+    }
+    fleet.run();
+    return exit_ok;
+}
+
+int run_graph(const std::string& file, const std::string& format) {
+    const auto graph = load(file);
+    if (!graph) return exit_errors;
+    fmt::print("{}", format == "mermaid" ? engine::to_mermaid(*graph) : engine::to_dot(*graph));
+    return exit_ok;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -110,6 +208,42 @@ int main(int argc, char** argv) {
                 "  meshrun check --werror topologies/*.mesh\n"
                 "  meshrun check --format json fleet.mesh | jq .message");
 
+    RunOptions run;
+    auto add_run_options = [&run](CLI::App* sub) {
+        sub->add_option("--seed", run.seed, "Seed random(P) so that a run can be repeated (0: a new seed each run)");
+        sub->add_option("--log", run.log, "Log lines as `text` (`[ node ] ...`) or `json` (one object a line)")
+            ->check(CLI::IsMember({"text", "json"}))
+            ->default_str("text");
+        sub->add_option("--color", run.color, "Color the node prefixes: `auto`, `always` or `never`")
+            ->check(CLI::IsMember({"auto", "always", "never"}))
+            ->default_str("auto");
+    };
+    auto* run_cmd = app.add_subcommand("run", "Run one node of a .mesh file: a websocket endpoint on its port");
+    run_cmd->add_option("file", run.file, "The .mesh file")->required()->type_name("FILE");
+    run_cmd->add_option("--node", run.node, "The node to run")->required()->type_name("NAME");
+    run_cmd->add_flag("--sim", run.sim, "Simulated pins instead of real GPIO lines");
+    run_cmd->add_option("--bind", run.bind, "Listen on this address instead of the node's host (e.g. 0.0.0.0)");
+    add_run_options(run_cmd);
+    run_cmd->footer("The node serves ws://HOST:PORT/CHANNEL for each of its channels and GET / with its status.\n"
+                    "SIGINT or SIGTERM closes every connection with a close frame and exits 0.\n"
+                    "Exit status: 0 after a signal, 1 when the file has errors or the port is in use, 2 on bad usage.\n\n"
+                    "Example:\n  meshrun run topologies/arduino.mesh --node buzzer --sim");
+
+    auto* up_cmd = app.add_subcommand("up", "Run every node of a .mesh file in one process, on simulated pins");
+    up_cmd->add_option("file", run.file, "The .mesh file")->required()->type_name("FILE");
+    up_cmd->add_option("--only", run.only, "Run only these nodes")->delimiter(',')->type_name("A,B,...");
+    add_run_options(up_cmd);
+    up_cmd->footer("Each node listens on its declared port; logs are interleaved, prefixed with the node.\n\n"
+                   "Example:\n  meshrun up topologies/arduino.mesh --seed 7");
+
+    std::string graph_file, graph_format = "dot";
+    auto* graph_cmd = app.add_subcommand("graph", "Draw the event graph of a .mesh file (Graphviz or Mermaid)");
+    graph_cmd->add_option("file", graph_file, "The .mesh file")->required()->type_name("FILE");
+    graph_cmd->add_option("--format", graph_format, "`dot` (Graphviz) or `mermaid`")
+        ->check(CLI::IsMember({"dot", "mermaid"}))
+        ->default_str("dot");
+    graph_cmd->footer("Example:\n  meshrun graph topologies/arduino.mesh | dot -Tsvg > arduino.svg");
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
@@ -123,5 +257,8 @@ int main(int argc, char** argv) {
         return exit_usage;
     }
     if (app.got_subcommand("check")) return run_check(check);
+    if (app.got_subcommand("run")) return run_fleet(run, true);
+    if (app.got_subcommand("up")) return run_fleet(run, false);
+    if (app.got_subcommand("graph")) return run_graph(graph_file, graph_format);
     return exit_usage;
 }

@@ -3,8 +3,9 @@
 // for: ranges, addresses, lines, pin options, rule order, tests and unused
 // names here; contexts of `ack`/`value`/`tick` and cycles in check_flow.cpp.
 //
-// Pure and linear: every lookup is a hash map keyed by string_view into the
-// AST; edit-distance suggestions are computed only when an error is reported.
+// Pure and linear: names are looked up by string_view into the AST, in a node's
+// few adjacent entries or through open-addressing tables (check_state.hpp);
+// edit-distance suggestions are computed only when an error is reported.
 #include <algorithm>
 #include <cctype>
 #include <cstdint>
@@ -43,8 +44,9 @@ std::string format_duration(std::uint64_t us) {
     return std::to_string(us) + "us";
 }
 
+// A count as written (the parser saturates counts too large for 64 bits).
 std::string format_count(const Count& c) {
-    return c.value == INT64_MAX ? std::string("this large") : std::to_string(c.value);
+    return c.value == INT64_MAX ? "over " + std::to_string(INT64_MAX) : std::to_string(c.value);
 }
 
 // A literal as the checks compare it (`1` and `"1"` are both "1"); `-N` counts as one.
@@ -78,16 +80,9 @@ int literal_level(const Expr& e) {
     return t == "0" ? 0 : t == "1" ? 1 : -1;
 }
 
-// `localhost`, `127.0.0.1`, `::1` and no host are one host; other names compare case-insensitively.
-void host_key(const std::string& host, std::string& out) {
-    out.assign(host);
-    for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (out.empty() || out == "localhost" || out == "127.0.0.1" || out == "::1") out = "localhost";
-}
-bool is_local(const std::string& host) {
-    std::string key;
-    host_key(host, key);
-    return key == "localhost";
+// `localhost`, `127.0.0.1`, `::1` and no host (`at :PORT`) are one host, the local one.
+bool is_local(std::string_view host) {
+    return host.empty() || HostEq{}(host, "localhost") || host == "127.0.0.1" || host == "::1";
 }
 
 // From the start of `a` to the end of `b` (both in one file).
@@ -121,8 +116,8 @@ void Checker::suggest(Diagnostic& d, std::string_view word, const std::vector<st
 const Names* Checker::find(int node, std::string_view name) const {
     const NodeInfo& ni = nodes_[static_cast<std::size_t>(node)];
     if (ni.hashed) {
-        auto it = names_.find(NameKey{node, name});
-        return it == names_.end() ? nullptr : &local_names_[it->second].second;
+        const std::size_t* at = names_.find(NameKey{node, name});
+        return at ? &local_names_[*at].second : nullptr;
     }
     // Most nodes have a handful of names: a scan of a few adjacent entries beats hashing.
     for (std::size_t i = ni.name_base, end = ni.name_base + ni.name_count; i < end; ++i)
@@ -275,9 +270,9 @@ void Checker::declare_nodes() {
     channel_node_.reserve(rules);
     edges_.reserve(rules + actions);
 
-    std::unordered_map<std::string, int> hosts;
-    std::string host;
-    std::unordered_map<std::uint64_t, int> ports;  // host id << 32 | port -> node
+    HostMap hosts;  // every host but the local one, which is host 0
+    hosts.reserve(count);
+    PortMap ports;
     ports.reserve(count);
     LineMap lines;
     lines.reserve(pins);
@@ -300,18 +295,15 @@ void Checker::declare_nodes() {
             action_node_.push_back(static_cast<int>(i));
         }
         if (n.address) {
-            host_key(n.address->host, host);
-            auto it = hosts.find(host);
-            if (it == hosts.end()) it = hosts.emplace(host, static_cast<int>(hosts.size())).first;
-            ni.host = it->second;
+            ni.host = is_local(n.address->host) ? 0
+                                                : *hosts.emplace(n.address->host, static_cast<int>(hosts.size()) + 1).first;
         } else {
             ni.host = -1 - static_cast<int>(i);  // its own host: lines compare within the node only
         }
 
-        auto [it, fresh] = node_index_.emplace(n.name.name, static_cast<int>(i));
-        if (!fresh) {
+        if (auto [first, fresh] = node_index_.emplace(n.name.name, static_cast<int>(i)); !fresh) {
             error(Kind::duplicate_name, n.name.span, "node " + bt(n.name.name) + " is declared twice")
-                .notes.push_back({program_.nodes[it->second].name.span, "first declared here"});
+                .notes.push_back({program_.nodes[*first].name.span, "first declared here"});
         }
         declare_names(static_cast<int>(i));
         for (const Pin& p : n.pins) check_pin(p);
@@ -326,10 +318,10 @@ void Checker::check_lines(int index, LineMap& lines) {
     const Node& n = node(index);
     for (std::size_t p = 0; p < n.pins.size(); ++p) {
         const Pin& pin = n.pins[p];
-        auto [it, fresh] = lines.emplace(LineKey{nodes_[index].host, pin.chip, pin.line, pin.line_quoted},
-                                         std::make_pair(index, static_cast<int>(p)));
+        auto [owner, fresh] = lines.emplace(LineKey{nodes_[index].host, pin.chip, pin.line, pin.line_quoted},
+                                            std::make_pair(index, static_cast<int>(p)));
         if (fresh) continue;
-        const auto [fn, fp] = it->second;
+        const auto [fn, fp] = *owner;
         const Pin& first = program_.nodes[fn].pins[fp];
         std::string by = "pin " + bt(first.name.name);
         if (fn != index) by += " of node " + bt(program_.nodes[fn].name.name);
@@ -340,7 +332,7 @@ void Checker::check_lines(int index, LineMap& lines) {
     }
 }
 
-void Checker::check_address(int index, std::unordered_map<std::uint64_t, int>& ports) {
+void Checker::check_address(int index, PortMap& ports) {
     const Node& n = node(index);
     if (!n.address || !n.address->port) return;
     const Count& port = *n.address->port;
@@ -350,9 +342,9 @@ void Checker::check_address(int index, std::unordered_map<std::uint64_t, int>& p
     }
     const std::uint64_t key = (static_cast<std::uint64_t>(static_cast<std::uint32_t>(nodes_[index].host)) << 32) |
                               static_cast<std::uint64_t>(port.value);
-    auto [it, fresh] = ports.emplace(key, index);
+    auto [at, fresh] = ports.emplace(key, index);
     if (fresh) return;
-    const Node& first = node(it->second);
+    const Node& first = node(*at);
     auto& d = error(Kind::port_in_use, port.span,
                     "port " + std::to_string(port.value) + " is already used by node " + bt(first.name.name) +
                         " on the same host");
@@ -443,7 +435,9 @@ void Checker::check_pin(const Pin& p) {
     if (!p.line_quoted) {
         std::string_view digits = p.line;
         while (digits.size() > 1 && digits.front() == '0') digits.remove_prefix(1);
-        if (digits.size() > 4 || std::strtoul(std::string(digits).c_str(), nullptr, 10) > max_line_offset)
+        std::size_t offset = 0;
+        for (char c : digits) offset = offset * 10 + static_cast<std::size_t>(c - '0');
+        if (digits.size() > 4 || offset > max_line_offset)
             error(Kind::out_of_range, p.line_span, "line offset " + p.line + " is out of range (0 to 1023)")
                 .notes.push_back({std::nullopt, "to name a line, put its name in quotes, as in `\"GPIO17\"`"});
     }
@@ -714,7 +708,7 @@ int Checker::resolve_action(int index, const Ident& id) {
 }
 
 int Checker::resolve_node(const Ident& id) {
-    if (auto it = node_index_.find(id.name); it != node_index_.end()) return it->second;
+    if (const int* at = node_index_.find(id.name)) return *at;
     auto& d = error(Kind::unknown_node, id.span, "unknown node " + bt(id.name));
     suggest(d, id.name, node_names());
     return -1;

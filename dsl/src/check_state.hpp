@@ -7,6 +7,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <utility>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -18,7 +20,15 @@
 
 namespace meshrun::dsl::check_detail {
 
-inline std::string bt(std::string_view s) { return "`" + std::string(s) + "`"; }
+// `s` in backticks, as code is quoted in messages.
+inline std::string bt(std::string_view s) {
+    std::string out;
+    out.reserve(s.size() + 2);
+    out += '`';
+    out += s;
+    out += '`';
+    return out;
+}
 
 // `a` comes before `b` in the text (spans of one topology).
 inline bool before(Span a, Span b) { return a.file != b.file ? a.file < b.file : a.begin < b.begin; }
@@ -26,18 +36,86 @@ inline bool before(Span a, Span b) { return a.file != b.file ? a.file < b.file :
 enum class RuleKind : std::uint8_t { pin, channel, invalid };
 enum class Root : std::uint8_t { message, pin, timer };
 
+// Hashing for the checker's tables: FNV-1a over bytes, then a finalizer so that
+// the low bits (the table index) depend on every bit.
+inline std::uint64_t mix(std::uint64_t x) {
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return x;
+}
+inline std::uint64_t fnv1a(std::string_view s, std::uint64_t h = 1469598103934665603ULL) {
+    for (unsigned char c : s) {
+        h ^= c;
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+struct StringHash {
+    std::size_t operator()(std::string_view s) const { return mix(fnv1a(s)); }
+};
+struct U64Hash {
+    std::size_t operator()(std::uint64_t x) const { return mix(x); }
+};
+
+// An open-addressing hash map with linear probing, for the checker's large
+// tables: one allocation for the whole table, none per entry.
+template<typename Key, typename Value, typename Hash, typename Eq = std::equal_to<Key>>
+class FlatMap {
+public:
+    void reserve(std::size_t n) {
+        std::size_t cap = 16;
+        while (cap < 2 * n) cap <<= 1;
+        if (cap > slots_.size()) rehash(cap);
+    }
+    // The value of `key`, with `value` inserted when it was absent; `second`: whether it was.
+    // The pointer is valid until the next insertion.
+    std::pair<Value*, bool> emplace(const Key& key, const Value& value) {
+        if ((size_ + 1) * 2 > slots_.size()) rehash(slots_.empty() ? 16 : slots_.size() * 2);
+        std::size_t i = Hash{}(key) & mask_;
+        for (; used_[i]; i = (i + 1) & mask_)
+            if (Eq{}(slots_[i].first, key)) return {&slots_[i].second, false};
+        used_[i] = 1;
+        slots_[i] = {key, value};
+        ++size_;
+        return {&slots_[i].second, true};
+    }
+    const Value* find(const Key& key) const {
+        if (slots_.empty()) return nullptr;
+        for (std::size_t i = Hash{}(key) & mask_; used_[i]; i = (i + 1) & mask_)
+            if (Eq{}(slots_[i].first, key)) return &slots_[i].second;
+        return nullptr;
+    }
+    std::size_t size() const { return size_; }
+
+private:
+    void rehash(std::size_t cap) {
+        std::vector<std::pair<Key, Value>> old(cap);
+        std::vector<std::uint8_t> old_used(cap, 0);
+        old.swap(slots_);
+        old_used.swap(used_);
+        mask_ = cap - 1;
+        size_ = 0;
+        for (std::size_t i = 0; i < old.size(); ++i)
+            if (old_used[i]) emplace(old[i].first, old[i].second);
+    }
+    std::vector<std::pair<Key, Value>> slots_;
+    std::vector<std::uint8_t> used_;
+    std::size_t mask_ = 0, size_ = 0;
+};
+
 // What one name of a node is: indices local to the node, -1 when not of that sort.
 struct Names {
     int pin = -1, action = -1, channel = -1;
 };
 struct NameKey {
-    int node;
+    int node = 0;
     std::string_view name;
     bool operator==(const NameKey& o) const { return node == o.node && name == o.name; }
 };
 struct NameKeyHash {
     std::size_t operator()(const NameKey& k) const {
-        return std::hash<std::string_view>{}(k.name) * 31u + static_cast<std::size_t>(k.node);
+        return mix(fnv1a(k.name) ^ (static_cast<std::uint64_t>(static_cast<std::uint32_t>(k.node)) << 1));
     }
 };
 
@@ -60,20 +138,44 @@ struct Edge {
 
 // A GPIO line on a host: lines in use are found by this key.
 struct LineKey {
-    int host;
+    int host = 0;
     std::string_view chip, line;
-    bool quoted;
+    bool quoted = false;
     bool operator==(const LineKey& o) const {
         return host == o.host && quoted == o.quoted && chip == o.chip && line == o.line;
     }
 };
 struct LineKeyHash {
     std::size_t operator()(const LineKey& k) const {
-        const std::hash<std::string_view> h;
-        return (h(k.line) * 31u + h(k.chip)) * 31u + static_cast<std::size_t>(k.host) * 2u + (k.quoted ? 1u : 0u);
+        const std::uint64_t h = fnv1a(k.line, fnv1a(k.chip) ^ (k.quoted ? 0x9e3779b97f4a7c15ULL : 0));
+        return mix(h ^ (static_cast<std::uint64_t>(static_cast<std::uint32_t>(k.host)) << 7));
     }
 };
-using LineMap = std::unordered_map<LineKey, std::pair<int, int>, LineKeyHash>;  // -> (node, pin)
+using LineMap = FlatMap<LineKey, std::pair<int, int>, LineKeyHash>;  // -> (node, pin)
+using PortMap = FlatMap<std::uint64_t, int, U64Hash>;                 // host id << 32 | port -> node
+
+// Host names compare case-insensitively.
+struct HostHash {
+    std::size_t operator()(std::string_view s) const {
+        std::uint64_t h = 1469598103934665603ULL;
+        for (unsigned char c : s) {
+            h ^= static_cast<unsigned char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
+            h *= 1099511628211ULL;
+        }
+        return mix(h);
+    }
+};
+struct HostEq {
+    bool operator()(std::string_view a, std::string_view b) const {
+        if (a.size() != b.size()) return false;
+        for (std::size_t i = 0; i < a.size(); ++i) {
+            const auto x = static_cast<unsigned char>(a[i]), y = static_cast<unsigned char>(b[i]);
+            if ((x >= 'A' && x <= 'Z' ? x + 32 : x) != (y >= 'A' && y <= 'Z' ? y + 32 : y)) return false;
+        }
+        return true;
+    }
+};
+using HostMap = FlatMap<std::string_view, int, HostHash, HostEq>;
 
 struct DiagKey {
     Kind kind;
@@ -115,7 +217,7 @@ private:
     void declare_nodes();
     void declare_names(int node);
     void declare_rules(int node);
-    void check_address(int node, std::unordered_map<std::uint64_t, int>& ports);
+    void check_address(int node, PortMap& ports);
     void check_lines(int node, LineMap& lines);
     void check_pin(const Pin& p);
 
@@ -177,11 +279,11 @@ private:
     std::unordered_set<DiagKey, DiagKeyHash> reported_;
 
     std::vector<NodeInfo> nodes_;
-    std::unordered_map<std::string_view, int> node_index_;
+    FlatMap<std::string_view, int, StringHash> node_index_;
     std::vector<std::string_view> node_names_;  // for suggestions, filled on first use
     // Each node's names, contiguous; a node with many names also indexes them in `names_`.
     std::vector<std::pair<std::string_view, Names>> local_names_;
-    std::unordered_map<NameKey, std::size_t, NameKeyHash> names_;
+    FlatMap<NameKey, std::size_t, NameKeyHash> names_;
 
     // Flat per-node data, indexed by the node's bases.
     std::vector<char> pin_used_;

@@ -189,7 +189,8 @@ private:
     Diagnostics& diags_;
     Program& program_;
     std::uint32_t file_ = 0;
-    std::vector<std::string> include_stack_;  // canonical paths being read, for cycles
+    struct Open { std::string canonical, path; };
+    std::vector<Open> include_stack_;  // the files being read, for cycles
     bool seen_item_ = false;                  // a `mesh` line must come first
 };
 
@@ -594,9 +595,9 @@ std::uint32_t Parser::load(const std::string& path, Span from, bool& ok) {
     const fs::path canonical = fs::weakly_canonical(path, ec);
     const std::string key = ec ? path : canonical.string();
     for (const auto& open : include_stack_) {
-        if (open == key) {
+        if (open.canonical == key) {
             auto& d = diags_.error(Kind::include_cycle, from, "include cycle: `" + path + "` is already being read");
-            for (const auto& p : include_stack_) d.notes.push_back({std::nullopt, "included from `" + p + "`"});
+            for (const auto& p : include_stack_) d.notes.push_back({std::nullopt, "included from `" + p.path + "`"});
             return 0;
         }
     }
@@ -613,7 +614,7 @@ std::uint32_t Parser::load(const std::string& path, Span from, bool& ok) {
 void Parser::parse_source(std::uint32_t file_id, bool is_root) {
     file_ = file_id;
     const SourceFile& src = sm_.file(file_id);
-    include_stack_.push_back(src.canonical.empty() ? src.path : src.canonical);
+    include_stack_.push_back({src.canonical.empty() ? src.path : src.canonical, src.path});
     const std::string& text = src.text;
     Input in(text.data(), text.data() + text.size(), src.path);
     FlatTree tree;

@@ -90,6 +90,8 @@ for w in "${words[@]}"; do
 done > "$dict"
 
 # Run from an empty directory: relative includes in fuzz inputs then find nothing.
+# -entropic=0: with this grammar's ~30k coverage features, the entropic
+# schedule's bookkeeping took three quarters of the time (about 4x fewer runs).
 workdir="$(mktemp -d "${TMPDIR:-/tmp}/meshrun-fuzz-run.XXXXXX")"
 log="$build/fuzz.log"
 trap 'rm -rf "$workdir"' EXIT
@@ -99,8 +101,8 @@ start=$(date +%s)
 status=0
 (
     cd "$workdir"
-    "$build/fuzz_check" "$corpus" "$seeds" \
-        -dict="$dict" \
+    TMPDIR="$workdir" "$build/fuzz_check" "$corpus" "$seeds" \
+        -dict="$dict" -entropic=0 \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
         -print_final_stats=1 -artifact_prefix="$artifacts/"
 ) >"$log" 2>&1 || status=$?

@@ -1,0 +1,109 @@
+// The event graph: what a checked program lowers to, and all the runtime executes.
+// Immutable once built and shared by every node runtime. Per node: its sources
+// (channels, input pins, timers) -> rules (pattern, guard) -> compiled programs,
+// and every `send` an explicit edge to another node's channel. Data, not code:
+// `meshrun graph` draws it, the dashboard will show it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "meshrun/dsl/ast.hpp"
+
+namespace meshrun::engine {
+
+using Micros = std::chrono::microseconds;
+
+// An expression with every name resolved.
+struct Expr {
+    enum class Kind { text, interpolation, pin, value, tick, random, not_, neg, binary };
+    Kind kind = Kind::text;
+    std::string text;       // text: the literal
+    int pin = -1;           // pin: index into Node::pins
+    dsl::BinOp op = dsl::BinOp::eq;
+    std::vector<Expr> args; // interpolation: the parts in order; random, not_, neg: one; binary: two
+};
+
+struct Op {
+    enum class Kind { write, toggle, send, ack, log, after, repeat, call };
+    Kind kind = Kind::call;
+    int pin = -1;         // write, toggle
+    Expr expr;            // write, send, ack, log
+    int edge = -1;        // send: index into Node::edges
+    Micros delay{0};      // after
+    std::int64_t count = 0;  // repeat
+    int action = -1;      // call: index into Node::actions
+    std::vector<Op> body; // after, repeat
+    dsl::Span span;       // where it was written, for logs and errors
+};
+
+struct Rule {
+    std::optional<std::string> pattern;  // the value must equal this text
+    std::optional<Expr> guard;
+    std::vector<Op> body;
+    dsl::Span span;
+    std::string label;  // `on signal 1`, `on samples when ...`, for logs and drawings
+};
+
+struct Source {
+    enum class Kind { channel, pin, timer };
+    Kind kind = Kind::channel;
+    std::string name;   // the channel or pin name; for timers `every 1s`
+    int pin = -1;       // pin sources
+    Micros period{0};   // timers
+    std::optional<std::int64_t> times;  // timers: fire at most this often
+    std::vector<Rule> rules;  // tried in order; the first that matches fires (a timer has one)
+};
+
+struct Pin {
+    std::string name;
+    std::string chip;
+    std::string line;
+    bool output = true;
+    bool active_low = false;
+    enum class Bias { none, pull_up, pull_down } bias = Bias::none;
+    Micros debounce{0};
+    int initial = 0;
+};
+
+// A `send` target: another node's channel, by node index.
+struct Edge {
+    int node = -1;
+    std::string channel;
+};
+
+struct Action {
+    std::string name;
+    std::vector<Op> body;
+};
+
+struct Node {
+    std::string name;
+    std::string host;             // as written; empty for `at :PORT` or no address
+    std::optional<std::uint16_t> port;  // none: a client, it serves nothing
+    std::vector<Pin> pins;
+    std::vector<Source> sources;  // channels first, then pins, then timers, each in file order
+    std::vector<Action> actions;
+    std::vector<Edge> edges;      // distinct targets, in order of first use
+
+    const Source* channel(std::string_view name) const;
+};
+
+struct Graph {
+    std::string name;
+    std::vector<Node> nodes;
+
+    int find(std::string_view node) const;  // -1 if absent
+};
+
+// Lowers a program that checked clean (no errors) into its event graph.
+Graph lower(const dsl::Program& program);
+
+// Drawings of the graph: a cluster per node, its sources and rules, edges across nodes.
+std::string to_dot(const Graph& graph);
+std::string to_mermaid(const Graph& graph);
+
+}  // namespace meshrun::engine

@@ -1,0 +1,74 @@
+// Running nodes of an event graph: a websocket endpoint per node with a port,
+// its timers, its pins through the driver interface, its sends through links.
+// Asio and Beast stay inside the engine's sources; this header is light.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "meshrun/drivers/pin.hpp"
+#include "meshrun/engine/graph.hpp"
+
+namespace meshrun::engine {
+
+// Time, injectable: the engine never reads a system clock itself.
+class Clock {
+public:
+    virtual ~Clock() = default;
+    virtual Micros now() const = 0;
+    // Calls `fn` on the fleet's thread once `now() >= when`.
+    virtual void call_at(Micros when, std::function<void()> fn) = 0;
+};
+
+// Where a node's log lines go: `[ buzzer ] ...` on a terminal, or JSON lines.
+class Logger {
+public:
+    virtual ~Logger() = default;
+    virtual void line(const std::string& node, std::string_view text) = 0;
+};
+std::unique_ptr<Logger> make_text_logger(std::vector<std::string> node_names, bool color);
+std::unique_ptr<Logger> make_json_logger();
+
+struct FleetOptions {
+    std::vector<int> nodes;             // the nodes of the graph that run here
+    std::optional<std::string> bind;    // listen on this address instead of the node's host
+    std::vector<std::uint16_t> ports;   // per node of the graph; 0 or absent: as declared
+    std::uint64_t seed = 0;             // random(P); 0: a random seed
+    Clock* clock = nullptr;             // null: the steady clock
+    bool handle_signals = false;        // SIGINT/SIGTERM stop the fleet
+};
+
+class Fleet {
+public:
+    Fleet(const Graph& graph, drivers::PinDriver& pins, Logger& log, FleetOptions options);
+    ~Fleet();
+    Fleet(const Fleet&) = delete;
+    Fleet& operator=(const Fleet&) = delete;
+
+    // Requests every pin and listens on every port. Throws std::runtime_error that
+    // names the node and the port or line when one cannot be had.
+    void start();
+    // Runs until stop() (or a signal, with handle_signals); then returns.
+    void run();
+    // Runs what is ready now, without waiting (for test runners on virtual time).
+    std::size_t poll();
+    // Closes every connection with a close frame and stops listening; run() returns.
+    void stop();
+
+    std::uint16_t port(int node) const;       // the port a node listens on (0: none)
+    std::string status_json(int node) const;  // the node's `GET /` page
+    // Runs `fn` on the fleet's thread.
+    void post(std::function<void()> fn);
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace meshrun::engine

@@ -1,0 +1,236 @@
+// Lowering: checked AST -> event graph. Resolves every name to an index, so the
+// runtime never looks a name up and never walks the AST.
+#include <unordered_map>
+
+#include "meshrun/engine/graph.hpp"
+
+namespace meshrun::engine {
+
+namespace {
+
+using dsl::BinOp;
+
+class Lowering {
+public:
+    explicit Lowering(const dsl::Program& program) {
+        for (std::size_t i = 0; i < program.nodes.size(); ++i) node_index_[program.nodes[i].name.name] = static_cast<int>(i);
+    }
+
+    void node(const dsl::Node& in, Node& out) {
+        pins_.clear();
+        actions_.clear();
+        out_ = &out;
+        out.name = in.name.name;
+        if (in.address) {
+            out.host = in.address->host;
+            if (in.address->port) out.port = static_cast<std::uint16_t>(in.address->port->value);
+        }
+        for (const dsl::Pin& p : in.pins) {
+            pins_[p.name.name] = static_cast<int>(out.pins.size());
+            Pin pin;
+            pin.name = p.name.name;
+            pin.chip = p.chip;
+            pin.line = p.line;
+            pin.output = p.direction == dsl::Direction::out;
+            pin.active_low = p.active_low;
+            pin.bias = p.bias == dsl::Bias::pull_up     ? Pin::Bias::pull_up
+                       : p.bias == dsl::Bias::pull_down ? Pin::Bias::pull_down
+                                                        : Pin::Bias::none;
+            if (p.debounce) pin.debounce = Micros(p.debounce->micros);
+            if (p.initial) pin.initial = static_cast<int>(p.initial->value);
+            out.pins.push_back(std::move(pin));
+        }
+        // Actions first: bodies may call actions declared later.
+        for (const dsl::Action& a : in.actions) {
+            actions_[a.name.name] = static_cast<int>(out.actions.size());
+            out.actions.push_back(Action{a.name.name, {}});
+        }
+        for (std::size_t i = 0; i < in.actions.size(); ++i) out.actions[i].body = ops(in.actions[i].body);
+
+        // Sources: channels, then pins, then timers; rules of one source in file order.
+        std::unordered_map<std::string, int> source_index;
+        for (int pass = 0; pass < 2; ++pass) {
+            for (const dsl::Rule& r : in.rules) {
+                const bool is_pin = pins_.count(r.source.name) != 0;
+                if (is_pin != (pass == 1)) continue;
+                auto [it, fresh] = source_index.try_emplace(r.source.name, static_cast<int>(out.sources.size()));
+                if (fresh) {
+                    Source s;
+                    s.kind = is_pin ? Source::Kind::pin : Source::Kind::channel;
+                    s.name = r.source.name;
+                    if (is_pin) s.pin = pins_.at(r.source.name);
+                    out.sources.push_back(std::move(s));
+                }
+                out.sources[it->second].rules.push_back(rule(r));
+            }
+        }
+        for (const dsl::Timer& t : in.timers) {
+            Source s;
+            s.kind = Source::Kind::timer;
+            s.period = Micros(t.period.micros);
+            if (t.times) s.times = t.times->value;
+            s.name = "every " + describe(s.period) + (s.times ? " " + std::to_string(*s.times) + " times" : "");
+            Rule r;
+            r.body = ops(t.body);
+            r.span = t.span;
+            r.label = s.name;
+            s.rules.push_back(std::move(r));
+            out.sources.push_back(std::move(s));
+        }
+    }
+
+private:
+    static std::string describe(Micros d) {
+        const auto us = d.count();
+        if (us % 3'600'000'000LL == 0) return std::to_string(us / 3'600'000'000LL) + "h";
+        if (us % 60'000'000 == 0) return std::to_string(us / 60'000'000) + "m";
+        if (us % 1'000'000 == 0) return std::to_string(us / 1'000'000) + "s";
+        if (us % 1'000 == 0) return std::to_string(us / 1'000) + "ms";
+        return std::to_string(us) + "us";
+    }
+
+    Rule rule(const dsl::Rule& r) {
+        Rule out;
+        out.span = r.span;
+        out.label = "on " + r.source.name;
+        if (r.pattern) {
+            out.pattern = r.pattern->literal_text();
+            out.label += " " + *out.pattern;
+        }
+        if (r.guard) {
+            out.guard = expr(*r.guard);
+            out.label += " when ...";
+        }
+        out.body = ops(r.body);
+        return out;
+    }
+
+    std::vector<Op> ops(const std::vector<dsl::Stmt>& body) {
+        std::vector<Op> out;
+        out.reserve(body.size());
+        for (const dsl::Stmt& s : body) out.push_back(op(s));
+        return out;
+    }
+
+    Op op(const dsl::Stmt& s) {
+        Op o;
+        o.span = s.span;
+        using K = dsl::Stmt::Kind;
+        switch (s.kind) {
+            case K::assign:
+                o.kind = Op::Kind::write;
+                o.pin = pins_.at(s.target.name);
+                o.expr = expr(s.expr);
+                break;
+            case K::toggle:
+                o.kind = Op::Kind::toggle;
+                o.pin = pins_.at(s.target.name);
+                break;
+            case K::send:
+                o.kind = Op::Kind::send;
+                o.expr = expr(s.expr);
+                o.edge = edge(s.node.name, s.channel.name);
+                break;
+            case K::ack:
+                o.kind = Op::Kind::ack;
+                o.expr = expr(s.expr);
+                break;
+            case K::log:
+                o.kind = Op::Kind::log;
+                o.expr = expr(s.expr);
+                break;
+            case K::after:
+                o.kind = Op::Kind::after;
+                o.delay = Micros(s.delay.micros);
+                o.body = ops(s.body);
+                break;
+            case K::repeat:
+                o.kind = Op::Kind::repeat;
+                o.count = s.count.value;
+                o.body = ops(s.body);
+                break;
+            case K::call:
+                o.kind = Op::Kind::call;
+                o.action = actions_.at(s.target.name);
+                break;
+        }
+        return o;
+    }
+
+    int edge(const std::string& node, const std::string& channel) {
+        const int target = node_index_.at(node);
+        auto& edges = out_->edges;
+        for (std::size_t i = 0; i < edges.size(); ++i)
+            if (edges[i].node == target && edges[i].channel == channel) return static_cast<int>(i);
+        edges.push_back(Edge{target, channel});
+        return static_cast<int>(edges.size() - 1);
+    }
+
+    Expr expr(const dsl::Expr& e) {
+        Expr out;
+        using K = dsl::Expr::Kind;
+        switch (e.kind) {
+            case K::number:
+            case K::text:
+                out.kind = Expr::Kind::text;
+                out.text = e.text;
+                break;
+            case K::string:
+                if (!e.has_interpolation()) {
+                    out.kind = Expr::Kind::text;
+                    out.text = e.literal_text();
+                } else {
+                    out.kind = Expr::Kind::interpolation;
+                    for (const auto& part : e.operands) out.args.push_back(expr(part));
+                }
+                break;
+            case K::name:
+                out.kind = Expr::Kind::pin;
+                out.pin = pins_.at(e.text);
+                break;
+            case K::value: out.kind = Expr::Kind::value; break;
+            case K::tick: out.kind = Expr::Kind::tick; break;
+            case K::random:
+            case K::not_:
+            case K::neg:
+                out.kind = e.kind == K::random ? Expr::Kind::random : e.kind == K::not_ ? Expr::Kind::not_ : Expr::Kind::neg;
+                out.args.push_back(expr(e.operands.at(0)));
+                break;
+            case K::binary:
+                out.kind = Expr::Kind::binary;
+                out.op = e.op;
+                out.args.push_back(expr(e.operands.at(0)));
+                out.args.push_back(expr(e.operands.at(1)));
+                break;
+        }
+        return out;
+    }
+
+    Node* out_ = nullptr;
+    std::unordered_map<std::string, int> node_index_, pins_, actions_;
+};
+
+}  // namespace
+
+const Source* Node::channel(std::string_view name) const {
+    for (const auto& s : sources)
+        if (s.kind == Source::Kind::channel && s.name == name) return &s;
+    return nullptr;
+}
+
+int Graph::find(std::string_view node) const {
+    for (std::size_t i = 0; i < nodes.size(); ++i)
+        if (nodes[i].name == node) return static_cast<int>(i);
+    return -1;
+}
+
+Graph lower(const dsl::Program& program) {
+    Graph graph;
+    graph.name = program.mesh_name ? program.mesh_name->name : "mesh";
+    graph.nodes.resize(program.nodes.size());
+    Lowering lowering(program);
+    for (std::size_t i = 0; i < program.nodes.size(); ++i) lowering.node(program.nodes[i], graph.nodes[i]);
+    return graph;
+}
+
+}  // namespace meshrun::engine

@@ -1,0 +1,666 @@
+// The node runtime: every Asio and Beast header of the engine is in this one
+// translation unit (they are heavy). One thread runs every node of a fleet.
+//
+// A message enters a node in one place (Session) and leaves it in one place
+// (Link): delivery guarantees, authentication, TLS and metrics attach there.
+#include <utility>  // before Asio: Boost 1.74's awaitable.hpp needs std::exchange
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+#include <deque>
+#include <map>
+#include <set>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "meshrun/engine/eval.hpp"
+#include "meshrun/engine/runtime.hpp"
+
+namespace meshrun::engine {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+using tcp = asio::ip::tcp;
+template<typename T> using task = asio::awaitable<T>;
+using WsStream = websocket::stream<beast::tcp_stream>;
+
+namespace {
+
+constexpr std::size_t max_message = 64 * 1024;
+constexpr auto use = asio::use_awaitable;
+
+class SteadyClock final : public Clock {
+public:
+    explicit SteadyClock(asio::io_context& io) : io_(io), origin_(std::chrono::steady_clock::now()) {}
+    Micros now() const override {
+        return std::chrono::duration_cast<Micros>(std::chrono::steady_clock::now() - origin_);
+    }
+    void call_at(Micros when, std::function<void()> fn) override {
+        auto timer = std::make_shared<asio::steady_timer>(io_, origin_ + when);
+        timer->async_wait([timer, fn = std::move(fn)](beast::error_code ec) {
+            if (!ec) fn();
+        });
+    }
+
+private:
+    asio::io_context& io_;
+    std::chrono::steady_clock::time_point origin_;
+};
+
+// A one-shot flag a coroutine can wait for.
+class Event {
+public:
+    explicit Event(asio::any_io_executor ex) : timer_(ex, asio::steady_timer::time_point::max()) {}
+    void notify() {
+        set_ = true;
+        timer_.cancel();
+    }
+    task<void> wait() {
+        while (!set_) {
+            beast::error_code ec;
+            co_await timer_.async_wait(asio::redirect_error(use, ec));
+        }
+    }
+    void reset() { set_ = false; }
+
+private:
+    asio::steady_timer timer_;
+    bool set_ = false;
+};
+
+bool quiet_error(const beast::error_code& ec) {
+    return ec == asio::error::operation_aborted || ec == websocket::error::closed || ec == asio::error::eof ||
+           ec == beast::error::timeout || ec == asio::error::connection_reset;
+}
+
+// What one firing of a rule knows: the value and tick it runs with, and the
+// reply of a message rule (its first `ack`).
+struct Firing {
+    std::string value;
+    std::int64_t tick = 0;
+    bool message = false;
+    std::optional<std::string> reply;
+    std::shared_ptr<Event> replied;  // message rules that may reply before they end
+};
+
+struct NodeRt;
+
+// One outbound connection per target channel: requests go out in order, one at a
+// time, each waiting for its acknowledgement; a peer that is down is retried.
+class Link {
+public:
+    Link(NodeRt& owner, std::string host, std::uint16_t port, std::string target, std::string channel)
+        : owner_(owner), host_(std::move(host)), port_(port), target_(std::move(target)), channel_(std::move(channel)) {}
+
+    task<std::string> request(std::string payload);
+    void stop();
+
+private:
+    struct Request {
+        std::string payload;
+        std::string ack;
+        Event done;
+    };
+    task<void> pump();
+    task<void> connect();
+
+    NodeRt& owner_;
+    std::string host_;
+    std::uint16_t port_;
+    std::string target_, channel_;
+    std::deque<std::shared_ptr<Request>> queue_;
+    std::unique_ptr<Event> wake_;
+    std::unique_ptr<WsStream> ws_;
+    bool pumping_ = false, stopping_ = false;
+};
+
+struct PinState {
+    int reported = 0;  // the last level reported to rules (inputs)
+    int pending = 0;   // the raw level waiting out its debounce
+    std::uint64_t generation = 0;
+};
+
+struct FleetCore {
+    FleetCore(const Graph& g, drivers::PinDriver& p, Logger& l, FleetOptions o)
+        : graph(g), pins(p), log(l), options(std::move(o)) {}
+    const Graph& graph;
+    drivers::PinDriver& pins;
+    Logger& log;
+    FleetOptions options;
+    asio::io_context io{1};
+    std::unique_ptr<SteadyClock> steady;
+    Clock* clock = nullptr;
+    std::vector<std::unique_ptr<NodeRt>> nodes;
+    std::vector<std::uint16_t> ports;  // per graph node
+    bool stopping = false;
+};
+
+struct NodeRt {
+    FleetCore& fleet;
+    const Node& spec;
+    std::vector<std::unique_ptr<drivers::Line>> lines;
+    std::vector<PinState> pin_state;
+    std::vector<std::unique_ptr<Link>> links;  // per edge
+    std::optional<tcp::acceptor> acceptor;
+    std::set<WsStream*> sessions;
+    std::map<std::string, std::uint64_t> received;  // per channel
+    std::uint64_t replied = 0, sent = 0;
+    std::mt19937_64 rng;
+
+    NodeRt(FleetCore& f, const Node& s, std::uint64_t seed) : fleet(f), spec(s), rng(seed) {}
+
+    void log(std::string_view text) { fleet.log.line(spec.name, text); }
+    asio::any_io_executor executor() { return fleet.io.get_executor(); }
+
+    int read_pin(int pin) const {
+        const Pin& p = spec.pins[static_cast<std::size_t>(pin)];
+        return p.output ? lines[static_cast<std::size_t>(pin)]->read() : pin_state[static_cast<std::size_t>(pin)].reported;
+    }
+
+    std::string eval(const Expr& e, const Firing& f) {
+        EvalContext ctx{f.value, f.tick, [this](int pin) { return read_pin(pin); }, &rng};
+        return engine::eval(e, ctx);
+    }
+
+    const Rule* match(const Source& source, const Firing& f) {
+        for (const Rule& r : source.rules) {
+            if (r.pattern && *r.pattern != f.value) continue;
+            if (r.guard && !truthy(eval(*r.guard, f))) continue;
+            return &r;
+        }
+        return nullptr;
+    }
+
+    task<void> exec(const std::vector<Op>& body, std::shared_ptr<Firing> f);
+
+    // A message arrives on a channel: the reply is the firing's first `ack`, or `n/a`.
+    task<std::string> deliver(const Source& channel, std::string value) {
+        ++received[channel.name];
+        auto f = std::make_shared<Firing>();
+        f->value = std::move(value);
+        f->message = true;
+        const Rule* rule = match(channel, *f);
+        if (!rule) co_return "n/a";
+        f->replied = std::make_shared<Event>(executor());
+        asio::co_spawn(
+            executor(),
+            [this, rule, f]() -> task<void> {
+                co_await exec(rule->body, f);
+                if (!f->reply) f->reply = "n/a";
+                f->replied->notify();
+            },
+            asio::detached);
+        co_await f->replied->wait();
+        ++replied;
+        co_return *f->reply;
+    }
+
+    void fire(const Rule& rule, std::shared_ptr<Firing> f) {
+        asio::co_spawn(executor(), exec(rule.body, std::move(f)), asio::detached);
+    }
+
+    // An input changed: report it once it has held for the debounce time.
+    void on_input(int pin, int level) {
+        PinState& st = pin_state[static_cast<std::size_t>(pin)];
+        st.pending = level;
+        const std::uint64_t generation = ++st.generation;
+        const Micros debounce = spec.pins[static_cast<std::size_t>(pin)].debounce;
+        if (debounce.count() == 0) {
+            report(pin);
+            return;
+        }
+        fleet.clock->call_at(fleet.clock->now() + debounce, [this, pin, generation] {
+            if (pin_state[static_cast<std::size_t>(pin)].generation == generation) report(pin);
+        });
+    }
+
+    void report(int pin) {
+        PinState& st = pin_state[static_cast<std::size_t>(pin)];
+        if (st.pending == st.reported) return;
+        st.reported = st.pending;
+        for (const Source& s : spec.sources) {
+            if (s.kind != Source::Kind::pin || s.pin != pin) continue;
+            auto f = std::make_shared<Firing>();
+            f->value = std::to_string(st.reported);
+            if (const Rule* r = match(s, *f)) fire(*r, std::move(f));
+        }
+    }
+
+    void start_timer(const Source& s, std::int64_t tick, Micros origin) {
+        if (s.times && tick >= *s.times) return;
+        const Micros due = origin + s.period * (tick + 1);
+        fleet.clock->call_at(due, [this, &s, tick, origin] {
+            if (fleet.stopping) return;
+            auto f = std::make_shared<Firing>();
+            f->tick = tick;
+            fire(s.rules.front(), std::move(f));
+            start_timer(s, tick + 1, origin);
+        });
+    }
+
+    void start_pins() {
+        for (std::size_t i = 0; i < spec.pins.size(); ++i) {
+            const Pin& p = spec.pins[i];
+            drivers::LineConfig cfg;
+            cfg.chip = p.chip;
+            cfg.line = p.line;
+            cfg.direction = p.output ? drivers::Direction::output : drivers::Direction::input;
+            cfg.active_low = p.active_low;
+            cfg.bias = p.bias == Pin::Bias::pull_up     ? drivers::Bias::pull_up
+                       : p.bias == Pin::Bias::pull_down ? drivers::Bias::pull_down
+                                                        : drivers::Bias::none;
+            cfg.initial = p.initial;
+            cfg.consumer = "meshrun/" + spec.name + "/" + p.name;
+            drivers::ChangeHandler on_change;
+            if (!p.output) {
+                const int pin = static_cast<int>(i);
+                on_change = [this, pin](int level) { asio::post(fleet.io, [this, pin, level] { on_input(pin, level); }); };
+            }
+            lines.push_back(fleet.pins.request(cfg, std::move(on_change)));
+            pin_state.push_back({});
+            if (!p.output) pin_state.back().reported = pin_state.back().pending = lines.back()->read();
+        }
+    }
+
+    std::string status() const {
+        nlohmann::json j;
+        j["node"] = spec.name;
+        j["channels"] = nlohmann::json::array();
+        for (const Source& s : spec.sources)
+            if (s.kind == Source::Kind::channel) j["channels"].push_back(s.name);
+        j["pins"] = nlohmann::json::object();
+        for (std::size_t i = 0; i < spec.pins.size(); ++i) j["pins"][spec.pins[i].name] = read_pin(static_cast<int>(i));
+        j["counters"] = {{"received", received}, {"replied", replied}, {"sent", sent}};
+        return j.dump();
+    }
+};
+
+task<void> NodeRt::exec(const std::vector<Op>& body, std::shared_ptr<Firing> f) {
+    for (const Op& op : body) {
+        switch (op.kind) {
+            case Op::Kind::write:
+                lines[static_cast<std::size_t>(op.pin)]->write(truthy(eval(op.expr, *f)) ? 1 : 0);
+                break;
+            case Op::Kind::toggle: {
+                auto& line = lines[static_cast<std::size_t>(op.pin)];
+                line->write(line->read() ? 0 : 1);
+                break;
+            }
+            case Op::Kind::send: {
+                const std::string payload = eval(op.expr, *f);
+                const Edge& e = spec.edges[static_cast<std::size_t>(op.edge)];
+                log(fmt::format("> sending payload: {} to {}/{}", payload, fleet.graph.nodes[static_cast<std::size_t>(e.node)].name, e.channel));
+                ++sent;
+                const std::string ack = co_await links[static_cast<std::size_t>(op.edge)]->request(payload);
+                log(fmt::format("< {}", ack));
+                break;
+            }
+            case Op::Kind::ack:
+                if (f->message && !f->reply) {
+                    f->reply = eval(op.expr, *f);
+                    if (f->replied) f->replied->notify();
+                }
+                break;
+            case Op::Kind::log: log(eval(op.expr, *f)); break;
+            case Op::Kind::after: {
+                auto later = std::make_shared<Firing>();
+                later->value = f->value;
+                later->tick = f->tick;
+                const std::vector<Op>* then = &op.body;
+                fleet.clock->call_at(fleet.clock->now() + op.delay, [this, then, later] {
+                    if (!fleet.stopping) asio::co_spawn(executor(), exec(*then, later), asio::detached);
+                });
+                break;
+            }
+            case Op::Kind::repeat:
+                for (std::int64_t i = 0; i < op.count; ++i) co_await exec(op.body, f);
+                break;
+            case Op::Kind::call: co_await exec(spec.actions[static_cast<std::size_t>(op.action)].body, f); break;
+        }
+    }
+}
+
+// ---- outbound ---------------------------------------------------------------
+
+task<std::string> Link::request(std::string payload) {
+    auto r = std::make_shared<Request>(Request{std::move(payload), {}, Event(owner_.executor())});
+    queue_.push_back(r);
+    if (!wake_) wake_ = std::make_unique<Event>(owner_.executor());
+    wake_->notify();
+    if (!pumping_) {
+        pumping_ = true;
+        asio::co_spawn(owner_.executor(), pump(), asio::detached);
+    }
+    co_await r->done.wait();
+    co_return r->ack;
+}
+
+void Link::stop() {
+    stopping_ = true;
+    if (ws_) beast::get_lowest_layer(*ws_).cancel();
+    if (wake_) wake_->notify();
+}
+
+task<void> Link::connect() {
+    auto resolver = tcp::resolver(owner_.executor());
+    const std::string host = host_.empty() || host_ == "localhost" ? "127.0.0.1" : host_;
+    // Named locals, not temporaries, around co_await: g++ 12 mishandles temporaries there.
+    const std::string service = std::to_string(port_);
+    const std::string handshake_host = host_.empty() ? std::string("localhost") : host_;
+    const std::string target = "/" + channel_;
+    const auto endpoints = co_await resolver.async_resolve(host, service, use);
+    auto ws = std::make_unique<WsStream>(owner_.executor());
+    beast::get_lowest_layer(*ws).expires_after(std::chrono::seconds(5));
+    co_await beast::get_lowest_layer(*ws).async_connect(endpoints, use);
+    beast::get_lowest_layer(*ws).expires_never();
+    ws->set_option(websocket::stream_base::timeout::suggested(beast::role_type::client));
+    ws->read_message_max(max_message);
+    co_await ws->async_handshake(handshake_host, target, use);
+    beast::get_lowest_layer(*ws).socket().set_option(tcp::no_delay(true));
+    ws_ = std::move(ws);
+}
+
+task<void> Link::pump() {
+    auto backoff = std::chrono::milliseconds(50);
+    bool reported = false;
+    asio::steady_timer pause(owner_.executor());
+    while (!stopping_) {
+        if (queue_.empty()) {
+            wake_->reset();
+            co_await wake_->wait();
+            continue;
+        }
+        if (!ws_) {
+            std::string failure;
+            try {
+                co_await connect();
+            } catch (const boost::system::system_error& e) {
+                failure = e.code().message();
+            }
+            if (stopping_) break;
+            if (failure.empty()) {
+                if (reported) owner_.log(fmt::format("connected to {}/{}", target_, channel_));
+                backoff = std::chrono::milliseconds(50);
+                reported = false;
+            } else {
+                if (!reported) {
+                    owner_.log(fmt::format("waiting for {}/{} at {}:{} ({}); retrying", target_, channel_,
+                                           host_.empty() ? "localhost" : host_, port_, failure));
+                    reported = true;
+                }
+                pause.expires_after(backoff);
+                beast::error_code ec;
+                co_await pause.async_wait(asio::redirect_error(use, ec));
+                backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
+                continue;
+            }
+        }
+        auto r = queue_.front();
+        beast::error_code ec;
+        ws_->text(true);
+        co_await ws_->async_write(asio::buffer(r->payload), asio::redirect_error(use, ec));
+        beast::flat_buffer buffer;
+        if (!ec) co_await ws_->async_read(buffer, asio::redirect_error(use, ec));
+        if (ec) {
+            // The peer went away mid-request: reconnect and send it again.
+            ws_.reset();
+            if (!stopping_) owner_.log(fmt::format("lost {}/{} ({}); reconnecting", target_, channel_, ec.message()));
+            continue;
+        }
+        r->ack = beast::buffers_to_string(buffer.data());
+        queue_.pop_front();
+        r->done.notify();
+    }
+    pumping_ = false;
+}
+
+// ---- inbound ----------------------------------------------------------------
+
+task<void> http_reply(beast::tcp_stream& stream, const http::request<http::string_body>& req, http::status status,
+                      std::string content_type, std::string body) {
+    http::response<http::string_body> res{status, req.version()};
+    res.set(http::field::server, "meshrun");
+    res.set(http::field::content_type, content_type);
+    res.keep_alive(false);
+    res.body() = std::move(body);
+    res.prepare_payload();
+    beast::error_code ec;
+    co_await http::async_write(stream, res, asio::redirect_error(use, ec));
+    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+}
+
+task<void> session(NodeRt& node, tcp::socket socket) {
+    beast::tcp_stream stream(std::move(socket));
+    stream.socket().set_option(tcp::no_delay(true));
+    beast::flat_buffer buffer;
+    http::request<http::string_body> req;
+    beast::error_code ec;
+    stream.expires_after(std::chrono::seconds(30));
+    co_await http::async_read(stream, buffer, req, asio::redirect_error(use, ec));
+    if (ec) co_return;
+    std::string_view path(req.target().data(), req.target().size());
+    path = path.substr(0, path.find('?'));
+    const Source* channel = path.size() > 1 ? node.spec.channel(path.substr(1)) : nullptr;
+
+    if (!websocket::is_upgrade(req)) {
+        if (path == "/" && req.method() == http::verb::get) {
+            co_await http_reply(stream, req, http::status::ok, "application/json", node.status() + "\n");
+        } else {
+            co_await http_reply(stream, req, http::status::not_found, "text/plain",
+                                fmt::format("no channel `{}` on node `{}`\n", path, node.spec.name));
+        }
+        co_return;
+    }
+    if (!channel) {
+        co_await http_reply(stream, req, http::status::not_found, "text/plain",
+                            fmt::format("no channel `{}` on node `{}`\n", path, node.spec.name));
+        co_return;
+    }
+    stream.expires_never();
+    WsStream ws(std::move(stream));
+    ws.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+    ws.set_option(websocket::stream_base::decorator(
+        [](websocket::response_type& res) { res.set(http::field::server, "meshrun"); }));
+    ws.read_message_max(max_message);
+    co_await ws.async_accept(req, asio::redirect_error(use, ec));
+    if (ec) co_return;
+    node.sessions.insert(&ws);
+    while (!node.fleet.stopping) {
+        buffer.clear();
+        co_await ws.async_read(buffer, asio::redirect_error(use, ec));
+        if (ec) break;  // Beast has already closed with 1009 (too big) or 1007 (bad UTF-8) where that applies
+        if (!ws.got_text()) {
+            co_await ws.async_close(websocket::close_reason(websocket::close_code::unknown_data, "text frames only"),
+                                    asio::redirect_error(use, ec));
+            break;
+        }
+        std::string reply = co_await node.deliver(*channel, beast::buffers_to_string(buffer.data()));
+        ws.text(true);
+        co_await ws.async_write(asio::buffer(reply), asio::redirect_error(use, ec));
+        if (ec) break;
+    }
+    node.sessions.erase(&ws);
+    if (ec && !quiet_error(ec) && ec != websocket::error::message_too_big && ec != beast::websocket::error::bad_frame_payload)
+        node.log(fmt::format("connection on /{} ended: {}", channel->name, ec.message()));
+}
+
+task<void> listen(NodeRt& node) {
+    while (true) {
+        beast::error_code ec;
+        tcp::socket socket = co_await node.acceptor->async_accept(asio::redirect_error(use, ec));
+        if (ec == asio::error::operation_aborted || !node.acceptor->is_open()) co_return;
+        if (ec) continue;
+        asio::co_spawn(node.executor(), session(node, std::move(socket)), asio::detached);
+    }
+}
+
+asio::ip::address listen_address(const std::string& host) {
+    if (host.empty()) return asio::ip::address_v4::any();
+    if (host == "localhost") return asio::ip::address_v4::loopback();
+    beast::error_code ec;
+    const auto a = asio::ip::make_address(host, ec);
+    return ec ? asio::ip::address(asio::ip::address_v4::any()) : a;
+}
+
+}  // namespace
+
+// ---- loggers ------------------------------------------------------------------
+
+namespace {
+
+class TextLogger final : public Logger {
+public:
+    TextLogger(std::vector<std::string> names, bool color) : color_(color) {
+        for (const auto& n : names) width_ = std::max(width_, n.size());
+        for (std::size_t i = 0; i < names.size(); ++i) colors_[names[i]] = 31 + static_cast<int>(i % 6);
+    }
+    void line(const std::string& node, std::string_view text) override {
+        if (color_) {
+            const int c = colors_.count(node) ? colors_[node] : 37;
+            fmt::print("\x1b[{}m[ {:<{}} ]\x1b[0m {}\n", c, node, width_, text);
+        } else {
+            fmt::print("[ {:<{}} ] {}\n", node, width_, text);
+        }
+        std::fflush(stdout);
+    }
+
+private:
+    bool color_;
+    std::size_t width_ = 0;
+    std::map<std::string, int> colors_;
+};
+
+class JsonLogger final : public Logger {
+public:
+    void line(const std::string& node, std::string_view text) override {
+        const auto now = std::chrono::system_clock::now().time_since_epoch();
+        nlohmann::json j{{"time_us", std::chrono::duration_cast<std::chrono::microseconds>(now).count()},
+                         {"node", node},
+                         {"message", std::string(text)}};
+        fmt::print("{}\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+        std::fflush(stdout);
+    }
+};
+
+}  // namespace
+
+std::unique_ptr<Logger> make_text_logger(std::vector<std::string> node_names, bool color) {
+    return std::make_unique<TextLogger>(std::move(node_names), color);
+}
+std::unique_ptr<Logger> make_json_logger() { return std::make_unique<JsonLogger>(); }
+
+// ---- the fleet ----------------------------------------------------------------
+
+struct Fleet::Impl : FleetCore {
+    Impl(const Graph& g, drivers::PinDriver& p, Logger& l, FleetOptions o) : FleetCore(g, p, l, std::move(o)) {}
+    std::optional<asio::signal_set> signals;
+};
+
+Fleet::Fleet(const Graph& graph, drivers::PinDriver& pins, Logger& log, FleetOptions options)
+    : impl_(std::make_unique<Impl>(graph, pins, log, std::move(options))) {
+    Impl& f = *impl_;
+    if (!f.options.clock) f.steady = std::make_unique<SteadyClock>(f.io);
+    f.clock = f.options.clock ? f.options.clock : f.steady.get();
+    std::uint64_t seed = f.options.seed ? f.options.seed : std::random_device{}();
+    f.ports.resize(graph.nodes.size());
+    for (std::size_t i = 0; i < graph.nodes.size(); ++i) {
+        const std::uint16_t declared = graph.nodes[i].port.value_or(0);
+        f.ports[i] = i < f.options.ports.size() && f.options.ports[i] ? f.options.ports[i] : declared;
+    }
+    for (int n : f.options.nodes) {
+        auto rt = std::make_unique<NodeRt>(f, graph.nodes[static_cast<std::size_t>(n)], seed + static_cast<std::uint64_t>(n));
+        for (const Edge& e : rt->spec.edges) {
+            const Node& target = graph.nodes[static_cast<std::size_t>(e.node)];
+            rt->links.push_back(std::make_unique<Link>(*rt, target.host, f.ports[static_cast<std::size_t>(e.node)],
+                                                       target.name, e.channel));
+        }
+        f.nodes.push_back(std::move(rt));
+    }
+}
+
+Fleet::~Fleet() = default;
+
+void Fleet::start() {
+    Impl& f = *impl_;
+    for (auto& node : f.nodes) {
+        try {
+            node->start_pins();
+        } catch (const std::exception& e) {
+            throw std::runtime_error(fmt::format("node `{}`: {}", node->spec.name, e.what()));
+        }
+        const std::uint16_t port = f.ports[static_cast<std::size_t>(f.graph.find(node->spec.name))];
+        if (!port) continue;
+        const auto address = listen_address(f.options.bind ? *f.options.bind : node->spec.host);
+        try {
+            tcp::acceptor acceptor(f.io);
+            const tcp::endpoint endpoint(address, port);
+            acceptor.open(endpoint.protocol());
+            acceptor.set_option(asio::socket_base::reuse_address(true));
+            acceptor.bind(endpoint);
+            acceptor.listen();
+            node->acceptor.emplace(std::move(acceptor));
+        } catch (const boost::system::system_error& e) {
+            throw std::runtime_error(fmt::format("node `{}` cannot listen on {}:{}: {}", node->spec.name,
+                                                 address.to_string(), port, e.code().message()));
+        }
+    }
+    for (auto& node : f.nodes) {
+        if (node->acceptor) {
+            asio::co_spawn(f.io, listen(*node), asio::detached);
+            node->log(fmt::format("listening on ws://{}:{}", node->acceptor->local_endpoint().address().to_string(),
+                                  node->acceptor->local_endpoint().port()));
+        }
+        const Micros origin = f.clock->now();
+        for (const Source& s : node->spec.sources)
+            if (s.kind == Source::Kind::timer) node->start_timer(s, 0, origin);
+    }
+    if (f.options.handle_signals) {
+        f.signals.emplace(f.io, SIGINT, SIGTERM);
+        f.signals->async_wait([this](beast::error_code ec, int) {
+            if (!ec) stop();
+        });
+    }
+}
+
+void Fleet::run() { impl_->io.run(); }
+
+std::size_t Fleet::poll() { return impl_->io.poll(); }
+
+void Fleet::stop() {
+    Impl& f = *impl_;
+    if (f.stopping) return;
+    f.stopping = true;
+    if (f.signals) f.signals->cancel();
+    for (auto& node : f.nodes) {
+        if (node->acceptor) node->acceptor->close();
+        for (auto& link : node->links) link->stop();
+        for (WsStream* ws : node->sessions)
+            ws->async_close(websocket::close_reason(websocket::close_code::going_away, "node stopping"),
+                            [](beast::error_code) {});
+    }
+    // Give the close frames a moment, then end the loop whatever is left.
+    auto deadline = std::make_shared<asio::steady_timer>(f.io, std::chrono::milliseconds(300));
+    deadline->async_wait([deadline, &f](beast::error_code) { f.io.stop(); });
+}
+
+std::uint16_t Fleet::port(int node) const {
+    for (const auto& n : impl_->nodes)
+        if (n->spec.name == impl_->graph.nodes[static_cast<std::size_t>(node)].name && n->acceptor)
+            return n->acceptor->local_endpoint().port();
+    return impl_->ports[static_cast<std::size_t>(node)];
+}
+
+std::string Fleet::status_json(int node) const {
+    for (const auto& n : impl_->nodes)
+        if (n->spec.name == impl_->graph.nodes[static_cast<std::size_t>(node)].name) return n->status();
+    return "{}";
+}
+
+void Fleet::post(std::function<void()> fn) { asio::post(impl_->io, std::move(fn)); }
+
+}  // namespace meshrun::engine

@@ -1,0 +1,143 @@
+// The arduino fleet end to end, in process: real websockets on loopback,
+// simulated pins, the steady clock. What the original asyncio fleet did.
+#include <atomic>
+#include <mutex>
+#include <thread>
+
+#include <catch2/catch.hpp>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "meshrun/drivers/sim.hpp"
+#include "meshrun/dsl/frontend.hpp"
+#include "meshrun/engine/runtime.hpp"
+
+using namespace meshrun;
+
+namespace {
+
+std::uint16_t free_port() {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    socklen_t len = sizeof addr;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    ::close(fd);
+    return ntohs(addr.sin_port);
+}
+
+engine::Graph arduino() {
+    dsl::SourceManager sm;
+    dsl::Diagnostics diags;
+    auto compiled = dsl::compile_file(std::string(MESHRUN_TOPOLOGIES) + "/arduino.mesh", sm, diags);
+    REQUIRE_FALSE(diags.has_errors());
+    return engine::lower(compiled.program);
+}
+
+// Watches the fleet's log: every ack iopin receives must match the bit it sent,
+// and the buzzer's horn must follow the bit.
+struct Observer : engine::Logger {
+    drivers::SimDriver& buzzer_pins;
+    std::function<void()> on_done;
+    std::mutex mutex;
+    std::vector<std::string> lines;
+    std::string last_bit;
+    int bits = 0, matched = 0, ticks_acked = 0;
+
+    explicit Observer(drivers::SimDriver& pins) : buzzer_pins(pins) {}
+
+    void line(const std::string& node, std::string_view text) override {
+        std::lock_guard lock(mutex);
+        lines.push_back(node + ": " + std::string(text));
+        const std::string t(text);
+        if (node == "iopin" && t.rfind("> sending payload: ", 0) == 0) {
+            last_bit = t.substr(19, 1);
+            ++bits;
+        } else if (node == "iopin" && t.rfind("< ", 0) == 0) {
+            const std::string expected = last_bit == "1" ? "< buzz buzz buzz" : "< ...";
+            if (t == expected && buzzer_pins.level("gpiochip0", "18") == std::stoi(last_bit)) ++matched;
+        } else if (node == "clock" && t == "< acknowledged") {
+            if (++ticks_acked == 5 && on_done) on_done();
+        }
+    }
+};
+
+void run_with_watchdog(engine::Fleet& fleet, std::chrono::seconds limit, std::atomic<bool>& finished) {
+    std::thread watchdog([&] {
+        const auto end = std::chrono::steady_clock::now() + limit;
+        while (!finished && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        fleet.post([&fleet] { fleet.stop(); });
+    });
+    fleet.run();
+    finished = true;
+    watchdog.join();
+}
+
+}  // namespace
+
+TEST_CASE("the arduino fleet runs: 5 ticks, 15 bits, every ack right, the horn following the bits", "[engine][e2e]") {
+    const engine::Graph graph = arduino();
+    drivers::SimDriver pins;
+    Observer observer(pins);
+    engine::FleetOptions options;
+    options.nodes = {0, 1, 2};
+    options.ports = {0, free_port(), free_port()};
+    options.seed = 42;
+    engine::Fleet fleet(graph, pins, observer, options);
+    std::atomic<bool> finished{false};
+    observer.on_done = [&] { fleet.stop(); };
+    fleet.start();
+    run_with_watchdog(fleet, std::chrono::seconds(20), finished);
+
+    std::lock_guard lock(observer.mutex);
+    std::string log;
+    for (const auto& l : observer.lines) log += l + "\n";
+    INFO(log);
+    CHECK(observer.ticks_acked == 5);
+    CHECK(observer.bits == 15);
+    CHECK(observer.matched == 15);
+}
+
+TEST_CASE("a peer that is not up yet is retried, and nothing is lost when it comes up", "[engine][e2e]") {
+    const engine::Graph graph = arduino();
+    drivers::SimDriver pins_a, pins_b;
+    Observer observer(pins_b);
+    const std::vector<std::uint16_t> ports = {0, free_port(), free_port()};
+
+    engine::FleetOptions a;
+    a.nodes = {0, 1};  // clock and iopin; the buzzer comes later
+    a.ports = ports;
+    a.seed = 7;
+    engine::Fleet first(graph, pins_a, observer, a);
+    std::atomic<bool> finished{false};
+    observer.on_done = [&] { first.stop(); };
+    first.start();
+
+    engine::FleetOptions b;
+    b.nodes = {2};
+    b.ports = ports;
+    auto buzzer_log = engine::make_text_logger({"buzzer"}, false);
+    engine::Fleet second(graph, pins_b, *buzzer_log, b);
+    std::atomic<bool> second_done{false};
+    std::thread late([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+        second.start();
+        second.run();
+        second_done = true;
+    });
+    run_with_watchdog(first, std::chrono::seconds(25), finished);
+    second.post([&second] { second.stop(); });
+    late.join();
+
+    std::lock_guard lock(observer.mutex);
+    std::string log;
+    for (const auto& l : observer.lines) log += l + "\n";
+    INFO(log);
+    CHECK(log.find("retrying") != std::string::npos);
+    CHECK(observer.ticks_acked == 5);
+    CHECK(observer.bits == 15);
+    CHECK(observer.matched == 15);
+}

@@ -1,0 +1,341 @@
+// The event graph: lowering from the checked program, and its drawings.
+// tests/engine/data/arduino.dot and arduino.mmd pin the exact drawings of
+// topologies/arduino.mesh; MESHRUN_UPDATE_GOLDEN=1 rewrites them (then read the
+// diff, and render them, before committing).
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "meshrun/dsl/frontend.hpp"
+#include "meshrun/engine/graph.hpp"
+
+using namespace meshrun::engine;
+namespace dsl = meshrun::dsl;
+namespace fs = std::filesystem;
+
+namespace {
+
+// Compiles a topology that must check clean and lowers it.
+Graph lowered(const fs::path& path) {
+    dsl::SourceManager sm;
+    dsl::Diagnostics diags;
+    auto compiled = dsl::compile_file(path.string(), sm, diags);
+    INFO(path.string());
+    REQUIRE_FALSE(diags.has_errors());
+    return lower(compiled.program);
+}
+
+std::string slurp(const fs::path& p) {
+    std::ifstream in(p);
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+std::vector<fs::path> topologies() {
+    std::vector<fs::path> out;
+    for (const auto& e : fs::directory_iterator(MESHRUN_TOPOLOGIES))
+        if (e.is_regular_file() && e.path().extension() == ".mesh") out.push_back(e.path());
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+std::size_t count(const std::string& text, const std::string& needle) {
+    std::size_t n = 0;
+    for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + needle.size())) ++n;
+    return n;
+}
+
+// The sends a rule can run: in its body, in repeat and after bodies, in the actions it calls.
+std::size_t sends_in(const Node& node, const std::vector<Op>& body, int depth = 0) {
+    REQUIRE(depth < 64);  // the checker forbids recursive actions
+    std::size_t n = 0;
+    for (const Op& op : body) {
+        if (op.kind == Op::Kind::send) ++n;
+        if (op.kind == Op::Kind::repeat || op.kind == Op::Kind::after) n += sends_in(node, op.body, depth + 1);
+        if (op.kind == Op::Kind::call) n += sends_in(node, node.actions.at(op.action).body, depth + 1);
+    }
+    return n;
+}
+
+std::size_t sends_in(const Graph& graph) {
+    std::size_t n = 0;
+    for (const Node& node : graph.nodes)
+        for (const Source& source : node.sources)
+            for (const Rule& rule : source.rules) n += sends_in(node, rule.body);
+    return n;
+}
+
+// Every index in a body points at something that exists.
+void check_resolved(const Graph& graph, const Node& node, const std::vector<Op>& body);
+
+void check_resolved(const Graph& graph, const Node& node, const Expr& e) {
+    if (e.kind == Expr::Kind::pin) {
+        CHECK(e.pin >= 0);
+        CHECK(static_cast<std::size_t>(e.pin) < node.pins.size());
+    }
+    for (const Expr& arg : e.args) check_resolved(graph, node, arg);
+}
+
+void check_resolved(const Graph& graph, const Node& node, const std::vector<Op>& body) {
+    for (const Op& op : body) {
+        switch (op.kind) {
+            case Op::Kind::write:
+            case Op::Kind::toggle:
+                REQUIRE(op.pin >= 0);
+                REQUIRE(static_cast<std::size_t>(op.pin) < node.pins.size());
+                CHECK(node.pins[op.pin].output);
+                break;
+            case Op::Kind::send: {
+                REQUIRE(op.edge >= 0);
+                REQUIRE(static_cast<std::size_t>(op.edge) < node.edges.size());
+                const Edge& edge = node.edges[op.edge];
+                REQUIRE(edge.node >= 0);
+                REQUIRE(static_cast<std::size_t>(edge.node) < graph.nodes.size());
+                CHECK(graph.nodes[edge.node].channel(edge.channel) != nullptr);
+                break;
+            }
+            case Op::Kind::call:
+                REQUIRE(op.action >= 0);
+                REQUIRE(static_cast<std::size_t>(op.action) < node.actions.size());
+                break;
+            default: break;
+        }
+        if (op.kind != Op::Kind::toggle && op.kind != Op::Kind::call && op.kind != Op::Kind::after &&
+            op.kind != Op::Kind::repeat)
+            check_resolved(graph, node, op.expr);
+        check_resolved(graph, node, op.body);
+    }
+}
+
+void check_resolved(const Graph& graph) {
+    for (const Node& node : graph.nodes) {
+        INFO("node " << node.name);
+        for (const Source& source : node.sources) {
+            if (source.kind == Source::Kind::pin) {
+                REQUIRE(source.pin >= 0);
+                REQUIRE(static_cast<std::size_t>(source.pin) < node.pins.size());
+                CHECK(node.pins[source.pin].name == source.name);
+            }
+            for (const Rule& rule : source.rules) {
+                if (rule.guard) check_resolved(graph, node, *rule.guard);
+                check_resolved(graph, node, rule.body);
+            }
+        }
+        for (const Action& action : node.actions) check_resolved(graph, node, action.body);
+    }
+}
+
+}  // namespace
+
+TEST_CASE("arduino.mesh lowers to its three nodes with every name resolved", "[engine]") {
+    const Graph graph = lowered(fs::path(MESHRUN_TOPOLOGIES) / "arduino.mesh");
+    CHECK(graph.name == "arduino");
+    REQUIRE(graph.nodes.size() == 3);
+    CHECK(graph.find("clock") == 0);
+    CHECK(graph.find("iopin") == 1);
+    CHECK(graph.find("buzzer") == 2);
+    CHECK(graph.find("nobody") == -1);
+
+    SECTION("the clock is a client with one timer, every 1s, 5 times") {
+        const Node& clock = graph.nodes[0];
+        CHECK_FALSE(clock.port);
+        REQUIRE(clock.sources.size() == 1);
+        const Source& timer = clock.sources[0];
+        CHECK(timer.kind == Source::Kind::timer);
+        CHECK(timer.period == std::chrono::seconds(1));
+        REQUIRE(timer.times);
+        CHECK(*timer.times == 5);
+        CHECK(timer.name == "every 1s 5 times");
+        REQUIRE(timer.rules.size() == 1);
+        REQUIRE(timer.rules[0].body.size() == 1);
+        const Op& send = timer.rules[0].body[0];
+        CHECK(send.kind == Op::Kind::send);
+        CHECK(send.expr.kind == Expr::Kind::tick);
+        REQUIRE(send.edge == 0);
+        CHECK(clock.edges[0].node == graph.find("iopin"));
+        CHECK(clock.edges[0].channel == "datafeed");
+    }
+
+    SECTION("iopin's datafeed rule repeats a write and a send to buzzer/signal three times") {
+        const Node& iopin = graph.nodes[1];
+        CHECK(iopin.host == "localhost");
+        REQUIRE(iopin.port);
+        CHECK(*iopin.port == 8765);
+        const Source* datafeed = iopin.channel("datafeed");
+        REQUIRE(datafeed);
+        REQUIRE(datafeed->rules.size() == 1);
+        const Rule& rule = datafeed->rules[0];
+        CHECK_FALSE(rule.pattern);
+        CHECK_FALSE(rule.guard);
+        CHECK(rule.label == "on datafeed");
+        REQUIRE(rule.body.size() == 3);
+        CHECK(rule.body[0].kind == Op::Kind::log);
+        CHECK(rule.body[0].expr.kind == Expr::Kind::interpolation);
+        CHECK(rule.body[2].kind == Op::Kind::ack);
+        const Op& repeat = rule.body[1];
+        REQUIRE(repeat.kind == Op::Kind::repeat);
+        CHECK(repeat.count == 3);
+        REQUIRE(repeat.body.size() == 2);
+        const Op& write = repeat.body[0];
+        CHECK(write.kind == Op::Kind::write);
+        REQUIRE(write.pin >= 0);
+        CHECK(iopin.pins.at(write.pin).name == "led");
+        CHECK(write.expr.kind == Expr::Kind::random);
+        const Op& send = repeat.body[1];
+        REQUIRE(send.kind == Op::Kind::send);
+        CHECK(send.expr.kind == Expr::Kind::pin);
+        CHECK(send.expr.pin == write.pin);
+        const Edge& edge = iopin.edges.at(send.edge);
+        CHECK(graph.nodes.at(edge.node).name == "buzzer");
+        CHECK(edge.channel == "signal");
+    }
+
+    SECTION("buzzer's signal channel has two rules, the first calling buzz on 1") {
+        const Node& buzzer = graph.nodes[2];
+        REQUIRE(buzzer.port);
+        CHECK(*buzzer.port == 8766);
+        REQUIRE(buzzer.sources.size() == 1);
+        const Source* signal = buzzer.channel("signal");
+        REQUIRE(signal);
+        CHECK(signal == &buzzer.sources[0]);
+        REQUIRE(signal->rules.size() == 2);
+        const Rule& first = signal->rules[0];
+        REQUIRE(first.pattern);
+        CHECK(*first.pattern == "1");
+        CHECK(first.label == "on signal 1");
+        REQUIRE(first.body.size() == 1);
+        CHECK(first.body[0].kind == Op::Kind::call);
+        CHECK(buzzer.actions.at(first.body[0].action).name == "buzz");
+        CHECK_FALSE(signal->rules[1].pattern);
+        CHECK(signal->rules[1].label == "on signal");
+        CHECK(buzzer.edges.empty());
+    }
+
+    check_resolved(graph);
+}
+
+TEST_CASE("arduino.mesh draws exactly its golden DOT and Mermaid drawings", "[engine][golden]") {
+    const Graph graph = lowered(fs::path(MESHRUN_TOPOLOGIES) / "arduino.mesh");
+    const fs::path dir = MESHRUN_ENGINE_DATA;
+    const bool update = std::getenv("MESHRUN_UPDATE_GOLDEN") != nullptr;
+    const std::string dot = to_dot(graph);
+    const std::string mermaid = to_mermaid(graph);
+    if (update) {
+        std::ofstream(dir / "arduino.dot") << dot;
+        std::ofstream(dir / "arduino.mmd") << mermaid;
+    }
+    REQUIRE(fs::exists(dir / "arduino.dot"));
+    REQUIRE(fs::exists(dir / "arduino.mmd"));
+    CHECK(dot == slurp(dir / "arduino.dot"));
+    CHECK(mermaid == slurp(dir / "arduino.mmd"));
+}
+
+TEST_CASE("every topology lowers and draws with one send edge per send op", "[engine][topologies]") {
+    const auto paths = topologies();
+    REQUIRE(paths.size() >= 4);
+    for (const auto& path : paths) {
+        DYNAMIC_SECTION(path.filename().string()) {
+            const Graph graph = lowered(path);
+            check_resolved(graph);
+            std::string dot, mermaid;
+            REQUIRE_NOTHROW(dot = to_dot(graph));
+            REQUIRE_NOTHROW(mermaid = to_mermaid(graph));
+            CHECK(dot.rfind("digraph \"" + graph.name + "\" {\n", 0) == 0);
+            CHECK(mermaid.rfind("flowchart LR\n", 0) == 0);
+            const std::size_t sends = sends_in(graph);
+            CHECK(count(dot, "[label=\"send") == sends);
+            CHECK(count(mermaid, "==>|\"send") == sends);
+            std::size_t rules = 0;
+            for (const Node& node : graph.nodes) {
+                CHECK(count(dot, "subgraph \"cluster_" + node.name + "\" {") == 1);
+                for (const Source& source : node.sources) rules += source.rules.size();
+            }
+            CHECK(count(dot, ".rule.") >= rules);
+            CHECK(count(mermaid, "\n    end\n") == graph.nodes.size());
+            // Mermaid ids hold nothing but [A-Za-z0-9_].
+            std::istringstream lines(mermaid);
+            for (std::string line; std::getline(lines, line);) {
+                const auto first = line.find_first_not_of(' ');
+                if (first == std::string::npos || line.compare(first, 8, "classDef") == 0) continue;
+                std::string head = line.substr(first, line.find_first_of(" [(>", first) - first);
+                if (head == "subgraph") head = line.substr(first + 9, line.find(' ', first + 9) - first - 9);
+                INFO(line);
+                CHECK(std::all_of(head.begin(), head.end(), [](char c) {
+                    return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+                }));
+            }
+        }
+    }
+}
+
+TEST_CASE("drawings escape labels, name odd ids safely and survive a recursive action", "[engine]") {
+    // Built by hand: the checker would reject the recursion and the missing channel.
+    Graph graph;
+    graph.name = "say \"hi\"";
+    Node a;
+    a.name = "end";
+    a.port = 8700;
+    Node b;
+    b.name = "dock-1";
+    b.host = "back\\slash";
+    Source channel;
+    channel.kind = Source::Kind::channel;
+    channel.name = "cmd";
+    Rule rule;
+    rule.pattern = "\"x\"";
+    rule.label = "on cmd \"x\" <#&>";
+    Op send;
+    send.kind = Op::Kind::send;
+    send.edge = 0;
+    Op after;
+    after.kind = Op::Kind::after;
+    after.delay = std::chrono::milliseconds(1500);
+    after.body = {send};
+    Op call;
+    call.kind = Op::Kind::call;
+    call.action = 0;
+    rule.body = {after, call};
+    channel.rules.push_back(rule);
+    b.sources.push_back(channel);
+    b.actions.push_back(Action{"loop", {call, send}});  // calls itself
+    b.edges.push_back(Edge{0, "nobody-listens"});
+    graph.nodes = {a, b};
+
+    const std::string dot = to_dot(graph);
+    CHECK(dot.rfind("digraph \"say \\\"hi\\\"\" {\n", 0) == 0);
+    CHECK(dot.find("label=\"dock-1\\nback\\\\slash (client)\"") != std::string::npos);
+    CHECK(dot.find("label=\"end\\n:8700\"") != std::string::npos);
+    CHECK(dot.find("[label=\"on cmd \\\"x\\\" <#&>\"") != std::string::npos);
+    CHECK(dot.find("\"end.ch.nobody-listens\" [label=\"nobody-listens\\n(no rule)\"") != std::string::npos);
+    CHECK(dot.find("\"dock-1.rule.1\" -> \"end.ch.nobody-listens\" [label=\"send (after 1500ms)\"") !=
+          std::string::npos);
+    CHECK(dot.find("[label=\"send (via loop)\"") != std::string::npos);
+    CHECK(count(dot, "[label=\"send") == 2);
+
+    const std::string mermaid = to_mermaid(graph);
+    CHECK(mermaid.find("subgraph end_node [\"end<br/>:8700\"]") != std::string::npos);
+    CHECK(mermaid.find("subgraph dock_1 [\"dock-1<br/>back\\slash (client)\"]") != std::string::npos);
+    CHECK(mermaid.find("dock_1_rule_1(\"on cmd #quot;x#quot; #lt;#35;#amp;#gt;\"):::rule") != std::string::npos);
+    CHECK(mermaid.find("end_ch_nobody_listens[\"nobody-listens<br/>(no rule)\"]:::unhandled") != std::string::npos);
+    CHECK(mermaid.find("dock_1_rule_1 ==>|\"send (after 1500ms)\"| end_ch_nobody_listens") != std::string::npos);
+    CHECK(count(mermaid, "==>|\"send") == 2);
+    CHECK(mermaid.find('"' + std::string("say")) == std::string::npos);  // Mermaid has no title line
+}
+
+TEST_CASE("rule guards are drawn as written", "[engine]") {
+    const Graph graph = lowered(fs::path(MESHRUN_TOPOLOGIES) / "greenhouse.mesh");
+    const std::string dot = to_dot(graph);
+    CHECK(dot.find("label=\"on temperature when value < 18\"") != std::string::npos);
+    CHECK(dot.find("label=\"on temperature when value <= 21 and fan == 1\"") != std::string::npos);
+    CHECK(dot.find("when ...") == std::string::npos);
+    const std::string mermaid = to_mermaid(graph);
+    CHECK(mermaid.find("(\"on temperature when value #lt;= 21 and fan == 1\"):::rule") != std::string::npos);
+}
