@@ -43,7 +43,8 @@ case "${1:-}" in
   build) configure_and_build ;;
   example)
     configure_and_build
-    "$build/tools/meshrun" check "$root/topologies/arduino.mesh" ;;
+    "$build/tools/meshrun" check "$root/topologies/arduino.mesh"
+    exec "$build/tools/meshrun" up "$root/topologies/arduino.mesh" ;;
   test)
     configure_and_build
     cd "$build"

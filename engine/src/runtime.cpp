@@ -152,7 +152,10 @@ struct NodeRt {
     std::uint64_t replied = 0, sent = 0;
     std::mt19937_64 rng;
 
-    NodeRt(FleetCore& f, const Node& s, std::uint64_t seed) : fleet(f), spec(s), rng(seed) {}
+    NodeRt(FleetCore& f, const Node& s, std::uint64_t seed) : fleet(f), spec(s), rng(seed) {
+        for (const Source& src : spec.sources)
+            if (src.kind == Source::Kind::channel) received[src.name] = 0;
+    }
 
     void log(std::string_view text) { fleet.log.line(spec.name, text); }
     asio::any_io_executor executor() { return fleet.io.get_executor(); }

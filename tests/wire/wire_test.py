@@ -460,8 +460,13 @@ def main():
             f.write(MESH.format(port=port))
         log = open(os.path.join(tmp, "node.log"), "w+")
         try:
-            proc = subprocess.Popen([binary, "run", mesh, "--node", "buzzer", "--sim"],
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                proc = subprocess.Popen([binary, "run", mesh, "--node", "buzzer", "--sim"],
+                                        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+            except OSError as e:
+                print(f"FAIL start: cannot run {binary}: {e}")
+                print("0 passed, 1 failed")
+                return 1
             if not wait_for_port(port, proc):
                 stop(proc)
                 log.seek(0)
