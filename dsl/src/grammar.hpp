@@ -6,7 +6,10 @@
 // a line, `__` also skips newlines.
 #pragma once
 
+#include <string_view>
+
 #include <tao/pegtl.hpp>
+#include <tao/pegtl/contrib/analyze_traits.hpp>
 
 namespace meshrun::dsl::grammar {
 
@@ -44,9 +47,34 @@ MESHRUN_KW(debounce, "debounce") MESHRUN_KW(drive, "drive") MESHRUN_KW(advance, 
 MESHRUN_KW(expect, "expect") MESHRUN_KW(within, "within") MESHRUN_KW(received, "received")
 #undef MESHRUN_KW
 
-struct reserved : sor<kw_mesh, kw_include, kw_secret, kw_discovery, kw_node, kw_test, kw_pin, kw_action,
-                      kw_every, kw_on, kw_toggle, kw_send, kw_ack, kw_log, kw_after, kw_repeat, kw_value,
-                      kw_tick, kw_random, kw_not, kw_and, kw_or> {};
+// A reserved word, read whole: one scan and a lookup instead of a string
+// comparison per keyword at every name (a large file has many names).
+struct reserved {
+    using rule_t = reserved;
+    using subs_t = empty_list;
+
+    static bool is_reserved(std::string_view word) {
+        static constexpr std::string_view words[] = {
+            "mesh", "include", "secret", "discovery", "node", "test", "pin", "action", "every", "on", "toggle",
+            "send", "ack", "log", "after", "repeat", "value", "tick", "random", "not", "and", "or"};
+        for (std::string_view w : words)
+            if (w == word) return true;
+        return false;
+    }
+    static bool is_name_char(char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+    }
+    template<typename ParseInput>
+    static bool match(ParseInput& in) {
+        const char* begin = in.current();
+        const char* end = in.end();
+        const char* p = begin;
+        while (p < end && (is_name_char(*p) || (*p == '-' && p + 1 < end && is_name_char(p[1])))) ++p;
+        if (p == begin || !is_reserved(std::string_view(begin, static_cast<std::size_t>(p - begin)))) return false;
+        in.bump(static_cast<std::size_t>(p - begin));
+        return true;
+    }
+};
 struct name : seq<not_at<reserved>, identifier_first, name_tail> {};
 
 struct integer : plus<digit> {};
@@ -325,3 +353,6 @@ struct errors {
 // clang-format on
 
 }  // namespace meshrun::dsl::grammar
+
+template<typename Name>
+struct tao::pegtl::analyze_traits<Name, meshrun::dsl::grammar::reserved> : analyze_any_traits<> {};

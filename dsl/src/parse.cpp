@@ -7,6 +7,8 @@
 #include <sstream>
 
 
+#include <boost/container/small_vector.hpp>
+
 #include "grammar.hpp"
 #include "meshrun/dsl/frontend.hpp"
 
@@ -46,8 +48,11 @@ using selected_rules = rule_set<
 // The parse tree, flat: nodes in pre-order, each with the size of its subtree.
 // A rule that fails truncates what it added, so a parse allocates nothing per
 // node (PEGTL's own parse_tree allocates a node for every rule it tries).
+// A rule's identity: the address of a variable of its own.
+template<typename Rule> inline constexpr char rule_id = 0;
+
 struct FlatNode {
-    std::string_view type;  // pegtl::demangle<Rule>()
+    const char* type = nullptr;  // &rule_id<Rule>
     std::uint32_t begin = 0, end = 0;
     std::uint32_t size = 1;  // this node and all below it
 };
@@ -67,7 +72,7 @@ struct control : pegtl::must_if<g::errors, pegtl::normal, false>::control<Rule> 
         if constexpr (selected_rules::contains<Rule>) {
             t.open.push_back(static_cast<std::uint32_t>(t.nodes.size()));
             const auto at = static_cast<std::uint32_t>(in.current() - t.text);
-            t.nodes.push_back(FlatNode{pegtl::demangle<Rule>(), at, at, 1});
+            t.nodes.push_back(FlatNode{&rule_id<Rule>, at, at, 1});
         }
     }
     template<typename ParseInput>
@@ -89,20 +94,21 @@ struct control : pegtl::must_if<g::errors, pegtl::normal, false>::control<Rule> 
     }
 };
 
+class Tree;
+// Most nodes have a handful of children: keep them off the heap.
+using Children = boost::container::small_vector<Tree, 8>;
+
 // A node of a FlatTree, by value.
 class Tree {
 public:
     Tree(const FlatTree& t, std::uint32_t i) : t_(&t), i_(i) {}
-    template<typename Rule> bool is_type() const {
-        constexpr std::string_view want = pegtl::demangle<Rule>();
-        return node().type.data() == want.data() || node().type == want;
-    }
+    template<typename Rule> bool is_type() const { return node().type == &rule_id<Rule>; }
     std::uint32_t begin() const { return node().begin; }
     std::uint32_t end() const { return node().end; }
     std::string_view string_view() const { return std::string_view(t_->text + begin(), end() - begin()); }
     std::string string() const { return std::string(string_view()); }
-    std::vector<Tree> children() const {
-        std::vector<Tree> out;
+    Children children() const {
+        Children out;
         for (std::uint32_t j = i_ + 1; j < i_ + node().size; j += t_->nodes[j].size) out.emplace_back(*t_, j);
         return out;
     }
@@ -173,7 +179,7 @@ private:
     Duration duration(const Tree& n) const;
     Expr expr(const Tree& list);  // a node whose children are `operand (op operand)*`
     Expr climb(const Tree& list, std::size_t& i, int min_precedence);
-    Expr climb(const std::vector<Tree>& items, std::size_t& i, int min_precedence);
+    Expr climb(const Children& items, std::size_t& i, int min_precedence);
     Expr operand(const Tree& n);
     Expr string_expr(const Tree& n);
     std::string plain_string(const Tree& n, const char* what);
@@ -299,11 +305,11 @@ BinOp binop(const Tree& n) {
 }
 
 Expr Parser::climb(const Tree& list, std::size_t& i, int min_precedence) {
-    const std::vector<Tree> items = list.children();
+    const Children items = list.children();
     return climb(items, i, min_precedence);
 }
 
-Expr Parser::climb(const std::vector<Tree>& items, std::size_t& i, int min_precedence) {
+Expr Parser::climb(const Children& items, std::size_t& i, int min_precedence) {
     Expr lhs = operand(items.at(i++));
     while (i < items.size()) {
         const Tree& op = items[i];
@@ -358,7 +364,8 @@ Expr Parser::operand(const Tree& n) {
 }
 
 void Parser::stmts(const Tree& parent, std::size_t from, std::vector<Stmt>& out) {
-    const std::vector<Tree> c = parent.children();
+    const Children c = parent.children();
+    out.reserve(out.size() + c.size() - std::min(from, c.size()));
     for (std::size_t i = from; i < c.size(); ++i) out.push_back(stmt(c[i]));
 }
 
@@ -366,7 +373,7 @@ Stmt Parser::stmt(const Tree& n) {
     Stmt s;
     s.span = span(n);
     using K = Stmt::Kind;
-    const std::vector<Tree> c = n.children();
+    const Children c = n.children();
     if (n.is_type<g::toggle_stmt>()) {
         s.kind = K::toggle;
         s.target = ident(c.at(0));
@@ -403,11 +410,11 @@ Stmt Parser::stmt(const Tree& n) {
 void Parser::node(const Tree& n) {
     Node node;
     node.span = span(n);
-    const std::vector<Tree> items = n.children();
+    const Children items = n.children();
     node.name = ident(items.at(0));
     for (std::size_t i = 1; i < items.size(); ++i) {
         const Tree& item = items[i];
-        const std::vector<Tree> c = item.children();
+        const Children c = item.children();
         if (item.is_type<g::address>()) {
             Address a;
             a.span = span(item);
@@ -503,13 +510,13 @@ void Parser::node(const Tree& n) {
 void Parser::test(const Tree& n) {
     Test t;
     t.span = span(n);
-    const std::vector<Tree> items = n.children();
+    const Children items = n.children();
     t.title = plain_string(items.at(0), "a test title");
     t.title_span = span(items.at(0));
     using K = TestStmt::Kind;
     for (std::size_t i = 1; i < items.size(); ++i) {
         const Tree& item = items[i];
-        const std::vector<Tree> c = item.children();
+        const Children c = item.children();
         TestStmt s;
         s.span = span(item);
         if (item.is_type<g::t_send>()) {
@@ -529,7 +536,7 @@ void Parser::test(const Tree& n) {
         } else {  // t_expect
             s.node = ident(c.at(0));
             const Tree what = c.at(1);
-            const std::vector<Tree> w = what.children();
+            const Children w = what.children();
             if (what.is_type<g::expect_pin>()) {
                 s.kind = K::expect_pin;
                 s.member = ident(w.at(0));
@@ -548,7 +555,7 @@ void Parser::test(const Tree& n) {
 }
 
 void Parser::top_item(const Tree& n, bool is_root) {
-    const std::vector<Tree> c = n.children();
+    const Children c = n.children();
     if (n.is_type<g::mesh_decl>()) {
         if (!is_root) return;  // a `mesh` line in an included file is ignored
         if (seen_item_ || program_.mesh_name) {
