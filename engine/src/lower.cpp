@@ -2,6 +2,8 @@
 // runtime never looks a name up and never walks the AST.
 #include <unordered_map>
 
+#include <fmt/format.h>
+
 #include "meshrun/engine/graph.hpp"
 
 namespace meshrun::engine {
@@ -69,7 +71,8 @@ public:
             s.kind = Source::Kind::timer;
             s.period = Micros(t.period.micros);
             if (t.times) s.times = t.times->value;
-            s.name = "every " + describe(s.period) + (s.times ? " " + std::to_string(*s.times) + " times" : "");
+            s.name = s.times ? fmt::format("every {} {} times", describe(s.period), *s.times)
+                             : fmt::format("every {}", describe(s.period));
             Rule r;
             r.body = ops(t.body);
             r.span = t.span;
@@ -212,9 +215,9 @@ private:
 
 }  // namespace
 
-const Source* Node::channel(std::string_view name) const {
+const Source* Node::channel(std::string_view channel_name) const {
     for (const auto& s : sources)
-        if (s.kind == Source::Kind::channel && s.name == name) return &s;
+        if (s.kind == Source::Kind::channel && s.name == channel_name) return &s;
     return nullptr;
 }
 

@@ -45,8 +45,15 @@ std::string show(const Expr& e) {
         case K::random: return "random(" + show(e.operands[0]) + ")";
         case K::not_: return "(not " + show(e.operands[0]) + ")";
         case K::neg: return "(-" + show(e.operands[0]) + ")";
-        case K::binary:
-            return "(" + show(e.operands[0]) + " " + ops[static_cast<int>(e.op)] + " " + show(e.operands[1]) + ")";
+        case K::binary: {
+            std::string out = "(";
+            out += show(e.operands[0]);
+            out += " ";
+            out += ops[static_cast<int>(e.op)];
+            out += " ";
+            out += show(e.operands[1]);
+            return out + ")";
+        }
         case K::string: {
             std::string out = "str[";
             for (const auto& part : e.operands) out += show(part) + ";";
