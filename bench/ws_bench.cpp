@@ -1,7 +1,7 @@
 // ws_bench: meshrun's websocket node on loopback, next to raw TCP measured in the same run,
 // and `meshrun up` of a generated 1,000-node fleet.
 //
-//   ws_bench [--quick] [--meshrun PATH] [--nodes N] [--window W] [--no-pin]
+//   ws_bench [--quick] [--meshrun PATH] [--nodes N] [--window W] [--pin]
 //
 // 1. Reference: a forked raw TCP echo server (16-byte messages, one write per message):
 //    round trip p50/p99 and pipelined messages/s, plus its CPU per message.
@@ -105,7 +105,10 @@ void unregister_child(pid_t pid) {
 extern "C" void on_fatal_signal(int sig) {
     for (auto& slot : g_children) {
         const pid_t pid = slot.load();
-        if (pid > 0) ::kill(pid, SIGKILL);
+        if (pid > 0) {
+            ::kill(-pid, SIGKILL);  // its process group: whatever it started too
+            ::kill(pid, SIGKILL);
+        }
     }
     if (g_tmp_file[0]) ::unlink(g_tmp_file.data());
     if (g_tmp_file2[0]) ::unlink(g_tmp_file2.data());
@@ -158,7 +161,9 @@ public:
             fail_errno("fork");
         }
         if (pid == 0) {
-            // Only async-signal-safe calls from here to exec.
+            // Only async-signal-safe calls from here to exec. A process group of its own, so that
+            // stop() also reaches anything it starts (a wrapper script's child, say).
+            ::setpgid(0, 0);
             ::prctl(PR_SET_PDEATHSIG, SIGKILL);
             if (::getppid() != parent) ::_exit(127);
             ::dup2(fds[1], STDOUT_FILENO);
@@ -174,6 +179,7 @@ public:
             [[maybe_unused]] auto n = ::write(STDERR_FILENO, msg, sizeof msg - 1);
             ::_exit(127);
         }
+        ::setpgid(pid, pid);  // also here: whichever of the two runs first
         pid_ = pid;
         register_child(pid);
         ::close(fds[1]);
@@ -217,10 +223,11 @@ public:
         return out;
     }
 
-    // SIGTERM, a bounded wait, then SIGKILL; reaps the child and joins the reader.
+    // SIGTERM to its process group, a bounded wait, then SIGKILL to what is left of the group;
+    // reaps the child and joins the reader (which stops within 100 ms even if the pipe stays open).
     void stop() {
         if (pid_ > 0) {
-            ::kill(pid_, SIGTERM);
+            ::kill(-pid_, SIGTERM);
             bool reaped = false;
             const auto deadline = Clock::now() + std::chrono::seconds(3);
             while (Clock::now() < deadline) {
@@ -232,6 +239,7 @@ public:
                 }
                 std::this_thread::sleep_for(std::chrono::milliseconds(5));
             }
+            ::kill(-pid_, SIGKILL);  // what is left of the group
             if (!reaped) {
                 ::kill(pid_, SIGKILL);
                 int status = 0;
@@ -241,7 +249,8 @@ public:
             unregister_child(pid_);
             pid_ = -1;
         }
-        if (reader_.joinable()) reader_.join();  // the pipe ends once the child is gone
+        stopping_ = true;
+        if (reader_.joinable()) reader_.join();
         if (out_fd_ >= 0) {
             ::close(out_fd_);
             out_fd_ = -1;
@@ -253,6 +262,13 @@ private:
         std::string pending;
         char buf[16384];
         while (true) {
+            pollfd p{out_fd_, POLLIN, 0};
+            const int ready = ::poll(&p, 1, 100);
+            if (ready < 0 && errno != EINTR) break;
+            if (ready <= 0) {
+                if (stopping_) break;  // the child is gone, yet something else holds the pipe open
+                continue;
+            }
             const ssize_t n = ::read(out_fd_, buf, sizeof buf);
             if (n < 0 && errno == EINTR) continue;
             if (n <= 0) break;
@@ -283,6 +299,7 @@ private:
     int out_fd_ = -1;
     Clock::time_point spawned_at_{};
     std::thread reader_;
+    std::atomic<bool> stopping_{false};
     std::mutex mutex_;
     std::condition_variable cv_;
     int listening_ = 0;
@@ -805,7 +822,7 @@ void print_table(const std::vector<Row>& rows) {
 
 struct Options {
     bool quick = false;
-    bool pin = true;
+    bool pin = false;
     std::string meshrun = MESHRUN_BIN;
     int nodes = 1000;
     std::size_t window = 64;
@@ -814,13 +831,14 @@ struct Options {
 
 void usage(std::FILE* to) {
     fmt::print(to,
-               "usage: ws_bench [--quick] [--meshrun PATH] [--nodes N] [--window W] [--no-pin]\n"
+               "usage: ws_bench [--quick] [--meshrun PATH] [--nodes N] [--window W] [--pin]\n"
                "\n"
                "  --quick         small counts (a smoke run of a few seconds)\n"
                "  --meshrun PATH  the meshrun binary (default: {})\n"
                "  --nodes N       nodes for `meshrun up` (default 1000; 50 with --quick)\n"
                "  --window W      messages in flight in the pipelined runs (default 64)\n"
-               "  --no-pin        do not pin the client and the servers to different CPUs\n"
+               "  --pin           pin the client to one CPU and the servers to another (default: the\n"
+               "                  scheduler places them; pinned runs suffer more from other load)\n"
                "\n"
                "Prints each figure beside its reference measured in the same run (raw TCP on loopback)\n"
                "or its goal. Exits 0 whether or not goals are met, 1 if something could not run.\n",
@@ -859,7 +877,7 @@ int run(const Options& opt) {
     if (pins.server >= 0)
         fmt::print("client pinned to CPU {}, servers to CPU {}\n", pins.client, pins.server);
     else
-        fmt::print("not pinned ({})\n", opt.pin ? "fewer than 2 CPUs" : "--no-pin");
+        fmt::print("not pinned to CPUs{}\n", opt.pin ? " (fewer than 2)" : "");
     {
         std::ifstream in("/proc/loadavg");
         std::string one, five;
@@ -916,13 +934,13 @@ int run(const Options& opt) {
         idle_kib = rss_kib(node.pid());
 
         const std::string frame = masked_text_frame("1", static_cast<std::uint32_t>(rng()));
-        {
-            Fd fd = connect_to(port);
-            ReplyReader reader(fd.get(), true, "buzz buzz buzz");
-            reader.preload(websocket_handshake(fd.get(), port, "signal", rng));
-            ws_rt = round_trips(fd.get(), reader, frame, warmup, rt_count);
-        }
-        {
+        try {
+            {
+                Fd fd = connect_to(port);
+                ReplyReader reader(fd.get(), true, "buzz buzz buzz");
+                reader.preload(websocket_handshake(fd.get(), port, "signal", rng));
+                ws_rt = round_trips(fd.get(), reader, frame, warmup, rt_count);
+            }
             Fd fd = connect_to(port);
             ReplyReader reader(fd.get(), true, "buzz buzz buzz");
             reader.preload(websocket_handshake(fd.get(), port, "signal", rng));
@@ -930,11 +948,14 @@ int run(const Options& opt) {
             // Warm this connection up, then the measured run.
             pipelined(fd.get(), reader, frame, std::min<std::size_t>(pipe_total / 10, 20000), opt.window, 0);
             ws_pipe = pipelined(fd.get(), reader, frame, pipe_total, opt.window, node.pid());
+        } catch (const Failure& e) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));  // its last words, if any
+            fail(fmt::format("{}\n`meshrun run`'s last output:\n{}", e.what(), node.tail()));
         }
         node.stop();
     }
     fmt::print("meshrun run: round trip p50 {:.1f} us, p99 {:.1f} us (min {:.1f}, mean {:.1f}); "
-               "pipelined {} msg/s, server CPU {:.2f} us/msg; idle RSS {:.1f} MiB\n",
+               "pipelined {} msg/s, server CPU {:.2f} us/msg; idle RSS {:.2f} MiB\n",
                ws_rt.p50_us, ws_rt.p99_us, ws_rt.min_us, ws_rt.mean_us, thousands(ws_pipe.msgs_per_s),
                ws_pipe.server_cpu_us, idle_kib / 1024.0);
     std::fflush(stdout);
@@ -958,12 +979,16 @@ int run(const Options& opt) {
         up_kib = rss_kib(fleet.pid());
         up_s = std::chrono::duration<double>(fleet.last_listening() - fleet.spawned_at()).count();
         // It serves: one round trip with the last node.
-        const auto last = static_cast<std::uint16_t>(base + nodes - 1);
-        Fd fd = connect_to(last);
-        ReplyReader reader(fd.get(), true, "buzz buzz buzz");
-        reader.preload(websocket_handshake(fd.get(), last, "signal", rng));
-        round_trips(fd.get(), reader, masked_text_frame("1", static_cast<std::uint32_t>(rng())), 0, 1);
-        fd.reset();
+        try {
+            const auto last = static_cast<std::uint16_t>(base + nodes - 1);
+            Fd fd = connect_to(last);
+            ReplyReader reader(fd.get(), true, "buzz buzz buzz");
+            reader.preload(websocket_handshake(fd.get(), last, "signal", rng));
+            round_trips(fd.get(), reader, masked_text_frame("1", static_cast<std::uint32_t>(rng())), 0, 1);
+        } catch (const Failure& e) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            fail(fmt::format("{}\n`meshrun up`'s last output:\n{}", e.what(), fleet.tail()));
+        }
         fleet.stop();
     }
     fmt::print("meshrun up: {} nodes listening {:.3f} s after spawn, RSS then {:.1f} MiB\n", thousands(nodes), up_s,
@@ -980,7 +1005,7 @@ int run(const Options& opt) {
     rows.push_back({"server CPU per message (us)", fixed(ws_pipe.server_cpu_us, 2),
                     fixed(raw_pipe.server_cpu_us, 2) + " raw TCP", "<= 1 us", ws_pipe.server_cpu_us / 1.0,
                     ws_pipe.server_cpu_us <= 1.0});
-    rows.push_back({"idle RSS, meshrun run (MiB)", fixed(idle_kib / 1024.0, 1), "-", "<= 4 MiB",
+    rows.push_back({"idle RSS, meshrun run (MiB)", fixed(idle_kib / 1024.0, 2), "-", "<= 4 MiB",
                     idle_kib / 1024.0 / 4.0, idle_kib <= 4 * 1024});
     rows.push_back({fmt::format("up {} nodes: ready (s)", n), fixed(up_s, 3), "-", "<= 2 s", up_s / 2.0,
                     up_s <= 2.0});
@@ -1007,7 +1032,7 @@ int main(int argc, char** argv) {
         };
         try {
             if (a == "--quick") opt.quick = true;
-            else if (a == "--no-pin") opt.pin = false;
+            else if (a == "--pin") opt.pin = true;
             else if (a == "--meshrun") opt.meshrun = value(a);
             else if (a == "--nodes") {
                 opt.nodes = std::stoi(value(a));

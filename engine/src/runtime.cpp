@@ -27,7 +27,7 @@ namespace http = beast::http;
 namespace websocket = beast::websocket;
 using tcp = asio::ip::tcp;
 template<typename T> using task = asio::awaitable<T>;
-using WsStream = websocket::stream<beast::tcp_stream>;
+using WsStream = websocket::stream<beast::tcp_stream>;  // a link's, to another node
 
 namespace {
 
@@ -77,6 +77,81 @@ bool quiet_error(const beast::error_code& ec) {
     return ec == asio::error::operation_aborted || ec == websocket::error::closed || ec == asio::error::eof ||
            ec == beast::error::timeout || ec == asio::error::connection_reset;
 }
+
+// The server side of a connection, under Beast's websocket stream: replies are
+// held until the session next needs input, then go out in one write. A burst of
+// pipelined messages is answered with one write; a lone message is answered at
+// once, since its session asks for the next input right after replying.
+class CoalescingStream {
+public:
+    using executor_type = beast::tcp_stream::executor_type;
+
+    explicit CoalescingStream(beast::tcp_stream&& next) : next_(std::move(next)) {}
+    executor_type get_executor() { return next_.get_executor(); }
+    beast::tcp_stream& next_layer() { return next_; }
+
+    template<typename Buffers, typename Handler>
+    auto async_read_some(const Buffers& buffers, Handler&& handler) {
+        return asio::async_initiate<Handler, void(beast::error_code, std::size_t)>(
+            [this](auto h, const Buffers& b) {
+                flush([this, b, h = std::move(h)](beast::error_code ec) mutable {
+                    if (ec) return h(ec, 0);
+                    reading_ = true;
+                    next_.async_read_some(b, [this, h = std::move(h)](beast::error_code e, std::size_t n) mutable {
+                        reading_ = false;
+                        h(e, n);
+                    });
+                });
+            },
+            handler, buffers);
+    }
+
+    template<typename Buffers, typename Handler>
+    auto async_write_some(const Buffers& buffers, Handler&& handler) {
+        return asio::async_initiate<Handler, void(beast::error_code, std::size_t)>(
+            [this](auto h, const Buffers& b) {
+                const std::size_t n = asio::buffer_size(b);
+                const std::size_t at = pending_.size();
+                pending_.resize(at + n);
+                asio::buffer_copy(asio::buffer(pending_.data() + at, n), b);
+                // Hold it, unless a read is already waiting on the socket (a close
+                // frame sent while the session waits for input): then nothing
+                // else would send it.
+                if (pending_.size() < flush_at && !reading_) {
+                    asio::post(get_executor(), beast::bind_front_handler(std::move(h), beast::error_code{}, n));
+                } else {
+                    flush([h = std::move(h), n](beast::error_code ec) mutable { h(ec, ec ? 0 : n); });
+                }
+            },
+            handler, buffers);
+    }
+
+    // Writes what is held, then calls `done`.
+    template<typename Done>
+    void flush(Done&& done) {
+        if (pending_.empty()) return done(beast::error_code{});
+        auto data = std::make_shared<std::string>(std::move(pending_));
+        pending_.clear();
+        asio::async_write(next_, asio::buffer(*data),
+                          [data, done = std::forward<Done>(done)](beast::error_code ec, std::size_t) mutable { done(ec); });
+    }
+
+private:
+    static constexpr std::size_t flush_at = 64 * 1024;
+    beast::tcp_stream next_;
+    std::string pending_;
+    bool reading_ = false;
+};
+
+template<typename Handler>
+void async_teardown(beast::role_type role, CoalescingStream& s, Handler&& handler) {
+    s.flush([role, &s, handler = std::forward<Handler>(handler)](beast::error_code) mutable {
+        using beast::websocket::async_teardown;
+        async_teardown(role, s.next_layer(), std::move(handler));
+    });
+}
+
+using ServerStream = websocket::stream<CoalescingStream>;
 
 // What one firing of a rule knows: the value and tick it runs with, and the
 // reply of a message rule (its first `ack`).
@@ -147,14 +222,16 @@ struct NodeRt {
     std::vector<PinState> pin_state;
     std::vector<std::unique_ptr<Link>> links;  // per edge
     std::optional<tcp::acceptor> acceptor;
-    std::set<WsStream*> sessions;
+    std::set<ServerStream*> sessions;
     std::map<std::string, std::uint64_t> received;  // per channel
     std::uint64_t replied = 0, sent = 0;
     std::mt19937_64 rng;
 
     NodeRt(FleetCore& f, const Node& s, std::uint64_t seed) : fleet(f), spec(s), rng(seed) {
-        for (const Source& src : spec.sources)
+        for (const Source& src : spec.sources) {
             if (src.kind == Source::Kind::channel) received[src.name] = 0;
+            for (const Rule& r : src.rules) waits[&r] = can_wait(r.body);
+        }
     }
 
     void log(std::string_view text) { fleet.log.line(spec.name, text); }
@@ -180,15 +257,41 @@ struct NodeRt {
     }
 
     task<void> exec(const std::vector<Op>& body, std::shared_ptr<Firing> f);
+    void run_now(const std::vector<Op>& body, Firing& f);
+    void step(const Op& op, Firing& f);
+
+    // Whether running `body` can wait (on a send's acknowledgement). Rules that
+    // cannot are run at once, without a coroutine: the common case, and the fast one.
+    bool can_wait(const std::vector<Op>& body) const {
+        for (const Op& op : body) {
+            if (op.kind == Op::Kind::send) return true;
+            if (op.kind == Op::Kind::repeat && can_wait(op.body)) return true;
+            if (op.kind == Op::Kind::call && can_wait(spec.actions[static_cast<std::size_t>(op.action)].body)) return true;
+        }
+        return false;
+    }
+    std::map<const Rule*, bool> waits;  // can_wait of each rule's body, worked out once
+
+    // The reply to a message, when its rule runs to the end without waiting;
+    // otherwise nothing, and `rule` is the rule to hand to deliver().
+    std::optional<std::string> deliver_now(const Source& channel, const std::string& value, const Rule*& rule) {
+        Firing f;
+        f.value = value;
+        f.message = true;
+        rule = match(channel, f);
+        if (rule && waits.at(rule)) return std::nullopt;
+        ++received[channel.name];
+        if (rule) run_now(rule->body, f);
+        ++replied;
+        return f.reply ? std::move(*f.reply) : std::string("n/a");
+    }
 
     // A message arrives on a channel: the reply is the firing's first `ack`, or `n/a`.
-    task<std::string> deliver(const Source& channel, std::string value) {
+    task<std::string> deliver(const Source& channel, const Rule* rule, std::string value) {
         ++received[channel.name];
         auto f = std::make_shared<Firing>();
         f->value = std::move(value);
         f->message = true;
-        const Rule* rule = match(channel, *f);
-        if (!rule) co_return "n/a";
         f->replied = std::make_shared<Event>(executor());
         asio::co_spawn(
             executor(),
@@ -204,6 +307,7 @@ struct NodeRt {
     }
 
     void fire(const Rule& rule, std::shared_ptr<Firing> f) {
+        if (!waits.at(&rule)) return run_now(rule.body, *f);
         asio::co_spawn(executor(), exec(rule.body, std::move(f)), asio::detached);
     }
 
@@ -283,47 +387,74 @@ struct NodeRt {
     }
 };
 
+// The ops that never wait, shared by both ways of running a body.
+void NodeRt::step(const Op& op, Firing& f) {
+    switch (op.kind) {
+        case Op::Kind::write:
+            lines[static_cast<std::size_t>(op.pin)]->write(truthy(eval(op.expr, f)) ? 1 : 0);
+            break;
+        case Op::Kind::toggle: {
+            auto& line = lines[static_cast<std::size_t>(op.pin)];
+            line->write(line->read() ? 0 : 1);
+            break;
+        }
+        case Op::Kind::ack:
+            if (f.message && !f.reply) {
+                f.reply = eval(op.expr, f);
+                if (f.replied) f.replied->notify();
+            }
+            break;
+        case Op::Kind::log: log(eval(op.expr, f)); break;
+        case Op::Kind::after: {
+            // The body runs later with the value and tick it was scheduled with.
+            auto later = std::make_shared<Firing>();
+            later->value = f.value;
+            later->tick = f.tick;
+            const std::vector<Op>* then = &op.body;
+            const bool wait = can_wait(op.body);
+            fleet.clock->call_at(fleet.clock->now() + op.delay, [this, then, later, wait] {
+                if (fleet.stopping) return;
+                if (!wait) return run_now(*then, *later);
+                asio::co_spawn(executor(), exec(*then, later), asio::detached);
+            });
+            break;
+        }
+        case Op::Kind::send:
+        case Op::Kind::repeat:
+        case Op::Kind::call: break;  // run_now and exec handle these
+    }
+}
+
+void NodeRt::run_now(const std::vector<Op>& body, Firing& f) {
+    for (const Op& op : body) {
+        if (op.kind == Op::Kind::repeat) {
+            for (std::int64_t i = 0; i < op.count; ++i) run_now(op.body, f);
+        } else if (op.kind == Op::Kind::call) {
+            run_now(spec.actions[static_cast<std::size_t>(op.action)].body, f);
+        } else {
+            step(op, f);
+        }
+    }
+}
+
 task<void> NodeRt::exec(const std::vector<Op>& body, std::shared_ptr<Firing> f) {
     for (const Op& op : body) {
         switch (op.kind) {
-            case Op::Kind::write:
-                lines[static_cast<std::size_t>(op.pin)]->write(truthy(eval(op.expr, *f)) ? 1 : 0);
-                break;
-            case Op::Kind::toggle: {
-                auto& line = lines[static_cast<std::size_t>(op.pin)];
-                line->write(line->read() ? 0 : 1);
-                break;
-            }
             case Op::Kind::send: {
                 const std::string payload = eval(op.expr, *f);
                 const Edge& e = spec.edges[static_cast<std::size_t>(op.edge)];
-                log(fmt::format("> sending payload: {} to {}/{}", payload, fleet.graph.nodes[static_cast<std::size_t>(e.node)].name, e.channel));
+                log(fmt::format("> sending payload: {} to {}/{}", payload,
+                                fleet.graph.nodes[static_cast<std::size_t>(e.node)].name, e.channel));
                 ++sent;
                 const std::string ack = co_await links[static_cast<std::size_t>(op.edge)]->request(payload);
                 log(fmt::format("< {}", ack));
-                break;
-            }
-            case Op::Kind::ack:
-                if (f->message && !f->reply) {
-                    f->reply = eval(op.expr, *f);
-                    if (f->replied) f->replied->notify();
-                }
-                break;
-            case Op::Kind::log: log(eval(op.expr, *f)); break;
-            case Op::Kind::after: {
-                auto later = std::make_shared<Firing>();
-                later->value = f->value;
-                later->tick = f->tick;
-                const std::vector<Op>* then = &op.body;
-                fleet.clock->call_at(fleet.clock->now() + op.delay, [this, then, later] {
-                    if (!fleet.stopping) asio::co_spawn(executor(), exec(*then, later), asio::detached);
-                });
                 break;
             }
             case Op::Kind::repeat:
                 for (std::int64_t i = 0; i < op.count; ++i) co_await exec(op.body, f);
                 break;
             case Op::Kind::call: co_await exec(spec.actions[static_cast<std::size_t>(op.action)].body, f); break;
+            default: step(op, *f); break;
         }
     }
 }
@@ -465,7 +596,7 @@ task<void> session(NodeRt& node, tcp::socket socket) {
         co_return;
     }
     stream.expires_never();
-    WsStream ws(std::move(stream));
+    ServerStream ws(CoalescingStream(std::move(stream)));
     ws.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
     ws.set_option(websocket::stream_base::decorator(
         [](websocket::response_type& res) { res.set(http::field::server, "meshrun"); }));
@@ -482,7 +613,15 @@ task<void> session(NodeRt& node, tcp::socket socket) {
                                     asio::redirect_error(use, ec));
             break;
         }
-        std::string reply = co_await node.deliver(*channel, beast::buffers_to_string(buffer.data()));
+        std::string message = beast::buffers_to_string(buffer.data());
+        const Rule* rule = nullptr;
+        std::optional<std::string> now = node.deliver_now(*channel, message, rule);
+        std::string reply;  // no co_await inside ?: (g++ 12 miscompiles it)
+        if (now) {
+            reply = std::move(*now);
+        } else {
+            reply = co_await node.deliver(*channel, rule, std::move(message));
+        }
         ws.text(true);
         co_await ws.async_write(asio::buffer(reply), asio::redirect_error(use, ec));
         if (ec) break;
@@ -642,7 +781,7 @@ void Fleet::stop() {
     for (auto& node : f.nodes) {
         if (node->acceptor) node->acceptor->close();
         for (auto& link : node->links) link->stop();
-        for (WsStream* ws : node->sessions)
+        for (ServerStream* ws : node->sessions)
             ws->async_close(websocket::close_reason(websocket::close_code::going_away, "node stopping"),
                             [](beast::error_code) {});
     }
