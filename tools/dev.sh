@@ -51,7 +51,8 @@ case "${1:-}" in
     exec ctest --output-on-failure -j "$(nproc)" ;;
   bench)
     configure_and_build
-    bash "$root/bench/check_bench.sh" "$build/tools/meshrun" ;;
+    bash "$root/bench/check_bench.sh" "$build/tools/meshrun"
+    "$build/bench/ws_bench" --meshrun "$build/tools/meshrun" ;;
   *)
     sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit 2 ;;

@@ -126,14 +126,50 @@ public:
             handler, buffers);
     }
 
-    // Writes what is held, then calls `done`.
+    // A reply from the session: held, without a system call or a trip through the
+    // event loop. It goes out on the next read (or by flush()).
+    template<typename Buffers>
+    std::size_t write_some(const Buffers& buffers, beast::error_code& ec) {
+        ec = {};
+        const std::size_t n = asio::buffer_size(buffers);
+        const std::size_t at = pending_.size();
+        pending_.resize(at + n);
+        asio::buffer_copy(asio::buffer(pending_.data() + at, n), buffers);
+        return n;
+    }
+    template<typename Buffers>
+    std::size_t write_some(const Buffers& buffers) {
+        beast::error_code ec;
+        const std::size_t n = write_some(buffers, ec);
+        return n;
+    }
+    // Beast's stream concept asks for synchronous reads too; the session never makes one.
+    template<typename Buffers>
+    std::size_t read_some(const Buffers& buffers, beast::error_code& ec) {
+        return next_.socket().read_some(buffers, ec);
+    }
+    template<typename Buffers>
+    std::size_t read_some(const Buffers& buffers) {
+        return next_.socket().read_some(buffers);
+    }
+
+    // Writes what is held, then calls `done`: at once when the socket takes it
+    // all (the usual case), else when the rest has gone out.
     template<typename Done>
     void flush(Done&& done) {
+        if (pending_.empty()) return done(beast::error_code{});
+        beast::error_code ec;
+        const std::size_t n = next_.socket().write_some(asio::buffer(pending_), ec);
+        if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+            pending_.clear();
+            return done(ec);
+        }
+        pending_.erase(0, ec ? 0 : n);
         if (pending_.empty()) return done(beast::error_code{});
         auto data = std::make_shared<std::string>(std::move(pending_));
         pending_.clear();
         asio::async_write(next_, asio::buffer(*data),
-                          [data, done = std::forward<Done>(done)](beast::error_code ec, std::size_t) mutable { done(ec); });
+                          [data, done = std::forward<Done>(done)](beast::error_code e, std::size_t) mutable { done(e); });
     }
 
 private:
@@ -223,13 +259,13 @@ struct NodeRt {
     std::vector<std::unique_ptr<Link>> links;  // per edge
     std::optional<tcp::acceptor> acceptor;
     std::set<ServerStream*> sessions;
-    std::map<std::string, std::uint64_t> received;  // per channel
+    std::map<const Source*, std::uint64_t> received;  // per channel
     std::uint64_t replied = 0, sent = 0;
     std::mt19937_64 rng;
 
     NodeRt(FleetCore& f, const Node& s, std::uint64_t seed) : fleet(f), spec(s), rng(seed) {
         for (const Source& src : spec.sources) {
-            if (src.kind == Source::Kind::channel) received[src.name] = 0;
+            if (src.kind == Source::Kind::channel) received[&src] = 0;
             for (const Rule& r : src.rules) waits[&r] = can_wait(r.body);
         }
     }
@@ -280,7 +316,7 @@ struct NodeRt {
         f.message = true;
         rule = match(channel, f);
         if (rule && waits.at(rule)) return std::nullopt;
-        ++received[channel.name];
+        ++received[&channel];
         if (rule) run_now(rule->body, f);
         ++replied;
         return f.reply ? std::move(*f.reply) : std::string("n/a");
@@ -288,7 +324,7 @@ struct NodeRt {
 
     // A message arrives on a channel: the reply is the firing's first `ack`, or `n/a`.
     task<std::string> deliver(const Source& channel, const Rule* rule, std::string value) {
-        ++received[channel.name];
+        ++received[&channel];
         auto f = std::make_shared<Firing>();
         f->value = std::move(value);
         f->message = true;
@@ -382,7 +418,9 @@ struct NodeRt {
             if (s.kind == Source::Kind::channel) j["channels"].push_back(s.name);
         j["pins"] = nlohmann::json::object();
         for (std::size_t i = 0; i < spec.pins.size(); ++i) j["pins"][spec.pins[i].name] = read_pin(static_cast<int>(i));
-        j["counters"] = {{"received", received}, {"replied", replied}, {"sent", sent}};
+        nlohmann::json per_channel = nlohmann::json::object();
+        for (const auto& [source, n] : received) per_channel[source->name] = n;
+        j["counters"] = {{"received", per_channel}, {"replied", replied}, {"sent", sent}};
         return j.dump();
     }
 };
@@ -597,7 +635,13 @@ task<void> session(NodeRt& node, tcp::socket socket) {
     }
     stream.expires_never();
     ServerStream ws(CoalescingStream(std::move(stream)));
-    ws.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+    // A handshake must finish in 30 s; an open channel may stay quiet for as long
+    // as its peer likes (links are kept open), so no idle timer to re-arm per message.
+    websocket::stream_base::timeout limits{};
+    limits.handshake_timeout = std::chrono::seconds(30);
+    limits.idle_timeout = websocket::stream_base::none();
+    limits.keep_alive_pings = false;
+    ws.set_option(limits);
     ws.set_option(websocket::stream_base::decorator(
         [](websocket::response_type& res) { res.set(http::field::server, "meshrun"); }));
     ws.read_message_max(max_message);
@@ -622,8 +666,9 @@ task<void> session(NodeRt& node, tcp::socket socket) {
         } else {
             reply = co_await node.deliver(*channel, rule, std::move(message));
         }
+        if (node.fleet.stopping) break;  // a close frame is on its way
         ws.text(true);
-        co_await ws.async_write(asio::buffer(reply), asio::redirect_error(use, ec));
+        ws.write(asio::buffer(reply), ec);  // held by CoalescingStream: it does not block
         if (ec) break;
     }
     node.sessions.erase(&ws);
