@@ -26,13 +26,20 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 namespace websocket = beast::websocket;
 using tcp = asio::ip::tcp;
-template<typename T> using task = asio::awaitable<T>;
-using WsStream = websocket::stream<beast::tcp_stream>;  // a link's, to another node
+// One concrete executor everywhere: no type-erased executor on the hot path.
+using Executor = asio::io_context::executor_type;
+template<typename T> using task = asio::awaitable<T, Executor>;
+using Socket = asio::basic_stream_socket<tcp, Executor>;
+using Acceptor = asio::basic_socket_acceptor<tcp, Executor>;
+using Resolver = asio::ip::basic_resolver<tcp, Executor>;
+using Timer = asio::basic_waitable_timer<std::chrono::steady_clock, asio::wait_traits<std::chrono::steady_clock>, Executor>;
+using TcpStream = beast::basic_stream<tcp, Executor>;
+using WsStream = websocket::stream<TcpStream>;  // a link's, to another node
 
 namespace {
 
 constexpr std::size_t max_message = 64 * 1024;
-constexpr auto use = asio::use_awaitable;
+constexpr asio::use_awaitable_t<Executor> use;
 
 class SteadyClock final : public Clock {
 public:
@@ -55,7 +62,7 @@ private:
 // A one-shot flag a coroutine can wait for.
 class Event {
 public:
-    explicit Event(asio::any_io_executor ex) : timer_(ex, asio::steady_timer::time_point::max()) {}
+    explicit Event(Executor ex) : timer_(ex, Timer::time_point::max()) {}
     void notify() {
         set_ = true;
         timer_.cancel();
@@ -69,7 +76,7 @@ public:
     void reset() { set_ = false; }
 
 private:
-    asio::steady_timer timer_;
+    Timer timer_;
     bool set_ = false;
 };
 
@@ -84,11 +91,11 @@ bool quiet_error(const beast::error_code& ec) {
 // once, since its session asks for the next input right after replying.
 class CoalescingStream {
 public:
-    using executor_type = beast::tcp_stream::executor_type;
+    using executor_type = Executor;
 
-    explicit CoalescingStream(beast::tcp_stream&& next) : next_(std::move(next)) {}
+    explicit CoalescingStream(TcpStream&& next) : next_(std::move(next)) {}
     executor_type get_executor() { return next_.get_executor(); }
-    beast::tcp_stream& next_layer() { return next_; }
+    TcpStream& next_layer() { return next_; }
 
     template<typename Buffers, typename Handler>
     auto async_read_some(const Buffers& buffers, Handler&& handler) {
@@ -174,7 +181,7 @@ public:
 
 private:
     static constexpr std::size_t flush_at = 64 * 1024;
-    beast::tcp_stream next_;
+    TcpStream next_;
     std::string pending_;
     bool reading_ = false;
 };
@@ -257,7 +264,7 @@ struct NodeRt {
     std::vector<std::unique_ptr<drivers::Line>> lines;
     std::vector<PinState> pin_state;
     std::vector<std::unique_ptr<Link>> links;  // per edge
-    std::optional<tcp::acceptor> acceptor;
+    std::optional<Acceptor> acceptor;
     std::set<ServerStream*> sessions;
     std::map<const Source*, std::uint64_t> received;  // per channel
     std::uint64_t replied = 0, sent = 0;
@@ -271,7 +278,7 @@ struct NodeRt {
     }
 
     void log(std::string_view text) { fleet.log.line(spec.name, text); }
-    asio::any_io_executor executor() { return fleet.io.get_executor(); }
+    Executor executor() { return fleet.io.get_executor(); }
 
     int read_pin(int pin) const {
         const Pin& p = spec.pins[static_cast<std::size_t>(pin)];
@@ -519,7 +526,7 @@ void Link::stop() {
 }
 
 task<void> Link::connect() {
-    auto resolver = tcp::resolver(owner_.executor());
+    Resolver resolver(owner_.executor());
     const std::string host = host_.empty() || host_ == "localhost" ? "127.0.0.1" : host_;
     // Named locals, not temporaries, around co_await: g++ 12 mishandles temporaries there.
     const std::string service = std::to_string(port_);
@@ -540,7 +547,7 @@ task<void> Link::connect() {
 task<void> Link::pump() {
     auto backoff = std::chrono::milliseconds(50);
     bool reported = false;
-    asio::steady_timer pause(owner_.executor());
+    Timer pause(owner_.executor());
     while (!stopping_) {
         if (queue_.empty()) {
             wake_->reset();
@@ -593,7 +600,7 @@ task<void> Link::pump() {
 
 // ---- inbound ----------------------------------------------------------------
 
-task<void> http_reply(beast::tcp_stream& stream, const http::request<http::string_body>& req, http::status status,
+task<void> http_reply(TcpStream& stream, const http::request<http::string_body>& req, http::status status,
                       std::string content_type, std::string body) {
     http::response<http::string_body> res{status, req.version()};
     res.set(http::field::server, "meshrun");
@@ -603,11 +610,11 @@ task<void> http_reply(beast::tcp_stream& stream, const http::request<http::strin
     res.prepare_payload();
     beast::error_code ec;
     co_await http::async_write(stream, res, asio::redirect_error(use, ec));
-    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream.socket().shutdown(Socket::shutdown_send, ec);
 }
 
-task<void> session(NodeRt& node, tcp::socket socket) {
-    beast::tcp_stream stream(std::move(socket));
+task<void> session(NodeRt& node, Socket socket) {
+    TcpStream stream(std::move(socket));
     stream.socket().set_option(tcp::no_delay(true));
     beast::flat_buffer buffer;
     http::request<http::string_body> req;
@@ -679,7 +686,7 @@ task<void> session(NodeRt& node, tcp::socket socket) {
 task<void> listen(NodeRt& node) {
     while (true) {
         beast::error_code ec;
-        tcp::socket socket = co_await node.acceptor->async_accept(asio::redirect_error(use, ec));
+        Socket socket = co_await node.acceptor->async_accept(asio::redirect_error(use, ec));
         if (ec == asio::error::operation_aborted || !node.acceptor->is_open()) co_return;
         if (ec) continue;
         asio::co_spawn(node.executor(), session(node, std::move(socket)), asio::detached);
@@ -784,7 +791,7 @@ void Fleet::start() {
         if (!port) continue;
         const auto address = listen_address(f.options.bind ? *f.options.bind : node->spec.host);
         try {
-            tcp::acceptor acceptor(f.io);
+            Acceptor acceptor(f.io.get_executor());
             const tcp::endpoint endpoint(address, port);
             acceptor.open(endpoint.protocol());
             acceptor.set_option(asio::socket_base::reuse_address(true));
@@ -798,7 +805,7 @@ void Fleet::start() {
     }
     for (auto& node : f.nodes) {
         if (node->acceptor) {
-            asio::co_spawn(f.io, listen(*node), asio::detached);
+            asio::co_spawn(f.io.get_executor(), listen(*node), asio::detached);
             node->log(fmt::format("listening on ws://{}:{}", node->acceptor->local_endpoint().address().to_string(),
                                   node->acceptor->local_endpoint().port()));
         }
