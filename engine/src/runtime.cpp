@@ -250,7 +250,7 @@ struct FleetCore {
     drivers::PinDriver& pins;
     Logger& log;
     FleetOptions options;
-    asio::io_context io{1};
+    asio::io_context io{1};  // one thread runs every node of the fleet
     std::unique_ptr<SteadyClock> steady;
     Clock* clock = nullptr;
     std::vector<std::unique_ptr<NodeRt>> nodes;
