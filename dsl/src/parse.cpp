@@ -184,7 +184,7 @@ private:
     Expr string_expr(const Tree& n);
     std::string plain_string(const Tree& n, const char* what);
     void stmts(const Tree& parent, std::size_t from, std::vector<Stmt>& out);
-    Stmt stmt(const Tree& n);
+    void stmt(const Tree& n, Stmt& s);
     void node(const Tree& n);
     void test(const Tree& n);
     void top_item(const Tree& n, bool is_root);
@@ -366,11 +366,10 @@ Expr Parser::operand(const Tree& n) {
 void Parser::stmts(const Tree& parent, std::size_t from, std::vector<Stmt>& out) {
     const Children c = parent.children();
     out.reserve(out.size() + c.size() - std::min(from, c.size()));
-    for (std::size_t i = from; i < c.size(); ++i) out.push_back(stmt(c[i]));
+    for (std::size_t i = from; i < c.size(); ++i) stmt(c[i], out.emplace_back());
 }
 
-Stmt Parser::stmt(const Tree& n) {
-    Stmt s;
+void Parser::stmt(const Tree& n, Stmt& s) {
     s.span = span(n);
     using K = Stmt::Kind;
     const Children c = n.children();
@@ -404,13 +403,23 @@ Stmt Parser::stmt(const Tree& n) {
         s.kind = K::call;
         s.target = ident(n);
     }
-    return s;
 }
 
 void Parser::node(const Tree& n) {
     Node node;
     node.span = span(n);
     const Children items = n.children();
+    std::size_t pins = 0, actions = 0, timers = 0, rules = 0;
+    for (const Tree& item : items) {
+        pins += item.is_type<g::pin_decl>();
+        actions += item.is_type<g::action_decl>();
+        timers += item.is_type<g::every_decl>();
+        rules += item.is_type<g::on_decl>();
+    }
+    node.pins.reserve(pins);
+    node.actions.reserve(actions);
+    node.timers.reserve(timers);
+    node.rules.reserve(rules);
     node.name = ident(items.at(0));
     for (std::size_t i = 1; i < items.size(); ++i) {
         const Tree& item = items[i];

@@ -20,6 +20,7 @@ std::string_view SourceFile::line_text(std::uint32_t line) const {
 
 std::uint32_t SourceManager::add(std::string path, std::string canonical, std::string text) {
     SourceFile f{std::move(path), std::move(canonical), std::move(text), {0}};
+    f.line_starts.reserve(f.text.size() / 32 + 1);
     for (std::uint32_t i = 0; i < f.text.size(); ++i)
         if (f.text[i] == '\n') f.line_starts.push_back(i + 1);
     files_.push_back(std::move(f));
