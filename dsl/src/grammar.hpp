@@ -25,8 +25,7 @@ struct _ : star<blank> {};
 struct __ : star<sor<blank, one<'\n'>>> {};
 
 struct name_char : identifier_other {};
-// A name may hold `-` but not end in it, so `a->b` and `x - 1` read as expected.
-struct name_tail : star<sor<name_char, seq<plus<one<'-'>>, name_char>>> {};
+// A keyword ends where a name could not go on (`send-x` is a name, not `send`).
 struct word_end : not_at<sor<name_char, seq<one<'-'>, name_char>>> {};
 template<typename Str> struct kw : seq<Str, word_end> {};
 // `R` where `Peek` is next: tries R (and makes its parse-tree node) only when it can match.
@@ -47,10 +46,10 @@ MESHRUN_KW(debounce, "debounce") MESHRUN_KW(drive, "drive") MESHRUN_KW(advance, 
 MESHRUN_KW(expect, "expect") MESHRUN_KW(within, "within") MESHRUN_KW(received, "received")
 #undef MESHRUN_KW
 
-// A reserved word, read whole: one scan and a lookup instead of a string
-// comparison per keyword at every name (a large file has many names).
-struct reserved {
-    using rule_t = reserved;
+// A name, read whole in one scan: `[A-Za-z_][A-Za-z0-9_-]*`, not ending in `-`,
+// and not a reserved word (a large file has many names; this is the hot rule).
+struct name {
+    using rule_t = name;
     using subs_t = empty_list;
 
     static bool is_reserved(std::string_view word) {
@@ -58,24 +57,50 @@ struct reserved {
             "mesh", "include", "secret", "discovery", "node", "test", "pin", "action", "every", "on", "toggle",
             "send", "ack", "log", "after", "repeat", "value", "tick", "random", "not", "and", "or"};
         for (std::string_view w : words)
-            if (w == word) return true;
+            if (w.size() == word.size() && w[0] == word[0] && w == word) return true;
         return false;
     }
     static bool is_name_char(char c) {
         return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
     }
+    // The length of the name at `p`, or 0.
+    static std::size_t scan(const char* p, const char* end) {
+        if (p == end || !(is_name_char(*p) && !(*p >= '0' && *p <= '9'))) return 0;
+        const char* q = p + 1;
+        while (q < end) {
+            if (is_name_char(*q)) {
+                ++q;
+                continue;
+            }
+            const char* r = q;  // dashes belong to the name only when a name character follows
+            while (r < end && *r == '-') ++r;
+            if (r == q || r == end || !is_name_char(*r)) break;
+            q = r;
+        }
+        return static_cast<std::size_t>(q - p);
+    }
     template<typename ParseInput>
     static bool match(ParseInput& in) {
-        const char* begin = in.current();
-        const char* end = in.end();
-        const char* p = begin;
-        while (p < end && (is_name_char(*p) || (*p == '-' && p + 1 < end && is_name_char(p[1])))) ++p;
-        if (p == begin || !is_reserved(std::string_view(begin, static_cast<std::size_t>(p - begin)))) return false;
-        in.bump(static_cast<std::size_t>(p - begin));
+        const std::size_t n = scan(in.current(), in.end());
+        if (n == 0 || is_reserved(std::string_view(in.current(), n))) return false;
+        in.bump(n);
         return true;
     }
 };
-struct name : seq<not_at<reserved>, identifier_first, name_tail> {};
+// A name followed by `=` (not `==`): an assignment, told apart from a call without a parse-tree node.
+struct assignment_ahead {
+    using rule_t = assignment_ahead;
+    using subs_t = empty_list;
+    template<typename ParseInput>
+    static bool match(ParseInput& in) {
+        const char* p = in.current();
+        const char* end = in.end();
+        p += name::scan(p, end);
+        if (p == in.current()) return false;
+        while (p < end && (*p == ' ' || *p == '\t' || *p == '\r')) ++p;
+        return p < end && *p == '=' && !(p + 1 < end && p[1] == '=');  // at<>: consumes nothing
+    }
+};
 
 struct integer : plus<digit> {};
 struct number : seq<plus<digit>, opt<one<'.'>, plus<digit>>> {};
@@ -166,7 +191,7 @@ struct assign_stmt : seq<assign_target, _, one<'='>, not_at<one<'='>>, _, must<a
 struct call_stmt : action_ref {};
 struct stmt : sor<peek<kw_toggle, toggle_stmt>, peek<kw_send, send_stmt>, peek<kw_ack, ack_stmt>,
                   peek<kw_log, log_stmt>, peek<kw_after, after_stmt>, peek<kw_repeat, repeat_stmt>,
-                  peek<seq<identifier_first, name_tail, _, one<'='>>, assign_stmt>, call_stmt> {};
+                  peek<assignment_ahead, assign_stmt>, call_stmt> {};
 
 // ---- node items ----------------------------------------------------------
 
@@ -355,4 +380,6 @@ struct errors {
 }  // namespace meshrun::dsl::grammar
 
 template<typename Name>
-struct tao::pegtl::analyze_traits<Name, meshrun::dsl::grammar::reserved> : analyze_any_traits<> {};
+struct tao::pegtl::analyze_traits<Name, meshrun::dsl::grammar::name> : analyze_any_traits<> {};
+template<typename Name>
+struct tao::pegtl::analyze_traits<Name, meshrun::dsl::grammar::assignment_ahead> : analyze_opt_traits<> {};

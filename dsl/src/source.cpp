@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cstring>
 
 #include "meshrun/dsl/source.hpp"
 
@@ -21,8 +22,10 @@ std::string_view SourceFile::line_text(std::uint32_t line) const {
 std::uint32_t SourceManager::add(std::string path, std::string canonical, std::string text) {
     SourceFile f{std::move(path), std::move(canonical), std::move(text), {0}};
     f.line_starts.reserve(f.text.size() / 32 + 1);
-    for (std::uint32_t i = 0; i < f.text.size(); ++i)
-        if (f.text[i] == '\n') f.line_starts.push_back(i + 1);
+    const char* const begin = f.text.data();
+    const char* const end = begin + f.text.size();
+    for (const char* p = begin; (p = static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p))));)
+        f.line_starts.push_back(static_cast<std::uint32_t>(++p - begin));
     files_.push_back(std::move(f));
     return static_cast<std::uint32_t>(files_.size() - 1);
 }
