@@ -15,6 +15,7 @@
 #include "meshrun/dsl/frontend.hpp"
 #include "meshrun/engine/graph.hpp"
 #include "meshrun/engine/runtime.hpp"
+#include "scenario.hpp"
 
 namespace {
 
@@ -161,8 +162,10 @@ int run_fleet(const RunOptions& opt, bool one_node) {
     std::vector<std::string> names;
     for (int i : fleet_options.nodes) names.push_back(graph->nodes[static_cast<std::size_t>(i)].name);
     auto logger = opt.log == "json" ? engine::make_json_logger() : engine::make_text_logger(names, use_color(opt.color, STDOUT_FILENO));
-    drivers::SimDriver pins;
-    engine::Fleet fleet(*graph, pins, *logger, fleet_options);
+    // Each node is a board of its own, with its own simulated chips.
+    std::vector<drivers::SimDriver> pins(graph->nodes.size());
+    for (auto& p : pins) fleet_options.node_pins.push_back(&p);
+    engine::Fleet fleet(*graph, pins.front(), *logger, fleet_options);
     try {
         fleet.start();
     } catch (const std::exception& e) {
@@ -171,6 +174,105 @@ int run_fleet(const RunOptions& opt, bool one_node) {
     }
     fleet.run();
     return exit_ok;
+}
+
+struct TestOptions {
+    std::vector<std::string> files;
+    std::string filter;
+    std::string junit;
+    std::uint64_t seed = 1;
+};
+
+std::string xml_escape(std::string_view text) {
+    std::string out;
+    for (char c : text) {
+        switch (c) {
+            case '&': out += "&amp;"; break;
+            case '<': out += "&lt;"; break;
+            case '>': out += "&gt;"; break;
+            case '"': out += "&quot;"; break;
+            case '\x1b': break;
+            default: out += c;
+        }
+    }
+    return out;
+}
+
+int run_tests(const TestOptions& opt) {
+    std::size_t passed = 0, failed = 0, skipped = 0;
+    std::string junit = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n";
+    bool usage_error = false;
+    for (const auto& path : opt.files) {
+        dsl::SourceManager sm;
+        dsl::Diagnostics diags;
+        dsl::Compiled compiled;
+        try {
+            compiled = dsl::compile_file(path, sm, diags);
+        } catch (const std::exception&) {
+            fmt::print(stderr, "meshrun: error: cannot read `{}`: {}\n", path, std::strerror(errno ? errno : ENOENT));
+            usage_error = true;
+            continue;
+        }
+        if (diags.has_errors()) {
+            diags.sort_by_position();
+            for (const auto& d : diags.all()) fmt::print(stderr, "{}", dsl::render_text(d, sm));
+            fmt::print(stderr, "{}: {}; no test run\n", path, plural(diags.errors(), "error"));
+            ++failed;
+            continue;
+        }
+        const engine::Graph graph = engine::lower(compiled.program);
+        engine::ScenarioRunner runner(compiled.program, graph, sm, opt.seed);
+        fmt::print("{}\n", path);
+        std::size_t file_failed = 0, file_tests = 0;
+        double file_ms = 0;
+        std::string cases;
+        for (const dsl::Test& test : compiled.program.tests) {
+            if (!opt.filter.empty() && test.title.find(opt.filter) == std::string::npos) {
+                ++skipped;
+                continue;
+            }
+            const engine::TestOutcome out = runner.run(test);
+            ++file_tests;
+            file_ms += out.wall_ms;
+            fmt::print("  {}  {} ({:.0f} ms)\n", out.passed ? "ok  " : "FAIL", out.title, out.wall_ms);
+            cases += fmt::format("    <testcase classname=\"{}\" name=\"{}\" time=\"{:.3f}\"", xml_escape(path),
+                                 xml_escape(out.title), out.wall_ms / 1000);
+            if (out.passed) {
+                ++passed;
+                cases += "/>\n";
+            } else {
+                ++failed;
+                ++file_failed;
+                fmt::print("{}", out.failure);
+                cases += fmt::format(">\n      <failure message=\"{}\">{}</failure>\n    </testcase>\n",
+                                     xml_escape(out.failure.substr(0, out.failure.find('\n'))), xml_escape(out.failure));
+            }
+        }
+        junit += fmt::format("  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" time=\"{:.3f}\">\n{}  </testsuite>\n",
+                             xml_escape(path), file_tests, file_failed, file_ms / 1000, cases);
+        if (file_tests > 0) {
+            const auto unfired = runner.unfired_rules();
+            if (unfired.empty()) {
+                fmt::print("  rule coverage: every rule fired in some test\n");
+            } else {
+                fmt::print("  rule coverage: {} never fired in any test:\n", plural(unfired.size(), "rule"));
+                for (const auto& rule : unfired) fmt::print("    {}\n", rule);
+            }
+        }
+    }
+    junit += "</testsuites>\n";
+    if (!opt.junit.empty()) {
+        std::FILE* out = std::fopen(opt.junit.c_str(), "w");
+        if (!out) {
+            fmt::print(stderr, "meshrun: error: cannot write `{}`: {}\n", opt.junit, std::strerror(errno));
+            return exit_usage;
+        }
+        std::fputs(junit.c_str(), out);
+        std::fclose(out);
+    }
+    fmt::print("{} passed, {} failed{}\n", passed, failed, skipped ? fmt::format(", {} skipped", skipped) : "");
+    if (usage_error) return exit_usage;
+    return failed ? exit_errors : exit_ok;
 }
 
 int run_graph(const std::string& file, const std::string& format) {
@@ -247,6 +349,18 @@ int main(int argc, char** argv) {
         ->default_str("dot");
     graph_cmd->footer("Example:\n  meshrun graph topologies/arduino.mesh | dot -Tsvg > arduino.svg");
 
+    TestOptions tests;
+    auto* test_cmd = app.add_subcommand("test", "Run the `test` scenarios of .mesh files on simulated pins and virtual time");
+    test_cmd->add_option("files", tests.files, "The .mesh files")->required()->type_name("FILE...");
+    test_cmd->add_option("--filter", tests.filter, "Run only the tests whose title contains TEXT")->type_name("TEXT");
+    test_cmd->add_option("--junit", tests.junit, "Also write the results as JUnit XML, for CI systems")
+        ->type_name("OUT.xml");
+    test_cmd->add_option("--seed", tests.seed, "Seed random(P); the same file and seed give the same result (default 1)");
+    test_cmd->footer("Each test runs on a fresh fleet of every node of its file, on real websockets on free\n"
+                     "loopback ports, with simulated pins; time is virtual: `advance 1h` takes no wall time.\n"
+                     "Exit status: 0 when every test passes, 1 when one fails, 2 on bad usage.\n\n"
+                     "Example:\n  meshrun test topologies/*.mesh --junit results.xml");
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
@@ -263,5 +377,6 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("run")) return run_fleet(run, true);
     if (app.got_subcommand("up")) return run_fleet(run, false);
     if (app.got_subcommand("graph")) return run_graph(graph_file, graph_format);
+    if (app.got_subcommand("test")) return run_tests(tests);
     return exit_usage;
 }

@@ -199,6 +199,7 @@ using ServerStream = websocket::stream<CoalescingStream>;
 // What one firing of a rule knows: the value and tick it runs with, and the
 // reply of a message rule (its first `ack`).
 struct Firing {
+    const Rule* rule = nullptr;  // what fired, for pin histories and coverage
     std::string value;
     std::int64_t tick = 0;
     bool message = false;
@@ -212,8 +213,9 @@ struct NodeRt;
 // time, each waiting for its acknowledgement; a peer that is down is retried.
 class Link {
 public:
-    Link(NodeRt& owner, std::string host, std::uint16_t port, std::string target, std::string channel)
-        : owner_(owner), host_(std::move(host)), port_(port), target_(std::move(target)), channel_(std::move(channel)) {}
+    // `target` is the node's index in the graph: its port is looked up when connecting,
+    // since a fleet on any free ports knows them only once it listens.
+    Link(NodeRt& owner, int target, std::string channel);
 
     task<std::string> request(std::string payload);
     void stop();
@@ -228,8 +230,8 @@ private:
     task<void> connect();
 
     NodeRt& owner_;
+    int node_;
     std::string host_;
-    std::uint16_t port_;
     std::string target_, channel_;
     std::deque<std::shared_ptr<Request>> queue_;
     std::unique_ptr<Event> wake_;
@@ -256,6 +258,10 @@ struct FleetCore {
     std::vector<std::unique_ptr<NodeRt>> nodes;
     std::vector<std::uint16_t> ports;  // per graph node
     bool stopping = false;
+    std::uint64_t in_flight = 0;       // requests sent and not yet acknowledged
+    Node tester_spec;                  // the test runner, as a node that only sends
+    std::unique_ptr<NodeRt> tester;
+    std::map<std::pair<int, std::string>, std::unique_ptr<Link>> test_links;
 };
 
 struct NodeRt {
@@ -268,6 +274,8 @@ struct NodeRt {
     std::set<ServerStream*> sessions;
     std::map<const Source*, std::uint64_t> received;  // per channel
     std::uint64_t replied = 0, sent = 0;
+    std::map<const Rule*, std::uint64_t> fires;  // per rule, for coverage
+    std::vector<Fleet::PinWrite> last_write;     // per pin
     std::mt19937_64 rng;
 
     NodeRt(FleetCore& f, const Node& s, std::uint64_t seed) : fleet(f), spec(s), rng(seed) {
@@ -301,6 +309,7 @@ struct NodeRt {
 
     task<void> exec(const std::vector<Op>& body, std::shared_ptr<Firing> f);
     void run_now(const std::vector<Op>& body, Firing& f);
+    void write_pin(int pin, int level, const Firing& f);
     void step(const Op& op, Firing& f);
 
     // Whether running `body` can wait (on a send's acknowledgement). Rules that
@@ -324,7 +333,11 @@ struct NodeRt {
         rule = match(channel, f);
         if (rule && waits.at(rule)) return std::nullopt;
         ++received[&channel];
-        if (rule) run_now(rule->body, f);
+        if (rule) {
+            ++fires[rule];
+            f.rule = rule;
+            run_now(rule->body, f);
+        }
         ++replied;
         return f.reply ? std::move(*f.reply) : std::string("n/a");
     }
@@ -333,8 +346,10 @@ struct NodeRt {
     task<std::string> deliver(const Source& channel, const Rule* rule, std::string value) {
         ++received[&channel];
         auto f = std::make_shared<Firing>();
+        f->rule = rule;
         f->value = std::move(value);
         f->message = true;
+        ++fires[rule];
         f->replied = std::make_shared<Event>(executor());
         asio::co_spawn(
             executor(),
@@ -350,6 +365,8 @@ struct NodeRt {
     }
 
     void fire(const Rule& rule, std::shared_ptr<Firing> f) {
+        ++fires[&rule];
+        f->rule = &rule;
         if (!waits.at(&rule)) return run_now(rule.body, *f);
         asio::co_spawn(executor(), exec(rule.body, std::move(f)), asio::detached);
     }
@@ -393,6 +410,12 @@ struct NodeRt {
         });
     }
 
+    drivers::PinDriver& pin_driver() {
+        const auto index = static_cast<std::size_t>(&spec - fleet.graph.nodes.data());
+        const auto& per_node = fleet.options.node_pins;
+        return index < per_node.size() && per_node[index] ? *per_node[index] : fleet.pins;
+    }
+
     void start_pins() {
         for (std::size_t i = 0; i < spec.pins.size(); ++i) {
             const Pin& p = spec.pins[i];
@@ -411,8 +434,9 @@ struct NodeRt {
                 const int pin = static_cast<int>(i);
                 on_change = [this, pin](int level) { asio::post(fleet.io, [this, pin, level] { on_input(pin, level); }); };
             }
-            lines.push_back(fleet.pins.request(cfg, std::move(on_change)));
+            lines.push_back(pin_driver().request(cfg, std::move(on_change)));
             pin_state.push_back({});
+            last_write.push_back({});
             if (!p.output) pin_state.back().reported = pin_state.back().pending = lines.back()->read();
         }
     }
@@ -432,17 +456,17 @@ struct NodeRt {
     }
 };
 
+void NodeRt::write_pin(int pin, int level, const Firing& f) {
+    lines[static_cast<std::size_t>(pin)]->write(level);
+    last_write[static_cast<std::size_t>(pin)] =
+        Fleet::PinWrite{true, fleet.clock->now(), f.rule ? f.rule->label : std::string(), level};
+}
+
 // The ops that never wait, shared by both ways of running a body.
 void NodeRt::step(const Op& op, Firing& f) {
     switch (op.kind) {
-        case Op::Kind::write:
-            lines[static_cast<std::size_t>(op.pin)]->write(truthy(eval(op.expr, f)) ? 1 : 0);
-            break;
-        case Op::Kind::toggle: {
-            auto& line = lines[static_cast<std::size_t>(op.pin)];
-            line->write(line->read() ? 0 : 1);
-            break;
-        }
+        case Op::Kind::write: write_pin(op.pin, truthy(eval(op.expr, f)) ? 1 : 0, f); break;
+        case Op::Kind::toggle: write_pin(op.pin, lines[static_cast<std::size_t>(op.pin)]->read() ? 0 : 1, f); break;
         case Op::Kind::ack:
             if (f.message && !f.reply) {
                 f.reply = eval(op.expr, f);
@@ -453,6 +477,7 @@ void NodeRt::step(const Op& op, Firing& f) {
         case Op::Kind::after: {
             // The body runs later with the value and tick it was scheduled with.
             auto later = std::make_shared<Firing>();
+            later->rule = f.rule;
             later->value = f.value;
             later->tick = f.tick;
             const std::vector<Op>* then = &op.body;
@@ -508,6 +533,7 @@ task<void> NodeRt::exec(const std::vector<Op>& body, std::shared_ptr<Firing> f) 
 
 task<std::string> Link::request(std::string payload) {
     auto r = std::make_shared<Request>(Request{std::move(payload), {}, Event(owner_.executor())});
+    ++owner_.fleet.in_flight;
     queue_.push_back(r);
     if (!wake_) wake_ = std::make_unique<Event>(owner_.executor());
     wake_->notify();
@@ -516,6 +542,7 @@ task<std::string> Link::request(std::string payload) {
         asio::co_spawn(owner_.executor(), pump(), asio::detached);
     }
     co_await r->done.wait();
+    --owner_.fleet.in_flight;
     co_return r->ack;
 }
 
@@ -525,11 +552,20 @@ void Link::stop() {
     if (wake_) wake_->notify();
 }
 
+Link::Link(NodeRt& owner, int target, std::string channel)
+    : owner_(owner),
+      node_(target),
+      host_(owner.fleet.graph.nodes[static_cast<std::size_t>(target)].host),
+      target_(owner.fleet.graph.nodes[static_cast<std::size_t>(target)].name),
+      channel_(std::move(channel)) {}
+
 task<void> Link::connect() {
     Resolver resolver(owner_.executor());
-    const std::string host = host_.empty() || host_ == "localhost" ? "127.0.0.1" : host_;
+    // A fleet on any free ports listens on loopback; otherwise the node's declared host.
+    const bool local = host_.empty() || host_ == "localhost" || owner_.fleet.options.any_port;
+    const std::string host = local ? "127.0.0.1" : host_;
     // Named locals, not temporaries, around co_await: g++ 12 mishandles temporaries there.
-    const std::string service = std::to_string(port_);
+    const std::string service = std::to_string(owner_.fleet.ports[static_cast<std::size_t>(node_)]);
     const std::string handshake_host = host_.empty() ? std::string("localhost") : host_;
     const std::string target = "/" + channel_;
     const auto endpoints = co_await resolver.async_resolve(host, service, use);
@@ -569,7 +605,8 @@ task<void> Link::pump() {
             } else {
                 if (!reported) {
                     owner_.log(fmt::format("waiting for {}/{} at {}:{} ({}); retrying", target_, channel_,
-                                           host_.empty() ? "localhost" : host_, port_, failure));
+                                           host_.empty() ? "localhost" : host_,
+                                           owner_.fleet.ports[static_cast<std::size_t>(node_)], failure));
                     reported = true;
                 }
                 pause.expires_after(backoff);
@@ -768,11 +805,7 @@ Fleet::Fleet(const Graph& graph, drivers::PinDriver& pins, Logger& log, FleetOpt
     }
     for (int n : f.options.nodes) {
         auto rt = std::make_unique<NodeRt>(f, graph.nodes[static_cast<std::size_t>(n)], seed + static_cast<std::uint64_t>(n));
-        for (const Edge& e : rt->spec.edges) {
-            const Node& target = graph.nodes[static_cast<std::size_t>(e.node)];
-            rt->links.push_back(std::make_unique<Link>(*rt, target.host, f.ports[static_cast<std::size_t>(e.node)],
-                                                       target.name, e.channel));
-        }
+        for (const Edge& e : rt->spec.edges) rt->links.push_back(std::make_unique<Link>(*rt, e.node, e.channel));
         f.nodes.push_back(std::move(rt));
     }
 }
@@ -787,9 +820,11 @@ void Fleet::start() {
         } catch (const std::exception& e) {
             throw std::runtime_error(fmt::format("node `{}`: {}", node->spec.name, e.what()));
         }
-        const std::uint16_t port = f.ports[static_cast<std::size_t>(f.graph.find(node->spec.name))];
-        if (!port) continue;
-        const auto address = listen_address(f.options.bind ? *f.options.bind : node->spec.host);
+        const auto index = static_cast<std::size_t>(f.graph.find(node->spec.name));
+        if (!f.ports[index]) continue;
+        const std::uint16_t port = f.options.any_port ? 0 : f.ports[index];
+        const auto address = f.options.any_port ? asio::ip::address(asio::ip::address_v4::loopback())
+                                                 : listen_address(f.options.bind ? *f.options.bind : node->spec.host);
         try {
             Acceptor acceptor(f.io.get_executor());
             const tcp::endpoint endpoint(address, port);
@@ -797,6 +832,7 @@ void Fleet::start() {
             acceptor.set_option(asio::socket_base::reuse_address(true));
             acceptor.bind(endpoint);
             acceptor.listen();
+            f.ports[index] = acceptor.local_endpoint().port();
             node->acceptor.emplace(std::move(acceptor));
         } catch (const boost::system::system_error& e) {
             throw std::runtime_error(fmt::format("node `{}` cannot listen on {}:{}: {}", node->spec.name,
@@ -830,6 +866,7 @@ void Fleet::stop() {
     if (f.stopping) return;
     f.stopping = true;
     if (f.signals) f.signals->cancel();
+    for (auto& [key, link] : f.test_links) link->stop();
     for (auto& node : f.nodes) {
         if (node->acceptor) node->acceptor->close();
         for (auto& link : node->links) link->stop();
@@ -856,5 +893,61 @@ std::string Fleet::status_json(int node) const {
 }
 
 void Fleet::post(std::function<void()> fn) { asio::post(impl_->io, std::move(fn)); }
+
+std::size_t Fleet::run_one_for(std::chrono::milliseconds limit) { return impl_->io.run_one_for(limit); }
+
+bool Fleet::idle() const { return impl_->in_flight == 0; }
+
+namespace {
+NodeRt* runtime_of(FleetCore& f, int node) {
+    for (auto& n : f.nodes)
+        if (&n->spec == &f.graph.nodes[static_cast<std::size_t>(node)]) return n.get();
+    return nullptr;
+}
+}  // namespace
+
+void Fleet::inject(int node, const std::string& channel, std::string value, std::function<void(std::string)> done) {
+    Impl& f = *impl_;
+    if (!f.tester) {
+        f.tester_spec.name = "test";
+        f.tester = std::make_unique<NodeRt>(f, f.tester_spec, 1);
+    }
+    auto& link = f.test_links[{node, channel}];
+    if (!link) link = std::make_unique<Link>(*f.tester, node, channel);
+    ++f.in_flight;  // from now until `done` has run
+    asio::co_spawn(
+        f.io.get_executor(),
+        [&f, l = link.get(), value = std::move(value), done = std::move(done)]() mutable -> task<void> {
+            std::string reply = co_await l->request(std::move(value));
+            done(std::move(reply));
+            --f.in_flight;
+        },
+        asio::detached);
+}
+
+std::uint64_t Fleet::received(int node, std::string_view channel) const {
+    const NodeRt* n = runtime_of(*impl_, node);
+    if (!n) return 0;
+    for (const auto& [source, count] : n->received)
+        if (source->name == channel) return count;
+    return 0;
+}
+
+int Fleet::pin_level(int node, int pin) const {
+    const NodeRt* n = runtime_of(*impl_, node);
+    return n ? n->read_pin(pin) : 0;
+}
+
+Fleet::PinWrite Fleet::last_write(int node, int pin) const {
+    const NodeRt* n = runtime_of(*impl_, node);
+    return n ? n->last_write[static_cast<std::size_t>(pin)] : PinWrite{};
+}
+
+std::uint64_t Fleet::fired(int node, const Rule& rule) const {
+    const NodeRt* n = runtime_of(*impl_, node);
+    if (!n) return 0;
+    const auto it = n->fires.find(&rule);
+    return it == n->fires.end() ? 0 : it->second;
+}
 
 }  // namespace meshrun::engine

@@ -40,7 +40,8 @@ namespace meshrun::dsl {
     X(message_storm, "message-storm")                       \
     X(unused_pin, "unused-pin")                             \
     X(unused_action, "unused-action")                       \
-    X(drive_output, "drive-output")
+    X(drive_output, "drive-output")                         \
+    X(test_failed, "test-failed")
 
 enum class Kind {
 #define MESHRUN_X(id, name) id,

@@ -41,6 +41,10 @@ struct FleetOptions {
     std::vector<std::uint16_t> ports;   // per node of the graph; 0 or absent: as declared
     std::uint64_t seed = 0;             // random(P); 0: a random seed
     Clock* clock = nullptr;             // null: the steady clock
+    bool any_port = false;              // listen on free loopback ports instead (test runs)
+    // Per node of the graph, the driver of its pins (nodes of one process may stand
+    // for different boards, each with its own gpiochip0); absent: the fleet's driver.
+    std::vector<drivers::PinDriver*> node_pins;
     bool handle_signals = false;        // SIGINT/SIGTERM stop the fleet
 };
 
@@ -56,8 +60,28 @@ public:
     void start();
     // Runs until stop() (or a signal, with handle_signals); then returns.
     void run();
-    // Runs what is ready now, without waiting (for test runners on virtual time).
+    // For test runners on virtual time: run what is ready now without waiting; wait
+    // (real time) for at most `limit` for one more thing to run; whether any
+    // request is still waiting for its acknowledgement.
     std::size_t poll();
+    std::size_t run_one_for(std::chrono::milliseconds limit);
+    bool idle() const;
+
+    // Sends `value` to a node's channel over a websocket, as any client would, and
+    // calls `done` with the reply (on the fleet's thread).
+    void inject(int node, const std::string& channel, std::string value, std::function<void(std::string)> done);
+
+    // What a node has seen and done, for tests and status pages.
+    std::uint64_t received(int node, std::string_view channel) const;
+    int pin_level(int node, int pin) const;
+    struct PinWrite {
+        bool written = false;
+        Micros at{0};       // on the fleet's clock
+        std::string rule;   // the label of the rule whose firing wrote it
+        int level = 0;
+    };
+    PinWrite last_write(int node, int pin) const;
+    std::uint64_t fired(int node, const Rule& rule) const;
     // Closes every connection with a close frame and stops listening; run() returns.
     void stop();
 

@@ -1,0 +1,213 @@
+// The scenario runner behind `meshrun test`. Each test gets a fresh fleet of every
+// node on simulated pins and free loopback ports; time is a VirtualClock that
+// moves only at `advance` and `within`. Between steps the fleet is run until it
+// is quiet: nothing ready to run and no request waiting for its acknowledgement.
+#include <chrono>
+
+#include <fmt/format.h>
+
+#include "meshrun/drivers/sim.hpp"
+#include "meshrun/dsl/diagnostic.hpp"
+#include "scenario.hpp"
+
+namespace meshrun::engine {
+
+void VirtualClock::call_at(Micros when, std::function<void()> fn) {
+    queue_.push(Due{std::max(when, now_), next_order_++, std::move(fn)});
+}
+
+bool VirtualClock::step(Micros limit) {
+    if (queue_.empty() || queue_.top().when > limit) return false;
+    Due due = queue_.top();
+    queue_.pop();
+    now_ = due.when;
+    due.fn();
+    return true;
+}
+
+namespace {
+
+// Logs go nowhere during a test; a failure says what it needs to.
+class Quiet final : public Logger {
+public:
+    void line(const std::string&, std::string_view) override {}
+};
+
+std::string seconds(Micros t) { return fmt::format("{:.3f} s", static_cast<double>(t.count()) / 1e6); }
+
+int pin_index(const Node& node, const std::string& name) {
+    for (std::size_t i = 0; i < node.pins.size(); ++i)
+        if (node.pins[i].name == name) return static_cast<int>(i);
+    return -1;
+}
+
+class Scenario {
+public:
+    Scenario(const Graph& graph, const dsl::SourceManager& sources, std::uint64_t seed)
+        : graph_(graph), sources_(sources), pins_(graph.nodes.size()),
+          fleet_(graph, pins_.front(), quiet_, options(graph, seed, clock_, pins_)) {}
+
+    static FleetOptions options(const Graph& graph, std::uint64_t seed, Clock& clock,
+                                std::vector<drivers::SimDriver>& pins) {
+        FleetOptions o;
+        o.clock = &clock;
+        for (auto& p : pins) o.node_pins.push_back(&p);  // every node its own board
+        for (std::size_t i = 0; i < graph.nodes.size(); ++i) o.nodes.push_back(static_cast<int>(i));
+        o.any_port = true;
+        o.seed = seed;
+        return o;
+    }
+
+    // Runs the test; returns the first failure, rendered, or nothing.
+    std::optional<std::string> run(const dsl::Test& test) {
+        try {
+            fleet_.start();
+        } catch (const std::exception& e) {
+            return fail(test.span, fmt::format("the fleet did not start: {}", e.what()));
+        }
+        if (auto f = settle(test.span)) return f;
+        for (const dsl::TestStmt& s : test.body)
+            if (auto f = step(s)) return f;
+        return std::nullopt;
+    }
+
+    const Fleet& fleet() const { return fleet_; }
+
+private:
+    std::string fail(dsl::Span at, std::string message, std::vector<dsl::Note> notes = {}) {
+        dsl::Diagnostic d{dsl::Severity::error, dsl::Kind::test_failed, at, std::move(message), std::move(notes)};
+        return dsl::render_text(d, sources_);
+    }
+
+    // Runs the fleet until nothing is ready and no request is waiting for its
+    // acknowledgement (messages cross real sockets: that takes real time).
+    std::optional<std::string> settle(dsl::Span at) {
+        const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (true) {
+            if (fleet_.poll() > 0) continue;
+            if (fleet_.idle()) return std::nullopt;
+            fleet_.run_one_for(std::chrono::milliseconds(5));
+            if (std::chrono::steady_clock::now() > give_up)
+                return fail(at, "the fleet did not settle within 10 s of real time (a request is still unanswered)");
+        }
+    }
+
+    // Runs every timer due up to `until`, in order, settling after each.
+    std::optional<std::string> advance_to(Micros until, dsl::Span at) {
+        while (clock_.step(until))
+            if (auto f = settle(at)) return f;
+        clock_.advance_to(until);
+        return settle(at);
+    }
+
+    std::string literal(const dsl::Expr& e) const { return e.literal_text(); }
+
+    std::optional<std::string> step(const dsl::TestStmt& s) {
+        using K = dsl::TestStmt::Kind;
+        const int node = s.kind == K::advance ? -1 : graph_.find(s.node.name);
+        switch (s.kind) {
+            case K::send: {
+                std::optional<std::string> reply;
+                fleet_.inject(node, s.member.name, literal(s.value), [&reply](std::string r) { reply = std::move(r); });
+                if (auto f = settle(s.span)) return f;
+                if (s.expect && reply != literal(*s.expect))
+                    return fail(s.span, fmt::format("expected the reply `{}`, got `{}`", literal(*s.expect),
+                                                    reply.value_or("(none)")));
+                return std::nullopt;
+            }
+            case K::drive: {
+                const Node& n = graph_.nodes[static_cast<std::size_t>(node)];
+                const Pin& p = n.pins[static_cast<std::size_t>(pin_index(n, s.member.name))];
+                const int level = literal(s.value) == "0" ? 0 : 1;
+                // The driver takes the physical level.
+                pins_[static_cast<std::size_t>(node)].drive(p.chip, p.line, level ^ (p.active_low ? 1 : 0));
+                return settle(s.span);
+            }
+            case K::advance: return advance_to(clock_.now() + Micros(s.duration.micros), s.span);
+            case K::expect_pin: {
+                const Node& n = graph_.nodes[static_cast<std::size_t>(node)];
+                const int pin = pin_index(n, s.member.name);
+                const std::string want = literal(s.value);
+                auto holds = [&] {
+                    const bool equal = std::to_string(fleet_.pin_level(node, pin)) == want;
+                    return s.op == dsl::BinOp::eq ? equal : !equal;
+                };
+                const Micros deadline = clock_.now() + (s.within ? Micros(s.within->micros) : Micros(0));
+                while (!holds() && clock_.step(deadline))
+                    if (auto f = settle(s.span)) return f;
+                if (holds()) return std::nullopt;
+                clock_.advance_to(deadline);
+                const int level = fleet_.pin_level(node, pin);
+                const auto w = fleet_.last_write(node, pin);
+                std::string why;
+                if (w.written) {
+                    why = fmt::format("last written {} at {} by `{}`", w.level, seconds(w.at), w.rule);
+                } else if (n.pins[static_cast<std::size_t>(pin)].output) {
+                    why = fmt::format("never written: it is still at its initial level {}",
+                                      n.pins[static_cast<std::size_t>(pin)].initial);
+                } else {
+                    why = "an input: its level is the last one driven that outlasted its debounce";
+                }
+                const char* op = s.op == dsl::BinOp::eq ? "==" : "!=";
+                return fail(s.span,
+                            fmt::format("expected `{}.{} {} {}`{}, but it is {} at {}", n.name, s.member.name, op, want,
+                                        s.within ? fmt::format(" within {}", seconds(Micros(s.within->micros))) : "",
+                                        level, seconds(clock_.now())),
+                            {{std::nullopt, fmt::format("`{}.{}` was {}", n.name, s.member.name, why)}});
+            }
+            case K::expect_received: {
+                const std::uint64_t got = fleet_.received(node, s.member.name);
+                if (got == static_cast<std::uint64_t>(s.count.value)) return std::nullopt;
+                return fail(s.span, fmt::format("expected `{}` to have received {} on `{}`, but it received {} (at {})",
+                                                s.node.name, s.count.value, s.member.name, got, seconds(clock_.now())));
+            }
+        }
+        return std::nullopt;
+    }
+
+    const Graph& graph_;
+    const dsl::SourceManager& sources_;
+    std::vector<drivers::SimDriver> pins_;  // per node
+    Quiet quiet_;
+    VirtualClock clock_;
+    Fleet fleet_;
+};
+
+}  // namespace
+
+ScenarioRunner::ScenarioRunner(const dsl::Program& program, const Graph& graph, const dsl::SourceManager& sources,
+                               std::uint64_t seed)
+    : program_(program), graph_(graph), sources_(sources), seed_(seed) {}
+
+TestOutcome ScenarioRunner::run(const dsl::Test& test) {
+    const auto start = std::chrono::steady_clock::now();
+    TestOutcome out;
+    out.title = test.title;
+    {
+        Scenario scenario(graph_, sources_, seed_);
+        if (auto failure = scenario.run(test)) {
+            out.passed = false;
+            out.failure = std::move(*failure);
+        }
+        for (std::size_t n = 0; n < graph_.nodes.size(); ++n)
+            for (const Source& s : graph_.nodes[n].sources)
+                for (const Rule& r : s.rules) fired_[&r] += scenario.fleet().fired(static_cast<int>(n), r);
+    }
+    out.wall_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    return out;
+}
+
+std::vector<std::string> ScenarioRunner::unfired_rules() const {
+    std::vector<std::string> out;
+    for (const Node& n : graph_.nodes)
+        for (const Source& s : n.sources)
+            for (const Rule& r : s.rules) {
+                const auto it = fired_.find(&r);
+                if (it != fired_.end() && it->second > 0) continue;
+                const auto& file = sources_.file(r.span.file);
+                out.push_back(fmt::format("{}: {} ({}:{})", n.name, r.label, file.path, file.locate(r.span.begin).line));
+            }
+    return out;
+}
+
+}  // namespace meshrun::engine

@@ -1,0 +1,64 @@
+// `meshrun test`: the scenarios written in a file, each on a fresh fleet of every
+// node, on simulated pins, real websockets on free loopback ports, and virtual time.
+// A tool over the engine, not part of it: only here is the simulated driver named.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <queue>
+#include <string>
+#include <vector>
+
+#include "meshrun/dsl/ast.hpp"
+#include "meshrun/dsl/source.hpp"
+#include "meshrun/engine/graph.hpp"
+#include "meshrun/engine/runtime.hpp"
+
+namespace meshrun::engine {
+
+// Time that moves only when told to: `advance 5s` runs every timer due in those
+// 5 s at once, in order, without sleeping.
+class VirtualClock final : public Clock {
+public:
+    Micros now() const override { return now_; }
+    void call_at(Micros when, std::function<void()> fn) override;
+    // The earliest timer, if it is due at or before `limit`: moves the clock to it and runs it.
+    bool step(Micros limit);
+    void advance_to(Micros t) { now_ = std::max(now_, t); }
+
+private:
+    struct Due {
+        Micros when;
+        std::uint64_t order;  // timers due at one instant run in the order they were set
+        std::function<void()> fn;
+        bool operator>(const Due& o) const { return when != o.when ? when > o.when : order > o.order; }
+    };
+    Micros now_{0};
+    std::uint64_t next_order_ = 0;
+    std::priority_queue<Due, std::vector<Due>, std::greater<>> queue_;
+};
+
+struct TestOutcome {
+    std::string title;
+    bool passed = true;
+    std::string failure;   // rendered like a compiler diagnostic, with the line and a caret
+    double wall_ms = 0;
+};
+
+class ScenarioRunner {
+public:
+    ScenarioRunner(const dsl::Program& program, const Graph& graph, const dsl::SourceManager& sources,
+                   std::uint64_t seed);
+    TestOutcome run(const dsl::Test& test);
+    // Rules no test made fire, as `node: label (file:line)`.
+    std::vector<std::string> unfired_rules() const;
+
+private:
+    const dsl::Program& program_;
+    const Graph& graph_;
+    const dsl::SourceManager& sources_;
+    std::uint64_t seed_;
+    std::map<const Rule*, std::uint64_t> fired_;
+};
+
+}  // namespace meshrun::engine
