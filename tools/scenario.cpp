@@ -27,10 +27,11 @@ bool VirtualClock::step(Micros limit) {
 
 namespace {
 
-// Logs go nowhere during a test; a failure says what it needs to.
-class Quiet final : public Logger {
+// Logs are kept, for `expect NODE logged "TEXT"`, and not printed.
+class Capture final : public Logger {
 public:
-    void line(const std::string&, std::string_view) override {}
+    void line(const std::string& node, std::string_view text) override { lines[node].emplace_back(text); }
+    std::map<std::string, std::vector<std::string>> lines;
 };
 
 std::string seconds(Micros t) { return fmt::format("{:.3f} s", static_cast<double>(t.count()) / 1e6); }
@@ -45,7 +46,7 @@ class Scenario {
 public:
     Scenario(const Graph& graph, const dsl::SourceManager& sources, std::uint64_t seed)
         : graph_(graph), sources_(sources), pins_(graph.nodes.size()),
-          fleet_(graph, pins_.front(), quiet_, options(graph, seed, clock_, pins_)) {}
+          fleet_(graph, pins_.front(), log_, options(graph, seed, clock_, pins_)) {}
 
     static FleetOptions options(const Graph& graph, std::uint64_t seed, Clock& clock,
                                 std::vector<drivers::SimDriver>& pins) {
@@ -155,6 +156,30 @@ private:
                                         level, seconds(clock_.now())),
                             {{std::nullopt, fmt::format("`{}.{}` was {}", n.name, s.member.name, why)}});
             }
+            case K::expect_logged: {
+                const std::string want = literal(*s.expect);
+                const auto& lines = log_.lines[s.node.name];
+                for (const auto& line : lines)
+                    if (line.find(want) != std::string::npos) return std::nullopt;
+                std::vector<dsl::Note> notes;
+                notes.push_back({std::nullopt, lines.empty() ? fmt::format("`{}` logged nothing", s.node.name)
+                                                             : fmt::format("its last line: `{}`", lines.back())});
+                return fail(s.span, fmt::format("expected `{}` to have logged a line with `{}` (at {})", s.node.name,
+                                                want, seconds(clock_.now())),
+                            std::move(notes));
+            }
+            case K::expect_history: {
+                const Node& n = graph_.nodes[static_cast<std::size_t>(node)];
+                std::string got;
+                for (int level : fleet_.pin_history(node, pin_index(n, s.member.name)))
+                    got += (got.empty() ? "" : " ") + std::to_string(level);
+                std::string want;
+                for (char c : literal(*s.expect))
+                    if (c == '0' || c == '1') want += (want.empty() ? "" : " ") + std::string(1, c);
+                if (got == want) return std::nullopt;
+                return fail(s.span, fmt::format("expected `{}.{}` to have taken the levels `{}`, but it took `{}` (at {})",
+                                                s.node.name, s.member.name, want, got, seconds(clock_.now())));
+            }
             case K::expect_received: {
                 const std::uint64_t got = fleet_.received(node, s.member.name);
                 if (got == static_cast<std::uint64_t>(s.count.value)) return std::nullopt;
@@ -168,7 +193,7 @@ private:
     const Graph& graph_;
     const dsl::SourceManager& sources_;
     std::vector<drivers::SimDriver> pins_;  // per node
-    Quiet quiet_;
+    Capture log_;
     VirtualClock clock_;
     Fleet fleet_;
 };

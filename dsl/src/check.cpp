@@ -885,6 +885,18 @@ void Checker::check_tests() {
                 case TestStmt::Kind::advance:
                     check_duration(s.duration, "duration");
                     break;
+                case TestStmt::Kind::expect_logged:
+                    resolve_node(s.node);
+                    break;
+                case TestStmt::Kind::expect_history: {
+                    const std::string levels = s.expect->literal_text();
+                    if (levels.find_first_not_of("01 ") != std::string::npos)
+                        error(Kind::out_of_range, s.expect->span,
+                              "pin history " + bt(levels) + " holds something other than the levels `0` and `1`");
+                    const int n = resolve_node(s.node);
+                    if (n >= 0) test_pin(s, n);
+                    break;
+                }
                 case TestStmt::Kind::expect_received: {
                     const int n = resolve_node(s.node);
                     if (n < 0) break;

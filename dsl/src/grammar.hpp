@@ -44,6 +44,7 @@ MESHRUN_KW(to, "to") MESHRUN_KW(times, "times") MESHRUN_KW(when, "when") MESHRUN
 MESHRUN_KW(initial, "initial") MESHRUN_KW(pull_up, "pull_up") MESHRUN_KW(pull_down, "pull_down")
 MESHRUN_KW(debounce, "debounce") MESHRUN_KW(drive, "drive") MESHRUN_KW(advance, "advance")
 MESHRUN_KW(expect, "expect") MESHRUN_KW(within, "within") MESHRUN_KW(received, "received")
+MESHRUN_KW(logged, "logged") MESHRUN_KW(history, "history")
 #undef MESHRUN_KW
 
 // A name, read whole in one scan: `[A-Za-z_][A-Za-z0-9_-]*`, not ending in `-`,
@@ -261,12 +262,15 @@ struct advance_time : duration {};
 struct t_advance : if_must<kw_advance, _, advance_time> {};
 struct pin_cmp : sor<TAO_PEGTL_STRING("=="), TAO_PEGTL_STRING("!=")> {};
 struct within_time : duration {};
-struct expect_pin : seq<one<'.'>, _, must<pin_ref>, _, must<pin_cmp>, _, must<level>,
-                        opt<_, kw_within, _, must<within_time>>> {};
+struct history_text : string_lit {};
+struct pin_expect : sor<seq<pin_cmp, _, must<level>, opt<_, kw_within, _, must<within_time>>>,
+                        seq<kw_history, _, must<history_text>>> {};
+struct expect_pin : seq<one<'.'>, _, must<pin_ref>, _, must<pin_expect>> {};
+struct expect_logged : seq<kw_logged, _, must<expect_text>> {};
 struct received_count : integer {};
 struct received_on : kw<TAO_PEGTL_STRING("on")> {};
 struct expect_received : seq<kw_received, _, must<received_count>, _, must<received_on>, _, must<channel_ref>> {};
-struct expect_what : sor<peek<one<'.'>, expect_pin>, expect_received> {};
+struct expect_what : sor<peek<one<'.'>, expect_pin>, peek<kw_logged, expect_logged>, expect_received> {};
 struct t_expect : if_must<kw_expect, _, node_ref, _, expect_what> {};
 struct test_stmt : sor<peek<kw_send, t_send>, peek<kw_drive, t_drive>, peek<kw_advance, t_advance>,
                        peek<kw_expect, t_expect>> {};
@@ -354,11 +358,12 @@ MESHRUN_MSG(node_ref, "expected a node name")
 MESHRUN_MSG(dot, "expected `.` between node and pin, as in `buzzer.horn`")
 MESHRUN_MSG(drive_eq, "expected `=` after the pin")
 MESHRUN_MSG(advance_time, "expected a duration such as `5s` after `advance`")
-MESHRUN_MSG(pin_cmp, "expected `==` or `!=`")
+MESHRUN_MSG(pin_expect, "expected `==`, `!=` or `history` after the pin")
+MESHRUN_MSG(history_text, "expected the levels in quotes after `history`, as in `\"1 0 1\"`")
 MESHRUN_MSG(within_time, "expected a duration after `within`")
 MESHRUN_MSG(received_count, "expected a count after `received`")
 MESHRUN_MSG(received_on, "expected `on CHANNEL` after the count")
-MESHRUN_MSG(expect_what, "expected `.PIN == LEVEL` or `received N on CHANNEL` after the node")
+MESHRUN_MSG(expect_what, "expected `.PIN == LEVEL`, `.PIN history \"1 0\"`, `received N on CHANNEL` or `logged \"TEXT\"` after the node")
 MESHRUN_MSG(test_title, "expected a title in quotes after `test`")
 MESHRUN_MSG(test_open, "expected `{` after the test title")
 MESHRUN_MSG(test_close, "expected `send`, `drive`, `advance`, `expect` or `}`")

@@ -40,6 +40,7 @@ using selected_rules = rule_set<
     g::node_name, g::host_v6, g::host_name, g::port, g::address, g::node_decl,
     g::level, g::expect_text, g::t_send, g::t_drive, g::advance_time, g::t_advance, g::pin_cmp,
     g::within_time, g::expect_pin, g::received_count, g::expect_received, g::t_expect,
+    g::history_text, g::expect_logged,
     g::test_title, g::test_decl,
     g::mesh_name, g::mesh_decl, g::include_path, g::include_decl, g::env_var, g::secret_decl,
     g::discovery_url, g::discovery_decl>;
@@ -547,11 +548,19 @@ void Parser::test(const Tree& n) {
             const Tree what = c.at(1);
             const Children w = what.children();
             if (what.is_type<g::expect_pin>()) {
-                s.kind = K::expect_pin;
                 s.member = ident(w.at(0));
-                s.op = w.at(1).string_view() == "==" ? BinOp::eq : BinOp::ne;
-                s.value = expr(w.at(2));
-                if (w.size() > 3) s.within = duration(w[3]);
+                if (w.at(1).is_type<g::history_text>()) {
+                    s.kind = K::expect_history;
+                    s.expect = string_expr(w.at(1));
+                } else {
+                    s.kind = K::expect_pin;
+                    s.op = w.at(1).string_view() == "==" ? BinOp::eq : BinOp::ne;
+                    s.value = expr(w.at(2));
+                    if (w.size() > 3) s.within = duration(w[3]);
+                }
+            } else if (what.is_type<g::expect_logged>()) {
+                s.kind = K::expect_logged;
+                s.expect = expr(w.at(0));
             } else {
                 s.kind = K::expect_received;
                 s.count = count(w.at(0));

@@ -276,6 +276,7 @@ struct NodeRt {
     std::uint64_t replied = 0, sent = 0;
     std::map<const Rule*, std::uint64_t> fires;  // per rule, for coverage
     std::vector<Fleet::PinWrite> last_write;     // per pin
+    std::vector<std::vector<int>> history;       // per pin: the levels it took, in order (bounded)
     std::mt19937_64 rng;
 
     NodeRt(FleetCore& f, const Node& s, std::uint64_t seed) : fleet(f), spec(s), rng(seed) {
@@ -310,6 +311,8 @@ struct NodeRt {
     task<void> exec(const std::vector<Op>& body, std::shared_ptr<Firing> f);
     void run_now(const std::vector<Op>& body, Firing& f);
     void write_pin(int pin, int level, const Firing& f);
+    void remember(int pin, int level);
+    static constexpr std::size_t max_history = 10'000;
     void step(const Op& op, Firing& f);
 
     // Whether running `body` can wait (on a send's acknowledgement). Rules that
@@ -390,6 +393,7 @@ struct NodeRt {
         PinState& st = pin_state[static_cast<std::size_t>(pin)];
         if (st.pending == st.reported) return;
         st.reported = st.pending;
+        remember(pin, st.reported);
         for (const Source& s : spec.sources) {
             if (s.kind != Source::Kind::pin || s.pin != pin) continue;
             auto f = std::make_shared<Firing>();
@@ -437,6 +441,7 @@ struct NodeRt {
             lines.push_back(pin_driver().request(cfg, std::move(on_change)));
             pin_state.push_back({});
             last_write.push_back({});
+            history.emplace_back();
             if (!p.output) pin_state.back().reported = pin_state.back().pending = lines.back()->read();
         }
     }
@@ -460,6 +465,12 @@ void NodeRt::write_pin(int pin, int level, const Firing& f) {
     lines[static_cast<std::size_t>(pin)]->write(level);
     last_write[static_cast<std::size_t>(pin)] =
         Fleet::PinWrite{true, fleet.clock->now(), f.rule ? f.rule->label : std::string(), level};
+    remember(pin, level);
+}
+
+void NodeRt::remember(int pin, int level) {
+    auto& h = history[static_cast<std::size_t>(pin)];
+    if (h.size() < max_history) h.push_back(level);
 }
 
 // The ops that never wait, shared by both ways of running a body.
@@ -941,6 +952,11 @@ int Fleet::pin_level(int node, int pin) const {
 Fleet::PinWrite Fleet::last_write(int node, int pin) const {
     const NodeRt* n = runtime_of(*impl_, node);
     return n ? n->last_write[static_cast<std::size_t>(pin)] : PinWrite{};
+}
+
+std::vector<int> Fleet::pin_history(int node, int pin) const {
+    const NodeRt* n = runtime_of(*impl_, node);
+    return n ? n->history[static_cast<std::size_t>(pin)] : std::vector<int>{};
 }
 
 std::uint64_t Fleet::fired(int node, const Rule& rule) const {

@@ -220,11 +220,12 @@ TEST_CASE("contextual keywords stay usable as names", "[dsl][parse]") {
 
 TEST_CASE("test blocks parse every statement", "[dsl][parse]") {
     auto p = parse("test \"t\" {\n send 1 to b/signal expect \"buzz\"\n drive b.button = 1\n advance 5s\n"
-                   " expect b.horn == 1 within 100ms\n expect b.horn != 0\n expect b received 15 on signal\n}\n");
+                   " expect b.horn == 1 within 100ms\n expect b.horn != 0\n expect b received 15 on signal\n"
+                   " expect b.horn history \"1 0 1\"\n expect b logged \"buzz\"\n}\n");
     INFO(p->errors());
     REQUIRE(p->diags.all().empty());
     const auto& body = p->program.tests.at(0).body;
-    REQUIRE(body.size() == 6);
+    REQUIRE(body.size() == 8);
     CHECK(body[0].kind == TestStmt::Kind::send);
     CHECK(body[0].expect->literal_text() == "buzz");
     CHECK(body[1].kind == TestStmt::Kind::drive);
@@ -234,6 +235,11 @@ TEST_CASE("test blocks parse every statement", "[dsl][parse]") {
     CHECK(body[4].op == BinOp::ne);
     CHECK(body[5].kind == TestStmt::Kind::expect_received);
     CHECK(body[5].count.value == 15);
+    CHECK(body[6].kind == TestStmt::Kind::expect_history);
+    CHECK(body[6].member.name == "horn");
+    CHECK(body[6].expect->literal_text() == "1 0 1");
+    CHECK(body[7].kind == TestStmt::Kind::expect_logged);
+    CHECK(body[7].expect->literal_text() == "buzz");
 }
 
 TEST_CASE("a syntax error says what was expected where, and what was found", "[dsl][parse]") {
@@ -253,7 +259,7 @@ TEST_CASE("a syntax error says what was expected where, and what was found", "[d
         {"nod n {}\n", "expected `node`, `test`, `include`, `mesh`, `secret` or `discovery`, found `nod`", "1:1"},
         {"node n {\n frobnicate\n}\n", "expected `pin`, `action`, `every`, `on` or `}`, found `frobnicate`", "2:2"},
         {"node n at :1 {\n on c -> { ack 1 ack 2 }\n}\n", "expected a newline or `;` after the statement, found `ack`", "2:18"},
-        {"test \"t\" {\n expect b horn\n}\n", "expected `.PIN == LEVEL` or `received N on CHANNEL` after the node, found `horn`", "2:11"},
+        {"test \"t\" {\n expect b horn\n}\n", "expected `.PIN == LEVEL`, `.PIN history \"1 0\"`, `received N on CHANNEL` or `logged \"TEXT\"` after the node, found `horn`", "2:11"},
         {"node send {}\n", "expected a node name after `node`, found `send`", "1:6"},
     };
     for (const auto& c : cases) {

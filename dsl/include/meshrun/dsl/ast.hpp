@@ -144,13 +144,15 @@ struct TestStmt {
         advance,   // advance duration
         expect_pin,       // expect node.pin (== | !=) value [within duration]
         expect_received,  // expect node received count on channel
+        expect_logged,    // expect node logged TEXT: a line of its log contains TEXT
+        expect_history,   // expect node.pin history "1 0 1": the levels it took, in order
     };
     Kind kind = Kind::send;
     Span span;
     Ident node;
     Ident member;  // the channel or the pin
     Expr value;    // send: the payload; drive / expect_pin: the level
-    std::optional<Expr> expect;  // send ... expect TEXT
+    std::optional<Expr> expect;  // send ... expect TEXT; logged TEXT; history "LEVELS"
     BinOp op = BinOp::eq;        // expect_pin: eq or ne
     Duration duration;           // advance
     std::optional<Duration> within;

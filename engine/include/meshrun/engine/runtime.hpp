@@ -81,6 +81,9 @@ public:
         int level = 0;
     };
     PinWrite last_write(int node, int pin) const;
+    // The levels a pin took, in order: writes of an output (even of its level), changes
+    // of an input as its rules saw them. The first 10,000.
+    std::vector<int> pin_history(int node, int pin) const;
     std::uint64_t fired(int node, const Rule& rule) const;
     // Closes every connection with a close frame and stops listening; run() returns.
     void stop();
