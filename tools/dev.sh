@@ -52,6 +52,7 @@ case "${1:-}" in
   bench)
     configure_and_build
     bash "$root/bench/check_bench.sh" "$build/tools/meshrun"
+    bash "$root/bench/test_bench.sh" "$build/tools/meshrun"
     "$build/bench/ws_bench" --meshrun "$build/tools/meshrun" ;;
   *)
     sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
