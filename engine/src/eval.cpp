@@ -23,6 +23,7 @@ std::string format_number(double d) {
 }
 
 bool truthy(std::string_view v) {
+    if (v.size() == 1) return v[0] != '0';  // the common case: a level
     if (v.empty()) return false;
     const auto n = number(v);
     return !(n && *n == 0);

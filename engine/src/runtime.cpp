@@ -329,12 +329,15 @@ struct NodeRt {
 
     // The reply to a message, when its rule runs to the end without waiting;
     // otherwise nothing, and `rule` is the rule to hand to deliver().
-    std::optional<std::string> deliver_now(const Source& channel, const std::string& value, const Rule*& rule) {
+    std::optional<std::string> deliver_now(const Source& channel, std::string& value, const Rule*& rule) {
         Firing f;
-        f.value = value;
+        f.value.swap(value);  // handed back below when the rule has to wait
         f.message = true;
         rule = match(channel, f);
-        if (rule && waits.at(rule)) return std::nullopt;
+        if (rule && waits.at(rule)) {
+            value.swap(f.value);
+            return std::nullopt;
+        }
         ++received[&channel];
         if (rule) {
             ++fires[rule];
