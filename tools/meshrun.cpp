@@ -42,6 +42,16 @@ struct CheckOptions {
     bool quiet = false;
 };
 
+// Compiles a file; an unreadable one is reported here and gives nothing.
+std::optional<dsl::Compiled> compile(const std::string& path, dsl::SourceManager& sm, dsl::Diagnostics& diags) {
+    try {
+        return dsl::compile_file(path, sm, diags);
+    } catch (const std::exception&) {
+        fmt::print(stderr, "meshrun: error: cannot read `{}`: {}\n", path, std::strerror(errno ? errno : ENOENT));
+        return std::nullopt;
+    }
+}
+
 int run_check(const CheckOptions& opt) {
     int status = exit_ok;
     const bool json = opt.format == "json";
@@ -49,17 +59,14 @@ int run_check(const CheckOptions& opt) {
     for (const auto& path : opt.files) {
         dsl::SourceManager sm;
         dsl::Diagnostics diags;
-        dsl::Compiled compiled;
-        try {
-            compiled = dsl::compile_file(path, sm, diags);
-        } catch (const std::exception&) {
-            fmt::print(stderr, "meshrun: error: cannot read `{}`: {}\n", path, std::strerror(errno ? errno : ENOENT));
+        auto compiled = compile(path, sm, diags);
+        if (!compiled) {
             status = exit_usage;
             continue;
         }
         // Like compilers, leave the AST to the process's exit: freeing a large
         // topology node by node costs a tenth of the whole check.
-        new dsl::Program(std::move(compiled.program));
+        new dsl::Program(std::move(compiled->program));
         diags.sort_by_position();
         for (const auto& d : diags.all()) {
             if (json) {
@@ -76,7 +83,7 @@ int run_check(const CheckOptions& opt) {
             fmt::print(stderr, "{}: {}, {}{}\n", path, plural(errors, "error"), plural(warnings, "warning"),
                        opt.werror && warnings > 0 ? " (warnings are errors with --werror)" : "");
         } else {
-            const auto& s = compiled.summary;
+            const auto& s = compiled->summary;
             fmt::print("{}: ok{}: {}, {}, {}, {}, {}, {}, {}\n", path,
                        warnings ? fmt::format(" with {}", plural(warnings, "warning")) : "", plural(s.nodes, "node"),
                        plural(s.channels, "channel"), plural(s.pins, "pin"), plural(s.rules, "rule"),
@@ -91,13 +98,8 @@ int run_check(const CheckOptions& opt) {
 std::optional<engine::Graph> load(const std::string& path) {
     dsl::SourceManager sm;
     dsl::Diagnostics diags;
-    dsl::Compiled compiled;
-    try {
-        compiled = dsl::compile_file(path, sm, diags);
-    } catch (const std::exception&) {
-        fmt::print(stderr, "meshrun: error: cannot read `{}`: {}\n", path, std::strerror(errno ? errno : ENOENT));
-        return std::nullopt;
-    }
+    auto compiled = compile(path, sm, diags);
+    if (!compiled) return std::nullopt;
     diags.sort_by_position();
     const dsl::RenderOptions render{use_color("auto", STDERR_FILENO)};
     for (const auto& d : diags.all()) fmt::print(stderr, "{}", dsl::render_text(d, sm, render));
@@ -105,7 +107,7 @@ std::optional<engine::Graph> load(const std::string& path) {
         fmt::print(stderr, "{}: {}; not started\n", path, plural(diags.errors(), "error"));
         return std::nullopt;
     }
-    return engine::lower(compiled.program);
+    return engine::lower(compiled->program);
 }
 
 struct RunOptions {
@@ -205,11 +207,8 @@ int run_tests(const TestOptions& opt) {
     for (const auto& path : opt.files) {
         dsl::SourceManager sm;
         dsl::Diagnostics diags;
-        dsl::Compiled compiled;
-        try {
-            compiled = dsl::compile_file(path, sm, diags);
-        } catch (const std::exception&) {
-            fmt::print(stderr, "meshrun: error: cannot read `{}`: {}\n", path, std::strerror(errno ? errno : ENOENT));
+        auto compiled = compile(path, sm, diags);
+        if (!compiled) {
             usage_error = true;
             continue;
         }
@@ -220,13 +219,13 @@ int run_tests(const TestOptions& opt) {
             ++failed;
             continue;
         }
-        const engine::Graph graph = engine::lower(compiled.program);
-        engine::ScenarioRunner runner(compiled.program, graph, sm, opt.seed);
+        const engine::Graph graph = engine::lower(compiled->program);
+        engine::ScenarioRunner runner(compiled->program, graph, sm, opt.seed);
         fmt::print("{}\n", path);
         std::size_t file_failed = 0, file_tests = 0;
         double file_ms = 0;
         std::string cases;
-        for (const dsl::Test& test : compiled.program.tests) {
+        for (const dsl::Test& test : compiled->program.tests) {
             if (!opt.filter.empty() && test.title.find(opt.filter) == std::string::npos) {
                 ++skipped;
                 continue;
