@@ -104,7 +104,9 @@ public:
                 flush([this, b, h = std::move(h)](beast::error_code ec) mutable {
                     if (ec) return h(ec, 0);
                     reading_ = true;
-                    next_.async_read_some(b, [this, h = std::move(h)](beast::error_code e, std::size_t n) mutable {
+                    // Straight to the socket: basic_stream's timer bookkeeping is not needed
+                    // once the websocket is open (Beast keeps its own handshake timer).
+                    next_.socket().async_read_some(b, [this, h = std::move(h)](beast::error_code e, std::size_t n) mutable {
                         reading_ = false;
                         h(e, n);
                     });
@@ -175,7 +177,7 @@ public:
         if (pending_.empty()) return done(beast::error_code{});
         auto data = std::make_shared<std::string>(std::move(pending_));
         pending_.clear();
-        asio::async_write(next_, asio::buffer(*data),
+        asio::async_write(next_.socket(), asio::buffer(*data),
                           [data, done = std::forward<Done>(done)](beast::error_code e, std::size_t) mutable { done(e); });
     }
 
