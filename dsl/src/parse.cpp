@@ -1,6 +1,7 @@
 // Phase 1: text -> AST. PEGTL builds a parse tree one top-level item at a time;
 // this file turns each tree into AST nodes with their spans, splices includes,
 // and turns PEGTL's failures into diagnostics.
+#include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -130,7 +131,15 @@ using Input = pegtl::memory_input<pegtl::tracking_mode::lazy, pegtl::eol::lf_crl
 
 constexpr std::int64_t max_count = std::numeric_limits<std::int64_t>::max();
 
+// Reads a whole file. A directory opens like a file on Linux and reads as
+// nothing: it is refused here (errno EISDIR), not taken for an empty topology.
 std::string read_file(const std::string& path, bool& ok) {
+    std::error_code ec;
+    if (fs::is_directory(path, ec)) {
+        errno = EISDIR;
+        ok = false;
+        return {};
+    }
     std::ifstream in(path, std::ios::binary);
     ok = static_cast<bool>(in);
     if (!ok) return {};
@@ -628,7 +637,7 @@ std::uint32_t Parser::load(const std::string& path, Span from, bool& ok) {
     }
     bool readable = false;
     std::string text = read_file(path, readable);
-    if (!readable || fs::is_directory(path, ec)) {
+    if (!readable) {
         diags_.error(Kind::include_not_found, from, "cannot read included file `" + path + "`");
         return 0;
     }

@@ -77,6 +77,10 @@ contains "third file's warning" err.txt "warn.mesh:3:"
 expect "unreadable file" 2 -- "$meshrun" check missing.mesh
 contains "unreadable message" err.txt "cannot read \`missing.mesh\`"
 
+mkdir adir.mesh
+expect "a directory is no file" 2 -- "$meshrun" check adir.mesh
+contains "directory message" err.txt "cannot read \`adir.mesh\`: Is a directory"
+
 expect "json format" 1 -- "$meshrun" check --format json bad.mesh warn.mesh
 if /usr/bin/python3 - out.txt <<'PY'
 import json, sys
