@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,6 +32,8 @@ struct SourceFile {
 };
 
 // Owns every file read while compiling one topology; spans index into it.
+// References to its files stay valid as files are added (an include is read
+// while the file that includes it is being parsed).
 class SourceManager {
 public:
     std::uint32_t add(std::string path, std::string canonical, std::string text);
@@ -41,7 +44,7 @@ public:
     }
 
 private:
-    std::vector<SourceFile> files_;
+    std::deque<SourceFile> files_;
 };
 
 }  // namespace meshrun::dsl
