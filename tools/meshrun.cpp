@@ -222,7 +222,7 @@ int run_tests(const TestOptions& opt) {
             continue;
         }
         const engine::Graph graph = engine::lower(compiled->program);
-        engine::ScenarioRunner runner(compiled->program, graph, sm, opt.seed);
+        tools::ScenarioRunner runner(compiled->program, graph, sm, opt.seed);
         fmt::print("{}\n", path);
         std::size_t file_failed = 0, file_tests = 0;
         double file_ms = 0;
@@ -232,7 +232,7 @@ int run_tests(const TestOptions& opt) {
                 ++skipped;
                 continue;
             }
-            const engine::TestOutcome out = runner.run(test);
+            const tools::TestOutcome out = runner.run(test);
             ++file_tests;
             file_ms += out.wall_ms;
             fmt::print("  {}  {} ({:.0f} ms)\n", out.passed ? "ok  " : "FAIL", out.title, out.wall_ms);

@@ -10,7 +10,9 @@
 #include "meshrun/dsl/diagnostic.hpp"
 #include "scenario.hpp"
 
-namespace meshrun::engine {
+namespace meshrun::tools {
+
+using namespace engine;
 
 void VirtualClock::call_at(Micros when, std::function<void()> fn) {
     queue_.push(Due{std::max(when, now_), next_order_++, std::move(fn)});
@@ -235,4 +237,4 @@ std::vector<std::string> ScenarioRunner::unfired_rules() const {
     return out;
 }
 
-}  // namespace meshrun::engine
+}  // namespace meshrun::tools

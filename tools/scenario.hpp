@@ -14,7 +14,12 @@
 #include "meshrun/engine/graph.hpp"
 #include "meshrun/engine/runtime.hpp"
 
-namespace meshrun::engine {
+namespace meshrun::tools {
+
+using engine::Clock;
+using engine::Graph;
+using engine::Micros;
+using engine::Rule;
 
 // Time that moves only when told to: `advance 5s` runs every timer due in those
 // 5 s at once, in order, without sleeping.
@@ -61,4 +66,4 @@ private:
     std::map<const Rule*, std::uint64_t> fired_;
 };
 
-}  // namespace meshrun::engine
+}  // namespace meshrun::tools

@@ -188,7 +188,6 @@ private:
     Count count(const Tree& n) const;
     Duration duration(const Tree& n) const;
     Expr expr(const Tree& list);  // a node whose children are `operand (op operand)*`
-    Expr climb(const Tree& list, std::size_t& i, int min_precedence);
     Expr climb(const Children& items, std::size_t& i, int min_precedence);
     Expr operand(const Tree& n);
     Expr string_expr(const Tree& n);
@@ -314,11 +313,6 @@ BinOp binop(const Tree& n) {
                      : BinOp::ge;
 }
 
-Expr Parser::climb(const Tree& list, std::size_t& i, int min_precedence) {
-    const Children items = list.children();
-    return climb(items, i, min_precedence);
-}
-
 Expr Parser::climb(const Children& items, std::size_t& i, int min_precedence) {
     Expr lhs = operand(items.at(i++));
     while (i < items.size()) {
@@ -339,8 +333,9 @@ Expr Parser::climb(const Children& items, std::size_t& i, int min_precedence) {
 }
 
 Expr Parser::expr(const Tree& list) {
+    const Children items = list.children();
     std::size_t i = 0;
-    return climb(list, i, 1);
+    return climb(items, i, 1);
 }
 
 Expr Parser::operand(const Tree& n) {

@@ -895,12 +895,7 @@ void Fleet::stop() {
     deadline->async_wait([deadline, &f](beast::error_code) { f.io.stop(); });
 }
 
-std::uint16_t Fleet::port(int node) const {
-    for (const auto& n : impl_->nodes)
-        if (n->spec.name == impl_->graph.nodes[static_cast<std::size_t>(node)].name && n->acceptor)
-            return n->acceptor->local_endpoint().port();
-    return impl_->ports[static_cast<std::size_t>(node)];
-}
+std::uint16_t Fleet::port(int node) const { return impl_->ports[static_cast<std::size_t>(node)]; }
 
 std::string Fleet::status_json(int node) const {
     for (const auto& n : impl_->nodes)
