@@ -310,31 +310,40 @@ private:
 
 // ---- /proc -------------------------------------------------------------------------------------
 
-// utime + stime of a process (all its threads), in seconds.
+// The CPU time of a process (all its threads), in seconds: the scheduler's own
+// count in nanoseconds (/proc/PID/task/TID/schedstat), not utime + stime, which
+// come in 10 ms ticks.
 double cpu_seconds(pid_t pid) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    const auto paren = stat.rfind(')');
-    if (paren == std::string::npos) fail(fmt::format("cannot read /proc/{}/stat", pid));
-    std::istringstream fields(stat.substr(paren + 2));
-    std::string field;
-    unsigned long long utime = 0, stime = 0;
-    // After the command come field 3 (state) onwards; utime and stime are fields 14 and 15.
-    for (int i = 3; i <= 15 && fields >> field; ++i) {
-        if (i == 14) utime = std::stoull(field);
-        if (i == 15) stime = std::stoull(field);
+    const fs::path tasks = "/proc/" + std::to_string(pid) + "/task";
+    std::error_code ec;
+    unsigned long long ns = 0;
+    bool any = false;
+    for (const auto& task : fs::directory_iterator(tasks, ec)) {
+        std::ifstream in(task.path() / "schedstat");
+        unsigned long long run = 0;
+        if (in >> run) {
+            ns += run;
+            any = true;
+        }
     }
-    return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+    if (!any) fail(fmt::format("cannot read the CPU time of process {} ({}/*/schedstat)", pid, tasks.string()));
+    return static_cast<double>(ns) / 1e9;
 }
 
-// VmRSS of a process, in KiB.
-long rss_kib(pid_t pid) {
+// A numeric field of /proc/PID/status, such as "VmRSS" (in KiB) or "voluntary_ctxt_switches".
+long proc_status(pid_t pid, std::string_view field) {
     std::ifstream in("/proc/" + std::to_string(pid) + "/status");
     std::string line;
     while (std::getline(in, line))
-        if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
-    fail(fmt::format("no VmRSS in /proc/{}/status", pid));
+        if (line.size() > field.size() && line.compare(0, field.size(), field) == 0 && line[field.size()] == ':')
+            return std::atol(line.c_str() + field.size() + 1);
+    fail(fmt::format("no {} in /proc/{}/status", field, pid));
 }
+
+long rss_kib(pid_t pid) { return proc_status(pid, "VmRSS"); }
+
+// How often a process has gone to sleep waiting (for input, mostly).
+long wakeups(pid_t pid) { return proc_status(pid, "voluntary_ctxt_switches"); }
 
 // ---- sockets -----------------------------------------------------------------------------------
 
@@ -712,7 +721,8 @@ RoundTrips round_trips(int fd, ReplyReader& reader, const std::string& msg, int 
 
 struct Pipelined {
     double msgs_per_s = 0;
-    double server_cpu_us = -1;  // per message, when the server's pid is known
+    double server_cpu_us = -1;    // per message, when the server's pid is known
+    double per_wakeup = -1;       // messages the server handled each time it woke up
 };
 
 // Keeps `window` messages in flight: each time replies come, as many new messages go out, in
@@ -722,6 +732,7 @@ Pipelined pipelined(int fd, ReplyReader& reader, const std::string& msg, std::si
     std::string batch;
     for (std::size_t i = 0; i < window; ++i) batch += msg;
     const double cpu0 = server > 0 ? cpu_seconds(server) : 0;
+    const long wake0 = server > 0 ? wakeups(server) : 0;
     const auto t0 = Clock::now();
     const auto deadline = t0 + phase_timeout;
     std::size_t sent = std::min(window, total), received = 0;
@@ -739,7 +750,10 @@ Pipelined pipelined(int fd, ReplyReader& reader, const std::string& msg, std::si
     const auto t1 = Clock::now();
     Pipelined p;
     p.msgs_per_s = static_cast<double>(total) / std::chrono::duration<double>(t1 - t0).count();
-    if (server > 0) p.server_cpu_us = (cpu_seconds(server) - cpu0) * 1e6 / static_cast<double>(total);
+    if (server > 0) {
+        p.server_cpu_us = (cpu_seconds(server) - cpu0) * 1e6 / static_cast<double>(total);
+        p.per_wakeup = static_cast<double>(total) / static_cast<double>(std::max(1L, wakeups(server) - wake0));
+    }
     return p;
 }
 
@@ -910,9 +924,9 @@ int run(const Options& opt) {
         }
     }
     fmt::print("raw TCP:  round trip p50 {:.1f} us, p99 {:.1f} us (min {:.1f}, mean {:.1f}); "
-               "pipelined {} msg/s, server CPU {:.2f} us/msg\n",
+               "pipelined {} msg/s, server CPU {:.2f} us/msg, {:.1f} msg per wake-up\n",
                raw_rt.p50_us, raw_rt.p99_us, raw_rt.min_us, raw_rt.mean_us, thousands(raw_pipe.msgs_per_s),
-               raw_pipe.server_cpu_us);
+               raw_pipe.server_cpu_us, raw_pipe.per_wakeup);
     std::fflush(stdout);
 
     TempDir tmp;
@@ -955,9 +969,9 @@ int run(const Options& opt) {
         node.stop();
     }
     fmt::print("meshrun run: round trip p50 {:.1f} us, p99 {:.1f} us (min {:.1f}, mean {:.1f}); "
-               "pipelined {} msg/s, server CPU {:.2f} us/msg; idle RSS {:.2f} MiB\n",
+               "pipelined {} msg/s, server CPU {:.2f} us/msg, {:.1f} msg per wake-up; idle RSS {:.2f} MiB\n",
                ws_rt.p50_us, ws_rt.p99_us, ws_rt.min_us, ws_rt.mean_us, thousands(ws_pipe.msgs_per_s),
-               ws_pipe.server_cpu_us, idle_kib / 1024.0);
+               ws_pipe.server_cpu_us, ws_pipe.per_wakeup, idle_kib / 1024.0);
     std::fflush(stdout);
 
     // 3. `meshrun up` of `nodes` buzzers, each on its own port and its own simulated chip.

@@ -51,9 +51,12 @@ SimEntry& requested(SimState& state, const Key& key) {
     return it->second;
 }
 
+// A requested line. Its entry stays put while it lives (a map's entries do not
+// move), so it is kept at hand rather than looked up on every read and write.
 class SimLine final : public Line {
 public:
-    SimLine(std::shared_ptr<SimState> state, Key key) : state_(std::move(state)), key_(std::move(key)) {}
+    SimLine(std::shared_ptr<SimState> state, Key key, SimEntry& entry)
+        : state_(std::move(state)), key_(std::move(key)), entry_(entry) {}
     SimLine(const SimLine&) = delete;
     SimLine& operator=(const SimLine&) = delete;
 
@@ -65,22 +68,22 @@ public:
 
     int read() override {
         std::lock_guard lock(state_->mutex);
-        return requested(*state_, key_).logical();
+        return entry_.logical();
     }
 
     void write(int level) override {
         checked(level);
-        std::lock_guard lock(state_->mutex);
-        SimEntry& entry = requested(*state_, key_);
-        if (entry.config.direction != Direction::output)
+        if (entry_.config.direction != Direction::output)  // set once, when requested
             throw std::logic_error(describe(key_) + " is an input and cannot be written");
-        entry.physical = level ^ (entry.config.active_low ? 1 : 0);
-        ++entry.writes;
+        std::lock_guard lock(state_->mutex);
+        entry_.physical = level ^ (entry_.config.active_low ? 1 : 0);
+        ++entry_.writes;
     }
 
 private:
     std::shared_ptr<SimState> state_;
     Key key_;
+    SimEntry& entry_;
 };
 
 }  // namespace
@@ -101,7 +104,7 @@ std::unique_ptr<Line> SimDriver::request(const LineConfig& config, ChangeHandler
     const int physical = output ? config.initial ^ (config.active_low ? 1 : 0) : fresh ? pull : entry.physical;
     auto handler = on_change ? std::make_shared<ChangeHandler>(std::move(on_change)) : nullptr;
     entry = SimEntry{true, config, std::move(handler), physical, 0};
-    return std::make_unique<SimLine>(state_, std::move(key));
+    return std::make_unique<SimLine>(state_, std::move(key), entry);
 }
 
 void SimDriver::drive(const std::string& chip, const std::string& line, int level) {

@@ -10,14 +10,17 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
 #include <deque>
+#include <functional>
 #include <map>
 #include <set>
+#include <unordered_map>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "meshrun/engine/eval.hpp"
 #include "meshrun/engine/runtime.hpp"
+#include "message_counter.hpp"
 
 namespace meshrun::engine {
 
@@ -85,10 +88,12 @@ bool quiet_error(const beast::error_code& ec) {
            ec == beast::error::timeout || ec == asio::error::connection_reset;
 }
 
-// The server side of a connection, under Beast's websocket stream: replies are
-// held until the session next needs input, then go out in one write. A burst of
-// pipelined messages is answered with one write; a lone message is answered at
-// once, since its session asks for the next input right after replying.
+// The server side of a connection, under Beast's websocket stream.
+// - Replies are held until the session next needs input, then go out in one
+//   write: a burst of pipelined messages is answered with one write, a lone
+//   message at once (its session asks for input right after replying).
+// - It counts the whole messages received (MessageCounter), so that the session
+//   reads those without a trip through the event loop.
 class CoalescingStream {
 public:
     using executor_type = Executor;
@@ -96,6 +101,7 @@ public:
     explicit CoalescingStream(TcpStream&& next) : next_(std::move(next)) {}
     executor_type get_executor() { return next_.get_executor(); }
     TcpStream& next_layer() { return next_; }
+    MessageCounter& received() { return received_; }
 
     template<typename Buffers, typename Handler>
     auto async_read_some(const Buffers& buffers, Handler&& handler) {
@@ -106,8 +112,9 @@ public:
                     reading_ = true;
                     // Straight to the socket: basic_stream's timer bookkeeping is not needed
                     // once the websocket is open (Beast keeps its own handshake timer).
-                    next_.socket().async_read_some(b, [this, h = std::move(h)](beast::error_code e, std::size_t n) mutable {
+                    next_.socket().async_read_some(b, [this, b, h = std::move(h)](beast::error_code e, std::size_t n) mutable {
                         reading_ = false;
+                        count(b, n);
                         h(e, n);
                     });
                 });
@@ -115,17 +122,14 @@ public:
             handler, buffers);
     }
 
+    // Beast's own frames (close, pong) when it writes them asynchronously: held like
+    // replies, unless a read is already waiting on the socket (a close frame sent while
+    // the session waits for input): then nothing else would send them.
     template<typename Buffers, typename Handler>
     auto async_write_some(const Buffers& buffers, Handler&& handler) {
         return asio::async_initiate<Handler, void(beast::error_code, std::size_t)>(
             [this](auto h, const Buffers& b) {
-                const std::size_t n = asio::buffer_size(b);
-                const std::size_t at = pending_.size();
-                pending_.resize(at + n);
-                asio::buffer_copy(asio::buffer(pending_.data() + at, n), b);
-                // Hold it, unless a read is already waiting on the socket (a close
-                // frame sent while the session waits for input): then nothing
-                // else would send it.
+                const std::size_t n = hold(b);
                 if (pending_.size() < flush_at && !reading_) {
                     asio::post(get_executor(), beast::bind_front_handler(std::move(h), beast::error_code{}, n));
                 } else {
@@ -135,37 +139,64 @@ public:
             handler, buffers);
     }
 
-    // A reply from the session: held, without a system call or a trip through the
-    // event loop. It goes out on the next read (or by flush()).
+    // Beast's frames when it writes them synchronously (a pong, or a close frame
+    // while it reads synchronously): held, as replies are.
     template<typename Buffers>
     std::size_t write_some(const Buffers& buffers, beast::error_code& ec) {
         ec = {};
-        const std::size_t n = asio::buffer_size(buffers);
-        const std::size_t at = pending_.size();
-        pending_.resize(at + n);
-        asio::buffer_copy(asio::buffer(pending_.data() + at, n), buffers);
-        return n;
+        return hold(buffers);
     }
     template<typename Buffers>
     std::size_t write_some(const Buffers& buffers) {
-        beast::error_code ec;
-        const std::size_t n = write_some(buffers, ec);
-        return n;
+        return hold(buffers);
     }
-    // Beast's stream concept asks for synchronous reads too; the session never makes one.
+
+    // Beast reads synchronously only messages already received whole, so it never
+    // asks for more here. Were it to (a bug), waiting would stall every node of the
+    // thread: the connection fails instead.
     template<typename Buffers>
-    std::size_t read_some(const Buffers& buffers, beast::error_code& ec) {
-        return next_.socket().read_some(buffers, ec);
+    std::size_t read_some(const Buffers&, beast::error_code& ec) {
+        ec = asio::error::would_block;
+        return 0;
     }
     template<typename Buffers>
     std::size_t read_some(const Buffers& buffers) {
-        return next_.socket().read_some(buffers);
+        beast::error_code ec;
+        read_some(buffers, ec);
+        throw beast::system_error(ec);
     }
 
-    // Writes what is held, then calls `done`: at once when the socket takes it
-    // all (the usual case), else when the rest has gone out.
+    // A reply, as one unfragmented text frame (a server's frames are not masked).
+    // Framed here: Beast's write costs more than all the rest of a message's
+    // handling. The session checks that the stream is still open first.
+    void send_text(std::string_view payload) {
+        const std::uint64_t n = payload.size();
+        char head[10];
+        std::size_t size = 2;
+        head[0] = '\x81';  // FIN, text
+        if (n < 126) {
+            head[1] = static_cast<char>(n);
+        } else if (n < 65536) {
+            head[1] = 126;
+            size = 4;
+        } else {
+            head[1] = 127;
+            size = 10;
+        }
+        for (std::size_t i = 2; i < size; ++i) head[i] = static_cast<char>(n >> (8 * (size - 1 - i)));
+        pending_.append(head, size).append(payload);
+    }
+
+    // Writes what is held, then calls `done`: at once when the socket takes it all
+    // (the usual case), else once the rest has gone out. One write at a time: a
+    // flush asked for meanwhile waits for it.
     template<typename Done>
     void flush(Done&& done) {
+        if (writing_) {
+            auto shared = std::make_shared<std::decay_t<Done>>(std::forward<Done>(done));
+            after_write_.push_back([shared](beast::error_code ec) { (*shared)(ec); });
+            return;
+        }
         if (pending_.empty()) return done(beast::error_code{});
         beast::error_code ec;
         const std::size_t n = next_.socket().write_some(asio::buffer(pending_), ec);
@@ -175,17 +206,68 @@ public:
         }
         pending_.erase(0, ec ? 0 : n);
         if (pending_.empty()) return done(beast::error_code{});
+        writing_ = true;
         auto data = std::make_shared<std::string>(std::move(pending_));
         pending_.clear();
         asio::async_write(next_.socket(), asio::buffer(*data),
-                          [data, done = std::forward<Done>(done)](beast::error_code e, std::size_t) mutable { done(e); });
+                          [this, data, done = std::forward<Done>(done)](beast::error_code e, std::size_t) mutable {
+                              writing_ = false;
+                              auto waiting = std::move(after_write_);
+                              after_write_.clear();
+                              for (auto& w : waiting) flush(std::move(w));
+                              done(e);
+                          });
+    }
+
+    // Sends what is held and the end of the stream. Beast calls it (teardown) when
+    // it closes synchronously; the rest, waiting for the client's end, is drain()'s.
+    void shut_down(beast::error_code& ec) {
+        if (!pending_.empty() && !writing_) {
+            next_.socket().write_some(asio::buffer(pending_), ec);  // a close frame: it fits
+            pending_.clear();
+        }
+        next_.socket().shutdown(Socket::shutdown_send, ec);
+    }
+
+    // Ends a connection still open: waits (5 s at most) for the client to end its
+    // side, then closes the socket.
+    task<void> drain() {
+        if (!next_.socket().is_open()) co_return;
+        beast::error_code ec;
+        shut_down(ec);
+        next_.expires_after(std::chrono::seconds(5));
+        char scratch[512];
+        while (!ec) co_await next_.async_read_some(asio::buffer(scratch), asio::redirect_error(use, ec));
+        next_.socket().close(ec);
     }
 
 private:
+    template<typename Buffers>
+    std::size_t hold(const Buffers& buffers) {
+        const std::size_t n = asio::buffer_size(buffers);
+        const std::size_t at = pending_.size();
+        pending_.resize(at + n);
+        asio::buffer_copy(asio::buffer(pending_.data() + at, n), buffers);
+        return n;
+    }
+
+    // Shows the counter the first `n` bytes that a read put in `buffers`.
+    template<typename Buffers>
+    void count(const Buffers& buffers, std::size_t n) {
+        for (auto it = asio::buffer_sequence_begin(buffers); n > 0 && it != asio::buffer_sequence_end(buffers); ++it) {
+            const asio::mutable_buffer part = *it;
+            const std::size_t size = std::min(n, part.size());
+            received_.scan(static_cast<const unsigned char*>(part.data()), size);
+            n -= size;
+        }
+    }
+
     static constexpr std::size_t flush_at = 64 * 1024;
     TcpStream next_;
+    MessageCounter received_;
     std::string pending_;
-    bool reading_ = false;
+    std::vector<std::function<void(beast::error_code)>> after_write_;
+    bool reading_ = false, writing_ = false;
 };
 
 template<typename Handler>
@@ -195,6 +277,8 @@ void async_teardown(beast::role_type role, CoalescingStream& s, Handler&& handle
         async_teardown(role, s.next_layer(), std::move(handler));
     });
 }
+
+void teardown(beast::role_type, CoalescingStream& s, beast::error_code& ec) { s.shut_down(ec); }
 
 using ServerStream = websocket::stream<CoalescingStream>;
 
@@ -274,21 +358,31 @@ struct NodeRt {
     std::vector<std::unique_ptr<Link>> links;  // per edge
     std::optional<Acceptor> acceptor;
     std::set<ServerStream*> sessions;
-    std::map<const Source*, std::uint64_t> received;  // per channel
+    std::vector<std::uint64_t> received;  // per source (channels come first)
     std::uint64_t replied = 0, sent = 0;
-    std::map<const Rule*, std::uint64_t> fires;  // per rule, for coverage
-    std::vector<Fleet::PinWrite> last_write;     // per pin
+    struct RuleRt {
+        bool waits = false;       // can_wait of its body, worked out once
+        std::uint64_t fires = 0;  // for coverage
+    };
+    std::unordered_map<const Rule*, RuleRt> rules;
+    struct PinWrite {
+        bool written = false;
+        Micros at{0};
+        const Rule* rule = nullptr;  // whose firing wrote it
+        int level = 0;
+    };
+    std::vector<PinWrite> last_write;            // per pin
     std::vector<std::vector<int>> history;       // per pin: the levels it took, in order (bounded)
     std::mt19937_64 rng;
 
-    NodeRt(FleetCore& f, const Node& s, std::uint64_t seed) : fleet(f), spec(s), rng(seed) {
-        for (const Source& src : spec.sources) {
-            if (src.kind == Source::Kind::channel) received[&src] = 0;
-            for (const Rule& r : src.rules) waits[&r] = can_wait(r.body);
-        }
+    NodeRt(FleetCore& f, const Node& s, std::uint64_t seed)
+        : fleet(f), spec(s), received(s.sources.size()), rng(seed) {
+        for (const Source& src : spec.sources)
+            for (const Rule& r : src.rules) rules[&r].waits = can_wait(r.body);
     }
 
     void log(std::string_view text) { fleet.log.line(spec.name, text); }
+    std::size_t source_index(const Source& s) const { return static_cast<std::size_t>(&s - spec.sources.data()); }
     Executor executor() { return fleet.io.get_executor(); }
 
     int read_pin(int pin) const {
@@ -327,7 +421,6 @@ struct NodeRt {
         }
         return false;
     }
-    std::map<const Rule*, bool> waits;  // can_wait of each rule's body, worked out once
 
     // The reply to a message, when its rule runs to the end without waiting;
     // otherwise nothing, and `rule` is the rule to hand to deliver().
@@ -336,13 +429,14 @@ struct NodeRt {
         f.value.swap(value);  // handed back below when the rule has to wait
         f.message = true;
         rule = match(channel, f);
-        if (rule && waits.at(rule)) {
+        RuleRt* rt = rule ? &rules.at(rule) : nullptr;
+        if (rt && rt->waits) {
             value.swap(f.value);
             return std::nullopt;
         }
-        ++received[&channel];
+        ++received[source_index(channel)];
         if (rule) {
-            ++fires[rule];
+            ++rt->fires;
             f.rule = rule;
             run_now(rule->body, f);
         }
@@ -352,12 +446,12 @@ struct NodeRt {
 
     // A message arrives on a channel: the reply is the firing's first `ack`, or `n/a`.
     task<std::string> deliver(const Source& channel, const Rule* rule, std::string value) {
-        ++received[&channel];
+        ++received[source_index(channel)];
         auto f = std::make_shared<Firing>();
         f->rule = rule;
         f->value = std::move(value);
         f->message = true;
-        ++fires[rule];
+        ++rules.at(rule).fires;
         f->replied = std::make_shared<Event>(executor());
         asio::co_spawn(
             executor(),
@@ -373,9 +467,10 @@ struct NodeRt {
     }
 
     void fire(const Rule& rule, std::shared_ptr<Firing> f) {
-        ++fires[&rule];
+        RuleRt& rt = rules.at(&rule);
+        ++rt.fires;
         f->rule = &rule;
-        if (!waits.at(&rule)) return run_now(rule.body, *f);
+        if (!rt.waits) return run_now(rule.body, *f);
         asio::co_spawn(executor(), exec(rule.body, std::move(f)), asio::detached);
     }
 
@@ -460,7 +555,8 @@ struct NodeRt {
         j["pins"] = nlohmann::json::object();
         for (std::size_t i = 0; i < spec.pins.size(); ++i) j["pins"][spec.pins[i].name] = read_pin(static_cast<int>(i));
         nlohmann::json per_channel = nlohmann::json::object();
-        for (const auto& [source, n] : received) per_channel[source->name] = n;
+        for (const Source& s : spec.sources)
+            if (s.kind == Source::Kind::channel) per_channel[s.name] = received[source_index(s)];
         j["counters"] = {{"received", per_channel}, {"replied", replied}, {"sent", sent}};
         return j.dump();
     }
@@ -468,8 +564,7 @@ struct NodeRt {
 
 void NodeRt::write_pin(int pin, int level, const Firing& f) {
     lines[static_cast<std::size_t>(pin)]->write(level);
-    last_write[static_cast<std::size_t>(pin)] =
-        Fleet::PinWrite{true, fleet.clock->now(), f.rule ? f.rule->label : std::string(), level};
+    last_write[static_cast<std::size_t>(pin)] = PinWrite{true, fleet.clock->now(), f.rule, level};
     remember(pin, level);
 }
 
@@ -708,10 +803,16 @@ task<void> session(NodeRt& node, Socket socket) {
     co_await ws.async_accept(req, asio::redirect_error(use, ec));
     if (ec) co_return;
     node.sessions.insert(&ws);
+    MessageCounter& received = ws.next_layer().received();
     while (!node.fleet.stopping) {
         buffer.clear();
-        co_await ws.async_read(buffer, asio::redirect_error(use, ec));
+        if (received.whole() > 0) {
+            ws.read(buffer, ec);  // every byte of it is in Beast's buffer already: this does not block
+        } else {
+            co_await ws.async_read(buffer, asio::redirect_error(use, ec));
+        }
         if (ec) break;  // Beast has already closed with 1009 (too big) or 1007 (bad UTF-8) where that applies
+        received.take();
         if (!ws.got_text()) {
             co_await ws.async_close(websocket::close_reason(websocket::close_code::unknown_data, "text frames only"),
                                     asio::redirect_error(use, ec));
@@ -726,12 +827,11 @@ task<void> session(NodeRt& node, Socket socket) {
         } else {
             reply = co_await node.deliver(*channel, rule, std::move(message));
         }
-        if (node.fleet.stopping) break;  // a close frame is on its way
-        ws.text(true);
-        ws.write(asio::buffer(reply), ec);  // held by CoalescingStream: it does not block
-        if (ec) break;
+        if (node.fleet.stopping || !ws.is_open()) break;  // a close frame is on its way
+        ws.next_layer().send_text(reply);  // held: it goes out when the session next reads
     }
     node.sessions.erase(&ws);
+    co_await ws.next_layer().drain();  // after Beast closed without waiting (a bad frame read at once)
     if (ec && !quiet_error(ec) && ec != websocket::error::message_too_big && ec != beast::websocket::error::bad_frame_payload)
         node.log(fmt::format("connection on /{} ended: {}", channel->name, ec.message()));
 }
@@ -939,8 +1039,8 @@ void Fleet::inject(int node, const std::string& channel, std::string value, std:
 std::uint64_t Fleet::received(int node, std::string_view channel) const {
     const NodeRt* n = runtime_of(*impl_, node);
     if (!n) return 0;
-    for (const auto& [source, count] : n->received)
-        if (source->name == channel) return count;
+    for (const Source& s : n->spec.sources)
+        if (s.kind == Source::Kind::channel && s.name == channel) return n->received[n->source_index(s)];
     return 0;
 }
 
@@ -951,7 +1051,9 @@ int Fleet::pin_level(int node, int pin) const {
 
 Fleet::PinWrite Fleet::last_write(int node, int pin) const {
     const NodeRt* n = runtime_of(*impl_, node);
-    return n ? n->last_write[static_cast<std::size_t>(pin)] : PinWrite{};
+    if (!n) return {};
+    const NodeRt::PinWrite& w = n->last_write[static_cast<std::size_t>(pin)];
+    return {w.written, w.at, w.rule ? w.rule->label : std::string(), w.level};
 }
 
 std::vector<int> Fleet::pin_history(int node, int pin) const {
@@ -962,8 +1064,8 @@ std::vector<int> Fleet::pin_history(int node, int pin) const {
 std::uint64_t Fleet::fired(int node, const Rule& rule) const {
     const NodeRt* n = runtime_of(*impl_, node);
     if (!n) return 0;
-    const auto it = n->fires.find(&rule);
-    return it == n->fires.end() ? 0 : it->second;
+    const auto it = n->rules.find(&rule);
+    return it == n->rules.end() ? 0 : it->second.fires;
 }
 
 }  // namespace meshrun::engine

@@ -48,6 +48,7 @@ node buzzer at 127.0.0.1:{port} {{
     action buzz {{ horn = 1; ack "buzz buzz buzz" }}
     on signal 1 -> buzz
     on signal   -> {{ horn = 0; ack "..." }}
+    on echo -> ack "{{value}}"
 }}
 """
 
@@ -97,6 +98,20 @@ def stop(proc):
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
+def frame(opcode, payload, fin=True):
+    """A client's frame: masked, with the shortest length encoding."""
+    head = bytes([(0x80 if fin else 0) | opcode])
+    n = len(payload)
+    if n < 126:
+        head += bytes([0x80 | n])
+    elif n < 1 << 16:
+        head += bytes([0x80 | 126]) + struct.pack("!H", n)
+    else:
+        head += bytes([0x80 | 127]) + struct.pack("!Q", n)
+    mask = os.urandom(4)
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
 class RawClient:
     """A blocking websocket client over a plain socket: handshake, masked frames, frame reads."""
 
@@ -138,17 +153,21 @@ class RawClient:
         return out
 
     def send_frame(self, opcode, payload, fin=True):
-        head = bytes([(0x80 if fin else 0) | opcode])
-        n = len(payload)
-        if n < 126:
-            head += bytes([0x80 | n])
-        elif n < 1 << 16:
-            head += bytes([0x80 | 126]) + struct.pack("!H", n)
-        else:
-            head += bytes([0x80 | 127]) + struct.pack("!Q", n)
-        mask = os.urandom(4)
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        self.sock.sendall(head + mask + masked)
+        self.sock.sendall(frame(opcode, payload, fin))
+
+    def send_in_pieces(self, data, small=5, pause=0.001):
+        """Sends `data` in pieces of 1 to `small` bytes, pausing between them so that the node
+        reads them apart (long payloads go 1,000 bytes a piece, without pauses)."""
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        i = 0
+        while i < len(data):
+            n = 1 + (i * 7 + 3) % small
+            if data[i:i + 1000] == b"y" * 1000:
+                n = 1000
+            else:
+                time.sleep(pause)
+            self.sock.sendall(data[i:i + n])
+            i += n
 
     def read_frame(self):
         """Returns (opcode, payload) of the next frame from the server."""
@@ -182,7 +201,8 @@ class Wire:
     def __init__(self, binary, port, mesh):
         self.binary, self.port, self.mesh = binary, port, mesh
         self.url = f"ws://{HOST}:{port}"
-        self.sent = []      # every message the node has received so far, in order
+        self.sent = []      # every message the node has received on /signal so far, in order
+        self.echoed = 0     # and how many on /echo
 
     async def round_trip(self, message, path="/signal"):
         async with websockets.connect(self.url + path, open_timeout=STEP, close_timeout=STEP, max_size=None) as ws:
@@ -271,20 +291,83 @@ class Wire:
         expect(b"101" not in status.encode() and b"sec-websocket-accept" not in data.lower(),
                "/nope (raw): the response carries an upgrade")
 
+    async def check_reply_sizes(self):
+        """Replies framed by the node in each length encoding, read by a client that checks frames."""
+        sizes = [0, 1, 125, 126, 65535, MAX_MESSAGE]
+        async with websockets.connect(self.url + "/echo", open_timeout=STEP, close_timeout=STEP, max_size=None) as ws:
+            for n in sizes:
+                await asyncio.wait_for(ws.send("e" * n), STEP)
+            self.echoed += len(sizes)
+            for n in sizes:
+                reply = await asyncio.wait_for(ws.recv(), STEP)
+                expect(reply == "e" * n, f"/echo of {n} bytes: the reply has {len(reply)} bytes")
+
+    def check_framing(self):
+        """Frames as a client may send them: fragments, pings between fragments, all three length
+        encodings, in one write and then in pieces of a few bytes. The node reads messages received
+        whole without waiting; it must agree with Beast on where each one ends."""
+        big, largest = b"x" * 300, b"y" * MAX_MESSAGE
+        data = (frame(0x1, b"1") + frame(0x9, b"p1")
+                + frame(0x1, b"1", fin=False) + frame(0x9, b"p2") + frame(0x0, b"", fin=False) + frame(0x0, b"")
+                + frame(0x1, big) + frame(0x1, largest) + frame(0x1, b"0") + frame(0x1, b""))
+        messages = ["1", "1", big.decode(), largest.decode(), "0", ""]
+        # Replies and pongs in the order their frames came: a pong answers each ping.
+        want = [(0x1, b"buzz buzz buzz"), (0xA, b"p1"), (0xA, b"p2"), (0x1, b"buzz buzz buzz")] + [(0x1, b"...")] * 4
+        for how in ("one write", "pieces"):
+            c = RawClient(self.port)
+            try:
+                if how == "one write":
+                    c.sock.sendall(data)
+                else:
+                    c.send_in_pieces(data)
+                got = [c.read_frame() for _ in want]
+            finally:
+                c.close()
+            self.sent.extend(messages)
+            for i, (g, w) in enumerate(zip(got, want)):
+                expect(g == w, f"frames sent in {how}: frame {i} from the node is opcode {g[0]:#x} "
+                               f"{g[1][:40]!r}, expected opcode {w[0]:#x} {w[1]!r}")
+
+    def check_pipelined_faults(self):
+        """A bad frame right behind good ones, all in one write: each good one answered, then the
+        close code; the node reads these without waiting, so this is its fast path failing."""
+        cases = [
+            ("invalid UTF-8", frame(0x1, b"\xc3\x28"), 1007),
+            ("a binary frame", frame(0x2, b"1"), 1003),
+            ("an oversized message", frame(0x1, b"z" * (MAX_MESSAGE + 1)), 1009),
+            ("a close frame", frame(0x8, struct.pack("!H", 1000)), 1000),
+        ]
+        for what, bad, code in cases:
+            c = RawClient(self.port)
+            try:
+                c.sock.sendall(frame(0x1, b"1") + frame(0x1, b"0") + bad + frame(0x1, b"1"))
+                replies = [c.read_frame(), c.read_frame()]
+                got = c.read_close_code()
+            finally:
+                c.close()
+            self.sent.extend(["1", "0"])
+            expect(replies == [(0x1, b"buzz buzz buzz"), (0x1, b"...")],
+                   f"two messages then {what}: the replies are {replies}")
+            expect(got == code, f"two messages then {what}: close code {got}, expected {code}")
+        return self.still_serving("bad frames right behind good ones")
+
     # 2. status
 
     async def check_status(self):
         def compare(st, horn, when):
             expect(st.get("node") == "buzzer", f"{when}: node is {st.get('node')!r}, expected 'buzzer'")
-            expect(st.get("channels") == ["signal"], f"{when}: channels are {st.get('channels')!r}, expected ['signal']")
+            expect(st.get("channels") == ["signal", "echo"],
+                   f"{when}: channels are {st.get('channels')!r}, expected ['signal', 'echo']")
             pins = st.get("pins", {})
             expect(pins.get("horn") == horn, f"{when}: pins.horn is {pins.get('horn')!r}, expected {horn}")
             c = st.get("counters", {})
             received = c.get("received", {}).get("signal")
             expect(received == len(self.sent),
                    f"{when}: counters.received.signal is {received!r}, expected {len(self.sent)}")
-            expect(c.get("replied") == len(self.sent),
-                   f"{when}: counters.replied is {c.get('replied')!r}, expected {len(self.sent)}")
+            echoed = c.get("received", {}).get("echo")
+            expect(echoed == self.echoed, f"{when}: counters.received.echo is {echoed!r}, expected {self.echoed}")
+            expect(c.get("replied") == len(self.sent) + self.echoed,
+                   f"{when}: counters.replied is {c.get('replied')!r}, expected {len(self.sent) + self.echoed}")
             expect(c.get("sent") == 0, f"{when}: counters.sent is {c.get('sent')!r}, expected 0 (buzzer sends nothing)")
 
         horn = 1 if self.sent[-1] == "1" else 0
@@ -478,12 +561,17 @@ def main():
             check("1. interop: `1` -> buzz buzz buzz, `0` -> ...", w.check_replies)
             check("1. interop: 1,000 pipelined messages, 1,000 replies in order", w.check_burst)
             check("1. interop: /nope refused with HTTP 404, no upgrade", w.check_unknown_path)
+            check("1. interop: replies of 0 to 65,536 bytes, in every length encoding", w.check_reply_sizes)
+            check("1. framing: fragments, pings, every length encoding, in one write and in pieces",
+                  w.check_framing)
             check("2. GET / status: counters and pins follow the messages", w.check_status)
             check("3. bad input: binary frame -> 1003, node keeps serving", w.check_binary)
             check("3. bad input: raw binary frame -> 1003, node keeps serving", w.check_raw_binary)
             check(f"3. bad input: {MAX_MESSAGE} bytes answered, {MAX_MESSAGE + 1} -> 1009, node keeps serving",
                   w.check_sizes)
             check("3. bad input: invalid UTF-8 text frame -> 1007, node keeps serving", w.check_invalid_utf8)
+            check("3. bad input: bad frames right behind good ones in one write -> replies, then "
+                  "1007, 1003, 1009, 1000", w.check_pipelined_faults)
             check("3. bad input: garbage instead of HTTP, node keeps serving", w.check_garbage)
             check("3. bad input: disconnect mid-handshake, node keeps serving", w.check_cut_handshake)
             check("5. port in use: second node exits 1 naming buzzer and the port", w.check_port_in_use)
