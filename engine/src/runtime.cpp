@@ -234,10 +234,12 @@ public:
     task<void> drain() {
         if (!next_.socket().is_open()) co_return;
         beast::error_code ec;
-        shut_down(ec);
+        shut_down(ec);  // perhaps done already, by Beast's teardown
         next_.expires_after(std::chrono::seconds(5));
         char scratch[512];
-        while (!ec) co_await next_.async_read_some(asio::buffer(scratch), asio::redirect_error(use, ec));
+        do {
+            co_await next_.async_read_some(asio::buffer(scratch), asio::redirect_error(use, ec));
+        } while (!ec);
         next_.socket().close(ec);
     }
 
