@@ -219,9 +219,10 @@ public:
                           });
     }
 
-    // Sends what is held and the end of the stream. Beast calls it (teardown) when
-    // it closes synchronously; the rest, waiting for the client's end, is drain()'s.
+    // Sends what is held and the end of the stream (teardown below); the rest,
+    // waiting for the client's end, is drain()'s.
     void shut_down(beast::error_code& ec) {
+        shut_ = true;
         if (!pending_.empty() && !writing_) {
             next_.socket().write_some(asio::buffer(pending_), ec);  // a close frame: it fits
             pending_.clear();
@@ -229,17 +230,14 @@ public:
         next_.socket().shutdown(Socket::shutdown_send, ec);
     }
 
-    // Ends a connection still open: waits (5 s at most) for the client to end its
-    // side, then closes the socket.
+    // After shut_down(): waits (5 s at most) for the client to end its side, then
+    // closes the socket.
     task<void> drain() {
-        if (!next_.socket().is_open()) co_return;
-        beast::error_code ec;
-        shut_down(ec);  // perhaps done already, by Beast's teardown
+        if (!shut_ || !next_.socket().is_open()) co_return;
         next_.expires_after(std::chrono::seconds(5));
         char scratch[512];
-        do {
-            co_await next_.async_read_some(asio::buffer(scratch), asio::redirect_error(use, ec));
-        } while (!ec);
+        beast::error_code ec;
+        while (!ec) co_await next_.async_read_some(asio::buffer(scratch), asio::redirect_error(use, ec));
         next_.socket().close(ec);
     }
 
@@ -269,18 +267,23 @@ private:
     MessageCounter received_;
     std::string pending_;
     std::vector<std::function<void(beast::error_code)>> after_write_;
-    bool reading_ = false, writing_ = false;
+    bool reading_ = false, writing_ = false, shut_ = false;
 };
 
+// The end of a connection after the closing handshake, or after Beast closed it over
+// a bad frame: what is held and the end of the stream go out; the session's drain()
+// then waits for the client's end. (Beast 1.74's own teardown can close the socket
+// with input still unread, and the client then sees a reset instead of an end.)
+void teardown(beast::role_type, CoalescingStream& s, beast::error_code& ec) { s.shut_down(ec); }
+
 template<typename Handler>
-void async_teardown(beast::role_type role, CoalescingStream& s, Handler&& handler) {
-    s.flush([role, &s, handler = std::forward<Handler>(handler)](beast::error_code) mutable {
-        using beast::websocket::async_teardown;
-        async_teardown(role, s.next_layer(), std::move(handler));
+void async_teardown(beast::role_type, CoalescingStream& s, Handler&& handler) {
+    s.flush([&s, handler = std::forward<Handler>(handler)](beast::error_code) mutable {
+        beast::error_code ec;
+        s.shut_down(ec);
+        asio::post(s.get_executor(), beast::bind_front_handler(std::move(handler), ec));
     });
 }
-
-void teardown(beast::role_type, CoalescingStream& s, beast::error_code& ec) { s.shut_down(ec); }
 
 using ServerStream = websocket::stream<CoalescingStream>;
 
@@ -833,7 +836,7 @@ task<void> session(NodeRt& node, Socket socket) {
         ws.next_layer().send_text(reply);  // held: it goes out when the session next reads
     }
     node.sessions.erase(&ws);
-    co_await ws.next_layer().drain();  // after Beast closed without waiting (a bad frame read at once)
+    co_await ws.next_layer().drain();  // after a close: until the client's end
     if (ec && !quiet_error(ec) && ec != websocket::error::message_too_big && ec != beast::websocket::error::bad_frame_payload)
         node.log(fmt::format("connection on /{} ended: {}", channel->name, ec.message()));
 }

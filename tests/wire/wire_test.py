@@ -188,6 +188,22 @@ class RawClient:
                 return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
             expect(opcode in (0x1, 0x2, 0x9, 0xA), f"unexpected opcode {opcode:#x} before the close frame")
 
+    def read_end(self, reply_close):
+        """After the server's close frame (answered with one of ours when the server began the
+        closing handshake): how the stream ends, `eof` (a clean FIN) or `reset`."""
+        try:
+            if reply_close:
+                self.send_frame(0x8, struct.pack("!H", 1000))
+            rest = self.buf + self.sock.recv(65536)
+            while rest and len(rest) < 1 << 20:
+                more = self.sock.recv(65536)
+                if not more:
+                    break
+                rest += more
+            return "eof" if not rest else f"{len(rest)} more bytes"
+        except (ConnectionResetError, BrokenPipeError):
+            return "reset"
+
     def close(self):
         try:
             self.sock.close()
@@ -343,12 +359,15 @@ class Wire:
                 c.sock.sendall(frame(0x1, b"1") + frame(0x1, b"0") + bad + frame(0x1, b"1"))
                 replies = [c.read_frame(), c.read_frame()]
                 got = c.read_close_code()
+                end = c.read_end(reply_close=code != 1000)
             finally:
                 c.close()
             self.sent.extend(["1", "0"])
             expect(replies == [(0x1, b"buzz buzz buzz"), (0x1, b"...")],
                    f"two messages then {what}: the replies are {replies}")
             expect(got == code, f"two messages then {what}: close code {got}, expected {code}")
+            expect(end == "eof", f"two messages then {what}: after the close frame the stream ended with {end}, "
+                                 "expected a clean end (the node must not drop unread input with a reset)")
         return self.still_serving("bad frames right behind good ones")
 
     # 2. status
