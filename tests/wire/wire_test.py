@@ -155,19 +155,23 @@ class RawClient:
     def send_frame(self, opcode, payload, fin=True):
         self.sock.sendall(frame(opcode, payload, fin))
 
-    def send_in_pieces(self, data, small=5, pause=0.001):
-        """Sends `data` in pieces of 1 to `small` bytes, pausing between them so that the node
-        reads them apart (long payloads go 1,000 bytes a piece, without pauses)."""
+    def send_in_pieces(self, frames, small=5, pause=0.001):
+        """Sends each frame in pieces of 1 to `small` bytes, pausing between them so that the node
+        reads them apart; payloads over 1,000 bytes go after their first 14 bytes (the longest
+        header) in pieces of 1,000, without pauses."""
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        i = 0
-        while i < len(data):
-            n = 1 + (i * 7 + 3) % small
-            if data[i:i + 1000] == b"y" * 1000:
-                n = 1000
-            else:
+        k = 0
+        for f in frames:
+            head, tail = (f, b"") if len(f) <= 1000 else (f[:14], f[14:])
+            i = 0
+            while i < len(head):
+                n = 1 + k % small
+                k += 1
                 time.sleep(pause)
-            self.sock.sendall(data[i:i + n])
-            i += n
+                self.sock.sendall(head[i:i + n])
+                i += n
+            for i in range(0, len(tail), 1000):
+                self.sock.sendall(tail[i:i + 1000])
 
     def read_frame(self):
         """Returns (opcode, payload) of the next frame from the server."""
@@ -323,9 +327,9 @@ class Wire:
         encodings, in one write and then in pieces of a few bytes. The node reads messages received
         whole without waiting; it must agree with Beast on where each one ends."""
         big, largest = b"x" * 300, b"y" * MAX_MESSAGE
-        data = (frame(0x1, b"1") + frame(0x9, b"p1")
-                + frame(0x1, b"1", fin=False) + frame(0x9, b"p2") + frame(0x0, b"", fin=False) + frame(0x0, b"")
-                + frame(0x1, big) + frame(0x1, largest) + frame(0x1, b"0") + frame(0x1, b""))
+        frames = [frame(0x1, b"1"), frame(0x9, b"p1"),
+                  frame(0x1, b"1", fin=False), frame(0x9, b"p2"), frame(0x0, b"", fin=False), frame(0x0, b""),
+                  frame(0x1, big), frame(0x1, largest), frame(0x1, b"0"), frame(0x1, b"")]
         messages = ["1", "1", big.decode(), largest.decode(), "0", ""]
         # Replies and pongs in the order their frames came: a pong answers each ping.
         want = [(0x1, b"buzz buzz buzz"), (0xA, b"p1"), (0xA, b"p2"), (0x1, b"buzz buzz buzz")] + [(0x1, b"...")] * 4
@@ -333,9 +337,9 @@ class Wire:
             c = RawClient(self.port)
             try:
                 if how == "one write":
-                    c.sock.sendall(data)
+                    c.sock.sendall(b"".join(frames))
                 else:
-                    c.send_in_pieces(data)
+                    c.send_in_pieces(frames)
                 got = [c.read_frame() for _ in want]
             finally:
                 c.close()
