@@ -808,16 +808,16 @@ task<void> session(NodeRt& node, Socket socket) {
     co_await ws.async_accept(req, asio::redirect_error(use, ec));
     if (ec) co_return;
     node.sessions.insert(&ws);
-    MessageCounter& received = ws.next_layer().received();
+    MessageCounter& incoming = ws.next_layer().received();
     while (!node.fleet.stopping) {
         buffer.clear();
-        if (received.whole() > 0) {
+        if (incoming.whole() > 0) {
             ws.read(buffer, ec);  // every byte of it is in Beast's buffer already: this does not block
         } else {
             co_await ws.async_read(buffer, asio::redirect_error(use, ec));
         }
         if (ec) break;  // Beast has already closed with 1009 (too big) or 1007 (bad UTF-8) where that applies
-        received.take();
+        incoming.take();
         if (!ws.got_text()) {
             co_await ws.async_close(websocket::close_reason(websocket::close_code::unknown_data, "text frames only"),
                                     asio::redirect_error(use, ec));

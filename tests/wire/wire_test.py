@@ -214,6 +214,12 @@ class RawClient:
         except OSError:
             pass
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
 
 # ---- the checks ----------------------------------------------------------------------------------
 
@@ -334,15 +340,12 @@ class Wire:
         # Replies and pongs in the order their frames came: a pong answers each ping.
         want = [(0x1, b"buzz buzz buzz"), (0xA, b"p1"), (0xA, b"p2"), (0x1, b"buzz buzz buzz")] + [(0x1, b"...")] * 4
         for how in ("one write", "pieces"):
-            c = RawClient(self.port)
-            try:
+            with RawClient(self.port) as c:
                 if how == "one write":
                     c.sock.sendall(b"".join(frames))
                 else:
                     c.send_in_pieces(frames)
                 got = [c.read_frame() for _ in want]
-            finally:
-                c.close()
             self.sent.extend(messages)
             for i, (g, w) in enumerate(zip(got, want)):
                 expect(g == w, f"frames sent in {how}: frame {i} from the node is opcode {g[0]:#x} "
@@ -358,14 +361,11 @@ class Wire:
             ("a close frame", frame(0x8, struct.pack("!H", 1000)), 1000),
         ]
         for what, bad, code in cases:
-            c = RawClient(self.port)
-            try:
+            with RawClient(self.port) as c:
                 c.sock.sendall(frame(0x1, b"1") + frame(0x1, b"0") + bad + frame(0x1, b"1"))
                 replies = [c.read_frame(), c.read_frame()]
                 got = c.read_close_code()
                 end = c.read_end(reply_close=code != 1000)
-            finally:
-                c.close()
             self.sent.extend(["1", "0"])
             expect(replies == [(0x1, b"buzz buzz buzz"), (0x1, b"...")],
                    f"two messages then {what}: the replies are {replies}")
@@ -430,8 +430,7 @@ class Wire:
 
     async def check_invalid_utf8(self):
         def raw():
-            c = RawClient(self.port)
-            try:
+            with RawClient(self.port) as c:
                 # The hand-built client first proves itself with a valid round trip.
                 c.send_frame(0x1, b"1")
                 opcode, payload = c.read_frame()
@@ -439,8 +438,6 @@ class Wire:
                        f"raw client: `1` answered opcode {opcode:#x} {payload[:80]!r}")
                 c.send_frame(0x1, b"\xc3\x28 not utf-8 \xff")
                 return c.read_close_code()
-            finally:
-                c.close()
         code = await asyncio.get_running_loop().run_in_executor(None, raw)
         self.sent.append("1")
         expect(code == 1007, f"a text frame with invalid UTF-8: close code {code}, expected 1007")
@@ -448,12 +445,9 @@ class Wire:
 
     async def check_raw_binary(self):
         def raw():
-            c = RawClient(self.port)
-            try:
+            with RawClient(self.port) as c:
                 c.send_frame(0x2, b"\x00\x01\x02")
                 return c.read_close_code()
-            finally:
-                c.close()
         code = await asyncio.get_running_loop().run_in_executor(None, raw)
         expect(code == 1003, f"a raw binary frame: close code {code}, expected 1003")
         await self.still_serving("a raw binary frame")
