@@ -121,6 +121,8 @@ struct RunOptions {
     std::uint64_t seed = 0;
     std::string log = "text";
     std::string color = "auto";
+    std::size_t queue_limit = 1000;
+    double grace = 5;
 };
 
 int find_node(const engine::Graph& graph, const std::string& name) {
@@ -160,6 +162,9 @@ int run_fleet(const RunOptions& opt, bool one_node) {
         for (std::size_t i = 0; i < graph->nodes.size(); ++i) fleet_options.nodes.push_back(static_cast<int>(i));
     }
     if (!opt.bind.empty()) fleet_options.bind = opt.bind;
+    fleet_options.local = !one_node;  // `up`: the whole fleet (or --only's part) on this machine
+    fleet_options.queue_limit = opt.queue_limit;
+    fleet_options.grace = std::chrono::milliseconds(static_cast<std::int64_t>(opt.grace * 1000));
     fleet_options.seed = opt.seed;
     fleet_options.handle_signals = true;
 
@@ -172,6 +177,9 @@ int run_fleet(const RunOptions& opt, bool one_node) {
     engine::Fleet fleet(*graph, pins.front(), *logger, fleet_options);
     try {
         fleet.start();
+    } catch (const engine::BadOption& e) {
+        fmt::print(stderr, "meshrun: error: {}\n", e.what());
+        return exit_usage;
     } catch (const std::exception& e) {
         fmt::print(stderr, "meshrun: error: {}\n", e.what());
         return exit_errors;
@@ -323,23 +331,41 @@ int main(int argc, char** argv) {
         sub->add_option("--color", run.color, "Color the node prefixes: `auto`, `always` or `never`")
             ->check(CLI::IsMember({"auto", "always", "never"}))
             ->default_str("auto");
+        sub->add_option("--queue-limit", run.queue_limit,
+                        "Messages held per target channel while its node is down or slow; a sending rule waits "
+                        "while its queue is full")
+            ->check(CLI::Range(std::size_t{1}, std::size_t{1'000'000}))
+            ->default_str("1000");
+        sub->add_option("--grace", run.grace,
+                        "Seconds to go on delivering held messages after SIGINT or SIGTERM; then what is left "
+                        "is named in a warning (a second signal stops at once)")
+            ->check(CLI::Range(0.0, 3600.0))
+            ->default_str("5");
     };
     auto* run_cmd = app.add_subcommand("run", "Run one node of a .mesh file: a websocket endpoint on its port");
     run_cmd->add_option("file", run.file, "The .mesh file")->required()->type_name("FILE");
     run_cmd->add_option("--node", run.node, "The node to run")->required()->type_name("NAME");
     run_cmd->add_flag("--sim", run.sim, "Simulated pins instead of real GPIO lines");
-    run_cmd->add_option("--bind", run.bind, "Listen on this address instead of the node's host (e.g. 0.0.0.0)");
+    run_cmd->add_option("--bind", run.bind,
+                        "Listen on this address instead of the node's host: IPv4, IPv6 (with or without brackets) "
+                        "or a host name; 0.0.0.0 for every interface")
+        ->type_name("ADDR");
     add_run_options(run_cmd);
     run_cmd->footer("The node serves ws://HOST:PORT/CHANNEL for each of its channels and GET / with its status.\n"
-                    "SIGINT or SIGTERM closes every connection with a close frame and exits 0.\n"
-                    "Exit status: 0 after a signal, 1 when the file has errors or the port is in use, 2 on bad usage.\n\n"
+                    "SIGINT or SIGTERM closes every connection with a close frame, delivers what links hold (--grace)\n"
+                    "and exits 0.\n"
+                    "Exit status: 0 after a signal, 1 when the file has errors or the node cannot listen or hold its\n"
+                    "pins, 2 on bad usage (an unusable --bind included).\n\n"
                     "Example:\n  meshrun run topologies/arduino.mesh --node buzzer --sim");
 
     auto* up_cmd = app.add_subcommand("up", "Run every node of a .mesh file in one process, on simulated pins");
     up_cmd->add_option("file", run.file, "The .mesh file")->required()->type_name("FILE");
     up_cmd->add_option("--only", run.only, "Run only these nodes")->delimiter(',')->type_name("A,B,...");
     add_run_options(up_cmd);
-    up_cmd->footer("Each node listens on its declared port; logs are interleaved, prefixed with the node.\n\n"
+    up_cmd->footer("Every node runs on this machine, whatever host the file names: each listens on loopback, on\n"
+                   "its declared port where that is free and not taken by another node, otherwise on a free port\n"
+                   "(the log line says which). Links between them go where they really listen; with --only, links\n"
+                   "to the other nodes go to their declared addresses. Logs are interleaved, prefixed with the node.\n\n"
                    "Example:\n  meshrun up topologies/arduino.mesh --seed 7");
 
     std::string graph_file, graph_format = "dot";

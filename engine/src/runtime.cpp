@@ -42,6 +42,8 @@ using WsStream = websocket::stream<TcpStream>;  // a link's, to another node
 namespace {
 
 constexpr std::size_t max_message = 64 * 1024;
+std::string unbracket(std::string_view host);
+std::string host_port(const std::string& host, std::uint16_t port);
 constexpr asio::use_awaitable_t<Executor> use;
 
 class SteadyClock final : public Clock {
@@ -82,6 +84,87 @@ private:
     Timer timer_;
     bool set_ = false;
 };
+
+// Wakes every coroutine waiting on it; each waits again while its own condition holds:
+//     while (full()) co_await room.wait();
+class Signal {
+public:
+    explicit Signal(Executor ex) : timer_(ex, Timer::time_point::max()) {}
+    void notify() { timer_.cancel(); }
+    task<void> wait() {
+        beast::error_code ec;
+        co_await timer_.async_wait(asio::redirect_error(use, ec));
+    }
+
+private:
+    Timer timer_;
+};
+
+// Retries back off: 50 ms doubling to 2 s, each pause drawn between half and all of it
+// (jitter, so that peers that failed together do not retry together).
+class Backoff {
+public:
+    explicit Backoff(std::chrono::milliseconds first = std::chrono::milliseconds(50),
+                     std::chrono::milliseconds most = std::chrono::milliseconds(2000))
+        : first_(first), most_(most), next_(first), rng_(std::random_device{}()) {}
+    std::chrono::milliseconds next() {
+        const auto half = next_.count() / 2;
+        const auto pause = std::chrono::milliseconds(half + std::uniform_int_distribution<std::int64_t>(0, half)(rng_));
+        next_ = std::min(next_ * 2, most_);
+        return pause;
+    }
+    void reset() { next_ = first_; }
+    task<void> pause(Executor ex) {
+        Timer timer(ex, next());
+        beast::error_code ec;
+        co_await timer.async_wait(asio::redirect_error(use, ec));
+    }
+
+private:
+    std::chrono::milliseconds first_, most_, next_;
+    std::minstd_rand rng_;
+};
+
+// A failure that repeats is logged once, then summarised: once a minute while it
+// goes on, and once when it ends. Never a line per attempt.
+class Repeated {
+public:
+    // The line to log for this failure, if any.
+    std::optional<std::string> failed(Micros now, std::string_view first_line, std::string_view why) {
+        last_ = why;
+        ++count_;
+        if (count_ == 1) {
+            since_ = summarised_ = now;
+            return std::string(first_line);
+        }
+        if (now - summarised_ < std::chrono::minutes(1)) return std::nullopt;
+        summarised_ = now;
+        return fmt::format("{} more failures like this in {} s (last: {})", count_ - 1, (now - since_).count() / 1'000'000, last_);
+    }
+    // The line to log once it works again, if it had failed.
+    std::optional<std::string> recovered(Micros now, std::string_view what) {
+        if (count_ == 0) return std::nullopt;
+        auto line = fmt::format("{} after {} in {} s (last: {})", what, count_ == 1 ? std::string("1 failure") : fmt::format("{} failures", count_),
+                                (now - since_).count() / 1'000'000, last_);
+        count_ = 0;
+        return line;
+    }
+    bool failing() const { return count_ > 0; }
+
+private:
+    std::uint64_t count_ = 0;
+    Micros since_{0}, summarised_{0};
+    std::string last_;
+};
+
+// A message as a log line shows it: a long one cut (at a character's start), with its size.
+std::string shown(std::string_view message) {
+    constexpr std::size_t most = 200;
+    if (message.size() <= most) return std::string(message);
+    std::size_t cut = most;
+    while (cut > 0 && (static_cast<unsigned char>(message[cut]) & 0xC0) == 0x80) --cut;
+    return fmt::format("{}... ({} bytes)", message.substr(0, cut), message.size());
+}
 
 bool quiet_error(const beast::error_code& ec) {
     return ec == asio::error::operation_aborted || ec == websocket::error::closed || ec == asio::error::eof ||
@@ -300,34 +383,55 @@ struct Firing {
 
 struct NodeRt;
 
-// One outbound connection per target channel: requests go out in order, one at a
-// time, each waiting for its acknowledgement; a peer that is down is retried.
+// What became of a message sent over a link: the peer's acknowledgement, or why
+// the peer refused it (the message is then dropped, not sent again).
+struct Delivery {
+    std::string ack;
+    std::optional<std::string> refused;
+};
+
+// One outbound connection per target channel. Requests go out in order, one at a
+// time, each waiting for its acknowledgement; at most `queue_limit` are held, and a
+// sender waits for room. A reader waits on the connection the whole time it is open,
+// so a peer that closes is noticed when it closes. Every reconnect backs off.
 class Link {
 public:
     // `target` is the node's index in the graph: its port is looked up when connecting,
     // since a fleet on any free ports knows them only once it listens.
     Link(NodeRt& owner, int target, std::string channel);
 
-    task<std::string> request(std::string payload);
+    task<Delivery> request(std::string payload);
     void stop();
+    std::size_t held() const { return queue_.size(); }
+    std::string name() const { return target_ + "/" + channel_; }
 
 private:
     struct Request {
         std::string payload;
-        std::string ack;
+        Delivery result;
         Event done;
     };
     task<void> pump();
-    task<void> connect();
+    task<std::string> connect();  // the reason it failed, or empty
+    task<void> read(std::shared_ptr<WsStream> ws);
+    void finish(Delivery result);
+    void log(std::string_view text);
 
     NodeRt& owner_;
     int node_;
     std::string host_;
     std::string target_, channel_;
     std::deque<std::shared_ptr<Request>> queue_;
-    std::unique_ptr<Event> wake_;
-    std::unique_ptr<WsStream> ws_;
-    bool pumping_ = false, stopping_ = false;
+    Signal wake_, room_, answered_;
+    std::shared_ptr<WsStream> ws_;
+    std::optional<std::string> reply_;  // the answer to the request in flight, from read()
+    std::string where_;                  // HOST:PORT it connects to
+    std::string down_;                   // why the connection ended, from read()
+    bool refused_ = false;  // the peer closed over the message in flight (1003, 1007, 1009)
+    Backoff backoff_;
+    Repeated failures_;
+    bool pumping_ = false, stopping_ = false, awaiting_ = false, full_reported_ = false;
+    std::uint64_t unsolicited_ = 0;
 };
 
 struct PinState {
@@ -348,11 +452,21 @@ struct FleetCore {
     Clock* clock = nullptr;
     std::vector<std::unique_ptr<NodeRt>> nodes;
     std::vector<std::uint16_t> ports;  // per graph node
+    std::vector<bool> here;            // per graph node: whether it runs in this fleet
+    std::vector<std::string> bound;    // per graph node here: the address it listens on
     bool stopping = false;
     std::uint64_t in_flight = 0;       // requests sent and not yet acknowledged
     Node tester_spec;                  // the test runner, as a node that only sends
     std::unique_ptr<NodeRt> tester;
     std::map<std::pair<int, std::string>, std::unique_ptr<Link>> test_links;
+
+    // Where to reach a node on this machine: the address it listens on (loopback in
+    // place of every interface), or IPv4's loopback.
+    std::string loopback_of(int node) const {
+        const std::string& a = bound[static_cast<std::size_t>(node)];
+        if (a.empty() || a == "0.0.0.0") return "127.0.0.1";
+        return a == "::" ? "::1" : a;
+    }
 };
 
 struct NodeRt {
@@ -379,14 +493,36 @@ struct NodeRt {
     std::vector<PinWrite> last_write;            // per pin
     std::vector<std::vector<int>> history;       // per pin: the levels it took, in order (bounded)
     std::mt19937_64 rng;
+    // Firings waiting for room in a full link. While there are any, sessions read no
+    // more messages (the clients' TCP windows fill: back pressure), and timers and
+    // input edges do not start firings that could send (they are counted instead).
+    std::uint64_t waiting = 0;
+    Signal room;
+    std::uint64_t skipped = 0;
 
     NodeRt(FleetCore& f, const Node& s, std::uint64_t seed)
-        : fleet(f), spec(s), received(s.sources.size()), rng(seed) {
+        : fleet(f), spec(s), received(s.sources.size()), rng(seed), room(f.io.get_executor()) {
         for (const Source& src : spec.sources)
             for (const Rule& r : src.rules) rules[&r].waits = can_wait(r.body);
     }
 
     void log(std::string_view text) { fleet.log.line(spec.name, text); }
+
+    void done_waiting() {
+        if (--waiting > 0) return;
+        room.notify();
+        if (skipped == 0) return;
+        log(fmt::format("sending again: {} firing{} of timers, inputs and delays skipped while the queue was full",
+                        skipped, skipped == 1 ? " was" : "s were"));
+        skipped = 0;
+    }
+
+    // A firing not started by a message may not pile up behind a full link.
+    bool skip(const Rule& rule) {
+        if (waiting == 0 || !rules.at(&rule).waits) return false;
+        if (skipped++ == 0) log(fmt::format("skipping firings of `{}` while a queue is full", rule.label));
+        return true;
+    }
     std::size_t source_index(const Source& s) const { return static_cast<std::size_t>(&s - spec.sources.data()); }
     Executor executor() { return fleet.io.get_executor(); }
 
@@ -472,6 +608,7 @@ struct NodeRt {
     }
 
     void fire(const Rule& rule, std::shared_ptr<Firing> f) {
+        if (skip(rule)) return;
         RuleRt& rt = rules.at(&rule);
         ++rt.fires;
         f->rule = &rule;
@@ -601,6 +738,10 @@ void NodeRt::step(const Op& op, Firing& f) {
             fleet.clock->call_at(fleet.clock->now() + op.delay, [this, then, later, wait] {
                 if (fleet.stopping) return;
                 if (!wait) return run_now(*then, *later);
+                if (waiting > 0) {
+                    if (skipped++ == 0) log("skipping a delayed body that sends while a queue is full");
+                    return;
+                }
                 asio::co_spawn(executor(), exec(*then, later), asio::detached);
             });
             break;
@@ -629,11 +770,20 @@ task<void> NodeRt::exec(const std::vector<Op>& body, std::shared_ptr<Firing> f) 
             case Op::Kind::send: {
                 const std::string payload = eval(op.expr, *f);
                 const Edge& e = spec.edges[static_cast<std::size_t>(op.edge)];
-                log(fmt::format("> sending payload: {} to {}/{}", payload,
+                log(fmt::format("> sending payload: {} to {}/{}", shown(payload),
                                 fleet.graph.nodes[static_cast<std::size_t>(e.node)].name, e.channel));
                 ++sent;
-                const std::string ack = co_await links[static_cast<std::size_t>(op.edge)]->request(payload);
-                log(fmt::format("< {}", ack));
+                Delivery d = co_await links[static_cast<std::size_t>(op.edge)]->request(payload);
+                if (d.refused) {
+                    // The link has logged it; the firing's reply says so, unless it went already.
+                    if (f->message && !f->reply) {
+                        f->reply = fmt::format("error: the message to {}/{} was dropped: {}",
+                                               fleet.graph.nodes[static_cast<std::size_t>(e.node)].name, e.channel, *d.refused);
+                        if (f->replied) f->replied->notify();
+                    }
+                    break;
+                }
+                log(fmt::format("< {}", shown(d.ack)));
                 break;
             }
             case Op::Kind::repeat:
@@ -647,106 +797,182 @@ task<void> NodeRt::exec(const std::vector<Op>& body, std::shared_ptr<Firing> f) 
 
 // ---- outbound ---------------------------------------------------------------
 
-task<std::string> Link::request(std::string payload) {
-    auto r = std::make_shared<Request>(Request{std::move(payload), {}, Event(owner_.executor())});
+Link::Link(NodeRt& owner, int target, std::string channel)
+    : owner_(owner),
+      node_(target),
+      host_(owner.fleet.graph.nodes[static_cast<std::size_t>(target)].host),
+      target_(owner.fleet.graph.nodes[static_cast<std::size_t>(target)].name),
+      channel_(std::move(channel)),
+      wake_(owner.executor()),
+      room_(owner.executor()),
+      answered_(owner.executor()) {}
+
+void Link::log(std::string_view text) { owner_.log(text); }
+
+task<Delivery> Link::request(std::string payload) {
     ++owner_.fleet.in_flight;
+    if (payload.size() > max_message) {
+        // Every meshrun node closes a connection over such a message (1009): refuse it here.
+        --owner_.fleet.in_flight;
+        const auto why = fmt::format("{} bytes is over the limit of {} bytes a message", payload.size(), max_message);
+        log(fmt::format("error: a message to {} was dropped: {}", name(), why));
+        co_return Delivery{{}, why};
+    }
+    const std::size_t limit = std::max<std::size_t>(1, owner_.fleet.options.queue_limit);
+    if (queue_.size() >= limit) {
+        if (!full_reported_) {
+            log(fmt::format("the queue to {} is full ({} messages); sending rules wait for room", name(), limit));
+            full_reported_ = true;
+        }
+        ++owner_.waiting;
+        while (queue_.size() >= limit && !stopping_) co_await room_.wait();
+        owner_.done_waiting();
+    }
+    auto r = std::make_shared<Request>(Request{std::move(payload), {}, Event(owner_.executor())});
     queue_.push_back(r);
-    if (!wake_) wake_ = std::make_unique<Event>(owner_.executor());
-    wake_->notify();
+    wake_.notify();
     if (!pumping_) {
         pumping_ = true;
         asio::co_spawn(owner_.executor(), pump(), asio::detached);
     }
     co_await r->done.wait();
     --owner_.fleet.in_flight;
-    co_return r->ack;
+    co_return std::move(r->result);
 }
 
 void Link::stop() {
     stopping_ = true;
-    if (ws_) beast::get_lowest_layer(*ws_).cancel();
-    if (wake_) wake_->notify();
+    if (ws_) beast::get_lowest_layer(*ws_).close();
+    wake_.notify();
+    room_.notify();
+    answered_.notify();
 }
 
-Link::Link(NodeRt& owner, int target, std::string channel)
-    : owner_(owner),
-      node_(target),
-      host_(owner.fleet.graph.nodes[static_cast<std::size_t>(target)].host),
-      target_(owner.fleet.graph.nodes[static_cast<std::size_t>(target)].name),
-      channel_(std::move(channel)) {}
+// The front request is answered (or refused): the next one may go.
+void Link::finish(Delivery result) {
+    auto r = queue_.front();
+    queue_.pop_front();
+    if (queue_.empty()) queue_.shrink_to_fit();  // memory comes back after a burst
+    full_reported_ = full_reported_ && !queue_.empty();
+    r->result = std::move(result);
+    r->done.notify();
+    room_.notify();
+}
 
-task<void> Link::connect() {
-    Resolver resolver(owner_.executor());
-    // A fleet on any free ports listens on loopback; otherwise the node's declared host.
-    const bool local = host_.empty() || host_ == "localhost" || owner_.fleet.options.any_port;
-    const std::string host = local ? "127.0.0.1" : host_;
+task<std::string> Link::connect() {
+    // A node of this fleet listens on loopback; others where the file says.
+    const auto& fleet = owner_.fleet;
+    const bool here = fleet.here[static_cast<std::size_t>(node_)];
+    const bool loopback = here || host_.empty() || host_ == "localhost";
+    const std::string host = loopback ? fleet.loopback_of(node_) : unbracket(host_);
     // Named locals, not temporaries, around co_await: g++ 12 mishandles temporaries there.
-    const std::string service = std::to_string(owner_.fleet.ports[static_cast<std::size_t>(node_)]);
-    const std::string handshake_host = host_.empty() ? std::string("localhost") : host_;
+    const std::string service = std::to_string(fleet.ports[static_cast<std::size_t>(node_)]);
+    where_ = host_port(host, fleet.ports[static_cast<std::size_t>(node_)]);
+    const std::string handshake_host = host_.empty() || here ? std::string("localhost") : host_;
     const std::string target = "/" + channel_;
-    const auto endpoints = co_await resolver.async_resolve(host, service, use);
-    auto ws = std::make_unique<WsStream>(owner_.executor());
+    beast::error_code ec;
+    Resolver resolver(owner_.executor());
+    const auto endpoints = co_await resolver.async_resolve(host, service, asio::redirect_error(use, ec));
+    if (ec) co_return fmt::format("cannot resolve `{}`: {}", host, ec.message());
+    auto ws = std::make_shared<WsStream>(owner_.executor());
     beast::get_lowest_layer(*ws).expires_after(std::chrono::seconds(5));
-    co_await beast::get_lowest_layer(*ws).async_connect(endpoints, use);
+    co_await beast::get_lowest_layer(*ws).async_connect(endpoints, asio::redirect_error(use, ec));
+    if (ec) co_return ec.message();
     beast::get_lowest_layer(*ws).expires_never();
     ws->set_option(websocket::stream_base::timeout::suggested(beast::role_type::client));
     ws->read_message_max(max_message);
-    co_await ws->async_handshake(handshake_host, target, use);
-    beast::get_lowest_layer(*ws).socket().set_option(tcp::no_delay(true));
-    ws_ = std::move(ws);
+    websocket::response_type res;
+    co_await ws->async_handshake(res, handshake_host, target, asio::redirect_error(use, ec));
+    if (ec == websocket::error::upgrade_declined && res.result() == http::status::not_found)
+        co_return fmt::format("{} has no channel `{}` (HTTP 404: is it running the same file?)", target_, channel_);
+    if (ec == websocket::error::upgrade_declined)
+        co_return fmt::format("the peer declined the websocket upgrade (HTTP {})", res.result_int());
+    if (ec) co_return ec.message();
+    beast::get_lowest_layer(*ws).socket().set_option(tcp::no_delay(true), ec);
+    ws->text(true);
+    ws_ = ws;
+    down_.clear();
+    refused_ = false;
+    asio::co_spawn(owner_.executor(), read(std::move(ws)), asio::detached);
+    co_return std::string();
+}
+
+// Reads the connection while it is open: the answer to the request in flight, and
+// the end of the connection whenever the peer ends it.
+task<void> Link::read(std::shared_ptr<WsStream> ws) {
+    beast::flat_buffer buffer;
+    beast::error_code ec;
+    while (true) {
+        buffer.clear();
+        co_await ws->async_read(buffer, asio::redirect_error(use, ec));
+        if (ec) break;
+        if (awaiting_ && !reply_) {
+            reply_ = beast::buffers_to_string(buffer.data());
+            answered_.notify();
+        } else if (unsolicited_++ == 0) {
+            log(fmt::format("{} sent a message that answers no request; ignored", name()));
+        }
+    }
+    if (ws_ != ws) co_return;  // stopped, or already replaced
+    ws_.reset();
+    const auto reason = ws->reason();
+    if (ec == websocket::error::closed) {
+        down_ = fmt::format("{} closed the connection: {}{}", name(), static_cast<int>(reason.code),
+                            reason.reason.empty() ? "" : fmt::format(" ({})", std::string_view(reason.reason.data(), reason.reason.size())));
+        if (reason.code == websocket::close_code::unknown_data || reason.code == websocket::close_code::bad_payload ||
+            reason.code == websocket::close_code::too_big)
+            refused_ = true;
+    } else {
+        down_ = fmt::format("lost {}: {}", name(), ec.message());
+    }
+    if (!awaiting_ && !stopping_ && !owner_.fleet.stopping) {
+        if (auto line = failures_.failed(owner_.fleet.clock->now(), down_ + "; reconnecting at the next message", down_)) log(*line);
+    }
+    answered_.notify();
 }
 
 task<void> Link::pump() {
-    auto backoff = std::chrono::milliseconds(50);
-    bool reported = false;
-    Timer pause(owner_.executor());
     while (!stopping_) {
         if (queue_.empty()) {
-            wake_->reset();
-            co_await wake_->wait();
+            co_await wake_.wait();
             continue;
         }
         if (!ws_) {
-            std::string failure;
-            try {
-                co_await connect();
-            } catch (const boost::system::system_error& e) {
-                failure = e.code().message();
-            }
+            const std::string failure = co_await connect();
             if (stopping_) break;
-            if (failure.empty()) {
-                if (reported) owner_.log(fmt::format("connected to {}/{}", target_, channel_));
-                backoff = std::chrono::milliseconds(50);
-                reported = false;
-            } else {
-                if (!reported) {
-                    owner_.log(fmt::format("waiting for {}/{} at {}:{} ({}); retrying", target_, channel_,
-                                           host_.empty() ? "localhost" : host_,
-                                           owner_.fleet.ports[static_cast<std::size_t>(node_)], failure));
-                    reported = true;
-                }
-                pause.expires_after(backoff);
-                beast::error_code ec;
-                co_await pause.async_wait(asio::redirect_error(use, ec));
-                backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
+            if (!failure.empty()) {
+                if (auto line = failures_.failed(owner_.fleet.clock->now(),
+                                                 fmt::format("waiting for {} at {} ({}); retrying", name(), where_, failure), failure))
+                    log(*line);
+                co_await backoff_.pause(owner_.executor());
                 continue;
             }
         }
-        auto r = queue_.front();
+        auto ws = ws_;
+        reply_.reset();
+        awaiting_ = true;
         beast::error_code ec;
-        ws_->text(true);
-        co_await ws_->async_write(asio::buffer(r->payload), asio::redirect_error(use, ec));
-        beast::flat_buffer buffer;
-        if (!ec) co_await ws_->async_read(buffer, asio::redirect_error(use, ec));
-        if (ec) {
-            // The peer went away mid-request: reconnect and send it again.
-            ws_.reset();
-            if (!stopping_) owner_.log(fmt::format("lost {}/{} ({}); reconnecting", target_, channel_, ec.message()));
+        co_await ws->async_write(asio::buffer(queue_.front()->payload), asio::redirect_error(use, ec));
+        if (ec && ws_ == ws) beast::get_lowest_layer(*ws).close();  // read() sees the end and says why
+        while (!reply_ && ws_ == ws && !stopping_) co_await answered_.wait();
+        awaiting_ = false;
+        if (stopping_) break;
+        if (reply_) {
+            if (auto line = failures_.recovered(owner_.fleet.clock->now(), fmt::format("connected to {} again", name()))) log(*line);
+            backoff_.reset();
+            finish({std::move(*reply_), std::nullopt});
             continue;
         }
-        r->ack = beast::buffers_to_string(buffer.data());
-        queue_.pop_front();
-        r->done.notify();
+        if (refused_) {
+            // The peer refuses the message for what it is: sending it again would fail again.
+            const std::string why = down_;
+            log(fmt::format("error: a message to {} was dropped: {}", name(), why));
+            refused_ = false;
+            finish({{}, why});
+        } else if (auto line = failures_.failed(owner_.fleet.clock->now(), down_ + "; reconnecting", down_)) {
+            log(*line);
+        }
+        co_await backoff_.pause(owner_.executor());  // every reconnect backs off, whatever the cause
     }
     pumping_ = false;
 }
@@ -810,6 +1036,12 @@ task<void> session(NodeRt& node, Socket socket) {
     node.sessions.insert(&ws);
     MessageCounter& incoming = ws.next_layer().received();
     while (!node.fleet.stopping) {
+        if (node.waiting > 0) {
+            // A firing waits for room in a full link: read nothing more until it has room.
+            ws.next_layer().flush([](beast::error_code) {});
+            while (node.waiting > 0 && !node.fleet.stopping) co_await node.room.wait();
+            if (node.fleet.stopping) break;
+        }
         buffer.clear();
         if (incoming.whole() > 0) {
             ws.read(buffer, ec);  // every byte of it is in Beast's buffer already: this does not block
@@ -841,22 +1073,57 @@ task<void> session(NodeRt& node, Socket socket) {
         node.log(fmt::format("connection on /{} ended: {}", channel->name, ec.message()));
 }
 
+// Accepts connections. A failure to accept (out of descriptors: EMFILE, ENFILE) pauses
+// accepting with backoff, as nginx does, instead of spinning: it is logged once, then
+// summarised, and accepting resumes when descriptors are free again.
 task<void> listen(NodeRt& node) {
+    Backoff backoff(std::chrono::milliseconds(100), std::chrono::milliseconds(1000));
+    Repeated failures;
     while (true) {
         beast::error_code ec;
         Socket socket = co_await node.acceptor->async_accept(asio::redirect_error(use, ec));
         if (ec == asio::error::operation_aborted || !node.acceptor->is_open()) co_return;
-        if (ec) continue;
+        if (ec) {
+            if (auto line = failures.failed(node.fleet.clock->now(),
+                                            fmt::format("cannot accept connections: {}; pausing new connections", ec.message()),
+                                            ec.message()))
+                node.log(*line);
+            co_await backoff.pause(node.executor());
+            continue;
+        }
+        if (auto line = failures.recovered(node.fleet.clock->now(), "accepting connections again")) node.log(*line);
+        backoff.reset();
         asio::co_spawn(node.executor(), session(node, std::move(socket)), asio::detached);
     }
 }
 
-asio::ip::address listen_address(const std::string& host) {
+// `[::1]` -> `::1`: the brackets belong to URLs, not to addresses.
+std::string unbracket(std::string_view host) {
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    return std::string(host);
+}
+
+// HOST:PORT as in a URL: an IPv6 address in brackets.
+std::string host_port(const std::string& host, std::uint16_t port) {
+    return host.find(':') == std::string::npos ? fmt::format("{}:{}", host, port) : fmt::format("[{}]:{}", host, port);
+}
+
+// The address to listen on for `host`: an IPv4 or IPv6 address (with or without
+// brackets), `localhost` (IPv4's loopback), no host (every interface), or a name,
+// resolved. Throws with the reason when it is none of these: never a wider bind.
+asio::ip::address listen_address(asio::io_context& io, const std::string& host) {
     if (host.empty()) return asio::ip::address_v4::any();
     if (host == "localhost") return asio::ip::address_v4::loopback();
+    const std::string plain = unbracket(host);
     beast::error_code ec;
-    const auto a = asio::ip::make_address(host, ec);
-    return ec ? asio::ip::address(asio::ip::address_v4::any()) : a;
+    const auto a = asio::ip::make_address(plain, ec);
+    if (!ec) return a;
+    tcp::resolver resolver(io);
+    const auto found = resolver.resolve(plain, "", ec);
+    if (ec || found.empty())
+        throw std::runtime_error(fmt::format("`{}` is not an IP address, and no host of that name was found ({})", host,
+                                             ec ? ec.message() : "no address"));
+    return found.begin()->endpoint().address();
 }
 
 }  // namespace
@@ -879,7 +1146,11 @@ Fleet::Fleet(const Graph& graph, drivers::PinDriver& pins, Logger& log, FleetOpt
         const std::uint16_t declared = graph.nodes[i].port.value_or(0);
         f.ports[i] = i < f.options.ports.size() && f.options.ports[i] ? f.options.ports[i] : declared;
     }
+    f.here.resize(graph.nodes.size());
+    f.bound.resize(graph.nodes.size());
     for (int n : f.options.nodes) {
+        if (f.here[static_cast<std::size_t>(n)]) continue;  // named twice: one node all the same
+        f.here[static_cast<std::size_t>(n)] = true;
         auto rt = std::make_unique<NodeRt>(f, graph.nodes[static_cast<std::size_t>(n)], seed + static_cast<std::uint64_t>(n));
         for (const Edge& e : rt->spec.edges) rt->links.push_back(std::make_unique<Link>(*rt, e.node, e.channel));
         f.nodes.push_back(std::move(rt));
@@ -888,8 +1159,31 @@ Fleet::Fleet(const Graph& graph, drivers::PinDriver& pins, Logger& log, FleetOpt
 
 Fleet::~Fleet() = default;
 
+namespace {
+
+Acceptor open_acceptor(asio::io_context& io, const tcp::endpoint& endpoint, beast::error_code& ec) {
+    Acceptor acceptor(io.get_executor());
+    acceptor.open(endpoint.protocol(), ec);
+    if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor.bind(endpoint, ec);
+    if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+    return acceptor;
+}
+
+}  // namespace
+
 void Fleet::start() {
     Impl& f = *impl_;
+    std::optional<asio::ip::address> bind;
+    if (f.options.bind) {
+        try {
+            bind = listen_address(f.io, *f.options.bind);
+        } catch (const std::exception& e) {
+            throw BadOption(fmt::format("--bind: {}", e.what()));
+        }
+    }
+    std::map<std::uint16_t, std::string> taken;  // `up`: the ports of the nodes already listening
+    std::vector<std::string> moved(f.graph.nodes.size());
     for (auto& node : f.nodes) {
         try {
             node->start_pins();
@@ -898,28 +1192,63 @@ void Fleet::start() {
         }
         const auto index = static_cast<std::size_t>(f.graph.find(node->spec.name));
         if (!f.ports[index]) continue;
-        const std::uint16_t port = f.options.any_port ? 0 : f.ports[index];
-        const auto address = f.options.any_port ? asio::ip::address(asio::ip::address_v4::loopback())
-                                                 : listen_address(f.options.bind ? *f.options.bind : node->spec.host);
-        try {
-            Acceptor acceptor(f.io.get_executor());
-            const tcp::endpoint endpoint(address, port);
-            acceptor.open(endpoint.protocol());
-            acceptor.set_option(asio::socket_base::reuse_address(true));
-            acceptor.bind(endpoint);
-            acceptor.listen();
-            f.ports[index] = acceptor.local_endpoint().port();
-            node->acceptor.emplace(std::move(acceptor));
-        } catch (const boost::system::system_error& e) {
-            throw std::runtime_error(fmt::format("node `{}` cannot listen on {}:{}: {}", node->spec.name,
-                                                 address.to_string(), port, e.code().message()));
+        const std::uint16_t declared = f.ports[index];
+        const std::string& host = node->spec.host;
+        std::uint16_t port = declared;
+        asio::ip::address address;
+        if (f.options.any_port || f.options.local) {
+            address = unbracket(host) == "::1" ? asio::ip::address(asio::ip::address_v6::loopback())
+                                               : asio::ip::address(asio::ip::address_v4::loopback());
+            if (f.options.any_port) port = 0;
+        } else if (bind) {
+            address = *bind;
+        } else {
+            try {
+                address = listen_address(f.io, host);
+            } catch (const std::exception& e) {
+                throw std::runtime_error(fmt::format("node `{}` cannot listen: {}; run it on that host, or give --bind ADDR",
+                                                     node->spec.name, e.what()));
+            }
         }
+        beast::error_code ec;
+        if (f.options.local && taken.count(port)) {
+            moved[index] = fmt::format("port {} is taken by `{}`", port, taken[port]);
+            port = 0;
+        }
+        Acceptor acceptor = open_acceptor(f.io, tcp::endpoint(address, port), ec);
+        if (ec == asio::error::address_in_use && f.options.local) {
+            moved[index] = fmt::format("port {} is in use", port);
+            acceptor = open_acceptor(f.io, tcp::endpoint(address, 0), ec);
+        }
+        if (ec) {
+            std::string hint;
+            if (ec == boost::system::errc::address_not_available)
+                hint = fmt::format("; `{}` is not an address of this machine: run the node there, give --bind ADDR, "
+                                   "or run the whole fleet here with `meshrun up`", host);
+            throw std::runtime_error(fmt::format("node `{}` cannot listen on {}: {}{}", node->spec.name,
+                                                 host_port(address.to_string(), port), ec.message(), hint));
+        }
+        f.ports[index] = acceptor.local_endpoint().port();
+        f.bound[index] = address.to_string();
+        taken.emplace(f.ports[index], node->spec.name);
+        node->acceptor.emplace(std::move(acceptor));
     }
     for (auto& node : f.nodes) {
+        const auto index = static_cast<std::size_t>(f.graph.find(node->spec.name));
         if (node->acceptor) {
             asio::co_spawn(f.io.get_executor(), listen(*node), asio::detached);
-            node->log(fmt::format("listening on ws://{}:{}", node->acceptor->local_endpoint().address().to_string(),
-                                  node->acceptor->local_endpoint().port()));
+            const auto at = node->acceptor->local_endpoint();
+            std::string note;
+            if (!moved[index].empty())
+                note = fmt::format(" (declared {}: {})", host_port(node->spec.host.empty() ? "" : node->spec.host, *node->spec.port),
+                                   moved[index]);
+            node->log(fmt::format("listening on ws://{}{}", host_port(at.address().to_string(), at.port()), note));
+        } else {
+            std::vector<std::string> targets;
+            for (const Edge& e : node->spec.edges)
+                targets.push_back(fmt::format("{}/{}", f.graph.nodes[static_cast<std::size_t>(e.node)].name, e.channel));
+            node->log(targets.empty() ? std::string("started (no port: it serves nothing)")
+                                      : fmt::format("started (no port: a client of {})", fmt::join(targets, ", ")));
         }
         const Micros origin = f.clock->now();
         for (const Source& s : node->spec.sources)
@@ -941,18 +1270,59 @@ void Fleet::stop() {
     Impl& f = *impl_;
     if (f.stopping) return;
     f.stopping = true;
-    if (f.signals) f.signals->cancel();
     for (auto& [key, link] : f.test_links) link->stop();
+    std::size_t held = 0;
     for (auto& node : f.nodes) {
         if (node->acceptor) node->acceptor->close();
-        for (auto& link : node->links) link->stop();
+        node->room.notify();
         for (ServerStream* ws : node->sessions)
             ws->async_close(websocket::close_reason(websocket::close_code::going_away, "node stopping"),
                             [](beast::error_code) {});
+        for (auto& link : node->links) {
+            if (link->held() == 0) continue;
+            held += link->held();
+            node->log(fmt::format("delivering {} held message{} to {} before stopping (at most {} ms)", link->held(),
+                                  link->held() == 1 ? "" : "s", link->name(), f.options.grace.count()));
+        }
     }
-    // Give the close frames a moment, then end the loop whatever is left.
-    auto deadline = std::make_shared<asio::steady_timer>(f.io, std::chrono::milliseconds(300));
-    deadline->async_wait([deadline, &f](beast::error_code) { f.io.stop(); });
+    // Links deliver what they hold for the grace period (a second signal ends it at
+    // once); then what is left is named, and the loop ends after a moment for the
+    // close frames.
+    asio::co_spawn(
+        f.io,
+        [&f, held]() -> task<void> {
+            bool again = false;
+            if (f.signals && held > 0) {
+                f.signals->async_wait([&again](beast::error_code ec, int) { again = !ec; });
+            }
+            Timer tick(f.io.get_executor());
+            const auto deadline = std::chrono::steady_clock::now() + f.options.grace;
+            auto holding = [&f] {
+                for (auto& node : f.nodes)
+                    for (auto& link : node->links)
+                        if (link->held() > 0) return true;
+                return false;
+            };
+            while (holding() && !again && std::chrono::steady_clock::now() < deadline) {
+                tick.expires_after(std::chrono::milliseconds(20));
+                beast::error_code ec;
+                co_await tick.async_wait(asio::redirect_error(use, ec));
+            }
+            if (f.signals) f.signals->cancel();
+            for (auto& node : f.nodes) {
+                for (auto& link : node->links) {
+                    if (link->held() > 0)
+                        node->log(fmt::format("warning: {} message{} to {} {} not delivered", link->held(),
+                                              link->held() == 1 ? "" : "s", link->name(), link->held() == 1 ? "was" : "were"));
+                    link->stop();
+                }
+            }
+            tick.expires_after(std::chrono::milliseconds(300));
+            beast::error_code ec;
+            co_await tick.async_wait(asio::redirect_error(use, ec));
+            f.io.stop();
+        },
+        asio::detached);
 }
 
 std::uint16_t Fleet::port(int node) const { return impl_->ports[static_cast<std::size_t>(node)]; }
@@ -989,8 +1359,8 @@ void Fleet::inject(int node, const std::string& channel, std::string value, std:
     asio::co_spawn(
         f.io.get_executor(),
         [&f, l = link.get(), value = std::move(value), done = std::move(done)]() mutable -> task<void> {
-            std::string reply = co_await l->request(std::move(value));
-            done(std::move(reply));
+            Delivery d = co_await l->request(std::move(value));
+            done(d.refused ? "error: the message was dropped: " + *d.refused : std::move(d.ack));
             --f.in_flight;
         },
         asio::detached);

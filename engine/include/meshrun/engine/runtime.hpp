@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -35,17 +36,34 @@ public:
 std::unique_ptr<Logger> make_text_logger(std::vector<std::string> node_names, bool color);
 std::unique_ptr<Logger> make_json_logger();
 
+// An option the fleet cannot use as given (a --bind address that does not parse
+// or resolve): bad usage, not a fault of the file.
+struct BadOption : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
 struct FleetOptions {
     std::vector<int> nodes;             // the nodes of the graph that run here
-    std::optional<std::string> bind;    // listen on this address instead of the node's host
+    // Listen on this address instead of the node's host: an IPv4 or IPv6 address (with
+    // or without brackets) or a host name, resolved; never a wider bind than asked.
+    std::optional<std::string> bind;
     std::vector<std::uint16_t> ports;   // per node of the graph; 0 or absent: as declared
     std::uint64_t seed = 0;             // random(P); 0: a random seed
     Clock* clock = nullptr;             // null: the steady clock
     bool any_port = false;              // listen on free loopback ports instead (test runs)
+    // `up`: every node here listens on loopback, whatever host the file names, on its
+    // declared port where that is free and not taken by another node here, otherwise
+    // on a free one; links to nodes here go there, links to the others where declared.
+    bool local = false;
     // Per node of the graph, the driver of its pins (nodes of one process may stand
     // for different boards, each with its own gpiochip0); absent: the fleet's driver.
     std::vector<drivers::PinDriver*> node_pins;
     bool handle_signals = false;        // SIGINT/SIGTERM stop the fleet
+    // Messages a link to one channel holds (the one in flight included); a sending
+    // rule waits while its link is full.
+    std::size_t queue_limit = 1000;
+    // On stop(): how long links may go on delivering what they hold.
+    std::chrono::milliseconds grace{0};
 };
 
 class Fleet {
@@ -85,7 +103,9 @@ public:
     // of an input as its rules saw them. The first 10,000.
     std::vector<int> pin_history(int node, int pin) const;
     std::uint64_t fired(int node, const Rule& rule) const;
-    // Closes every connection with a close frame and stops listening; run() returns.
+    // Stops listening and timers, closes every connection with a close frame, gives
+    // links the grace period to deliver what they hold (a warning names what was
+    // not delivered), then run() returns.
     void stop();
 
     std::uint16_t port(int node) const;       // the port a node listens on (0: none)

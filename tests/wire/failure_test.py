@@ -1,0 +1,454 @@
+#!/usr/bin/python3
+"""The sending side of failures, on real sockets: what a node does when its peers refuse, vanish or
+close, when it runs out of descriptors, when a peer is down for long, and when it is told to stop.
+
+    /usr/bin/python3 tests/wire/failure_test.py path/to/meshrun
+
+Each check starts `meshrun run` processes (and, where a check needs a peer that misbehaves on purpose,
+a websocket server of its own) on free loopback ports, and bounds every wait. A node that spins is
+caught by its CPU time (/proc/PID/stat), a node that floods its log by its line count.
+Prints one line per check and `N passed, M failed` last; exits 1 on any failure.
+
+Run it with Debian's /usr/bin/python3 (apt package python3-websockets, version 10.x).
+"""
+
+import asyncio
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+import websockets
+import websockets.exceptions
+
+STEP = 10.0  # the bound on any single wait, in seconds
+HOST = "127.0.0.1"
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def expect(cond, message):
+    if not cond:
+        raise CheckFailed(message)
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+class Node:
+    """A `meshrun run` process; its log is read from a file, so it never blocks on a full pipe."""
+
+    def __init__(self, meshrun, mesh, node, args=(), limit_files=None, wait_port=None):
+        self.log_path = tempfile.mktemp(suffix=".log")
+        self.log_file = open(self.log_path, "w")
+
+        def limits():
+            if limit_files:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (limit_files, limit_files))
+
+        self.proc = subprocess.Popen([meshrun, "run", mesh, "--node", node, "--color", "never", *args],
+                                     stdout=self.log_file, stderr=subprocess.STDOUT, preexec_fn=limits)
+        if wait_port:
+            self.wait_for_line(f":{wait_port}", STEP)
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def wait_for_line(self, text, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log():
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        raise CheckFailed(f"no log line with {text!r} within {timeout} s; the log:\n{self.log()[-2000:]}")
+
+    def cpu_seconds(self):
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICK
+
+    def rss_mib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return 0
+
+    def stop(self, sig=signal.SIGTERM, timeout=STEP):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log_file.close()
+        return self.proc.returncode
+
+
+def write_mesh(text):
+    fd, path = tempfile.mkstemp(suffix=".mesh")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path
+
+
+async def ask(port, channel, message, timeout=STEP):
+    async with websockets.connect(f"ws://{HOST}:{port}/{channel}", max_size=None, open_timeout=timeout) as ws:
+        await ws.send(message)
+        return await asyncio.wait_for(ws.recv(), timeout)
+
+
+def idle_cpu(node, seconds):
+    before = node.cpu_seconds()
+    time.sleep(seconds)
+    return node.cpu_seconds() - before
+
+
+# ---- checks ----------------------------------------------------------------------------------------
+
+
+def check_oversized_forward(meshrun):
+    """A forwarded copy over 64 KiB is dropped with a reply that says so; the link carries on."""
+    pa, pb = free_port(), free_port()
+    mesh = write_mesh(f"""
+node a at {HOST}:{pa} {{ on go -> {{ send "fwd: {{value}}" to b/in; ack "sent" }} }}
+node b at {HOST}:{pb} {{ on in -> ack "got {{value}}" }}
+""")
+    b = Node(meshrun, mesh, "b", wait_port=pb)
+    a = Node(meshrun, mesh, "a", wait_port=pa)
+    try:
+        reply = asyncio.run(ask(pa, "go", "x" * 65536))
+        expect(reply.startswith("error: the message to b/in was dropped:") and "65536" in reply,
+               f"the reply to an oversized forward: {reply[:200]!r}")
+        expect(asyncio.run(ask(pa, "go", "small")) == "sent", "the next message is not carried")
+        cpu = idle_cpu(a, 1.0)
+        expect(cpu < 0.2, f"the sender used {cpu:.2f} s of CPU in 1 s after the refusal")
+        log = a.log()
+        expect(log.count("dropped") == 1, f"the drop is not logged once:\n{log[-1000:]}")
+        expect("< got fwd: small" in log, "the message after the drop did not arrive")
+    finally:
+        a.stop()
+        b.stop()
+
+
+class RefusingPeer:
+    """A websocket server that closes with `code` when a message contains `bad`, else answers `ok N`.
+    Counts the connections it accepted."""
+
+    def __init__(self, port):
+        self.port = port
+        self.connections = 0
+        self.received = []
+
+    async def handler(self, ws, path=None):
+        self.connections += 1
+        try:
+            await self.serve(ws)
+        except websockets.exceptions.ConnectionClosed:
+            pass  # the node under test stopped
+
+    async def serve(self, ws):
+        async for message in ws:
+            self.received.append(message)
+            if message.startswith("bad"):
+                code = int(message.split()[1])
+                await ws.close(code, "refused by the test peer")
+                return
+            if message.startswith("close"):
+                await ws.close(1000, "")  # a clean close, before any reply
+                return
+            await ws.send(f"ok {message}")
+
+
+def run_with_peer(peer, body):
+    async def main():
+        async with websockets.serve(peer.handler, HOST, peer.port):
+            return await asyncio.get_running_loop().run_in_executor(None, body)
+    return asyncio.run(main())
+
+
+def check_refused_codes(meshrun):
+    """A peer's close with 1003, 1007 or 1009 over a message drops that message, once; the next goes."""
+    pa, pp = free_port(), free_port()
+    mesh = write_mesh(f"""
+node a at {HOST}:{pa} {{ on go -> {{ send value to p/in; ack "sent" }} }}
+node p at {HOST}:{pp} {{ on in -> ack "unused: a Python peer answers here" }}
+""")
+    peer = RefusingPeer(pp)
+
+    def body():
+        a = Node(meshrun, mesh, "a", wait_port=pa)
+        try:
+            for code in (1003, 1007, 1009):
+                reply = asyncio.run(ask(pa, "go", f"bad {code}"))
+                expect(reply.startswith("error: the message to p/in was dropped") and str(code) in reply,
+                       f"close {code}: the firing's reply is {reply!r}")
+                expect(asyncio.run(ask(pa, "go", f"next-{code}")) == "sent", f"after {code}: not carried")
+            cpu = idle_cpu(a, 1.0)
+            expect(cpu < 0.2, f"the sender used {cpu:.2f} s of CPU in 1 s")
+            log = a.log()
+            for code in (1003, 1007, 1009):
+                expect(log.count(f"bad {code}") == 1, f"`bad {code}` was sent {log.count(f'bad {code}')} times")
+                expect(f"closed the connection: {code} (refused by the test peer)" in log, f"{code} not named")
+            return None
+        finally:
+            a.stop()
+
+    run_with_peer(peer, body)
+    for code in (1003, 1007, 1009):
+        expect(peer.received.count(f"bad {code}") == 1, f"the peer got `bad {code}` more than once: {peer.received}")
+        expect(f"next-{code}" in peer.received, f"the peer never got next-{code}")
+
+
+def check_clean_close_backs_off(meshrun):
+    """A peer that closes cleanly over every message is retried with backoff, logged once."""
+    pa, pp = free_port(), free_port()
+    mesh = write_mesh(f"""
+node a at {HOST}:{pa} {{ on go -> {{ ack "taken"; send value to p/in }} }}
+node p at {HOST}:{pp} {{ on in -> ack "unused" }}
+""")
+    peer = RefusingPeer(pp)
+
+    def body():
+        a = Node(meshrun, mesh, "a", args=["--grace", "0"], wait_port=pa)
+        try:
+            expect(asyncio.run(ask(pa, "go", "close")) == "taken", "no reply")
+            cpu = idle_cpu(a, 3.0)
+            expect(cpu < 0.3, f"the sender used {cpu:.2f} s of CPU in 3 s of retries")
+            return a.log()
+        finally:
+            a.stop(timeout=STEP)
+
+    log = run_with_peer(peer, body)
+    # 50 ms doubling to 2 s (each pause between half and all of it): at most ~12 tries in 3 s.
+    expect(2 <= peer.connections <= 15, f"{peer.connections} connections in 3 s")
+    expect(log.count("closed the connection") <= 2, f"a line per attempt:\n{log[-1500:]}")
+
+
+def check_no_such_channel_and_going_away(meshrun):
+    """A 404 from the peer says it has no such channel; a peer that stops (1001) is noticed then."""
+    pa, pb = free_port(), free_port()
+    mesh_a = write_mesh(f"""
+node a at {HOST}:{pa} {{ on go -> {{ ack "taken"; send value to b/in }} }}
+node b at {HOST}:{pb} {{ on in -> ack "ok" }}
+""")
+    mesh_b = write_mesh(f"""
+node a at {HOST}:{pa} {{ on go -> ack "unused" }}
+node b at {HOST}:{pb} {{ on other -> ack "ok" }}
+""")
+    wrong_b = Node(meshrun, mesh_b, "b", wait_port=pb)
+    a = Node(meshrun, mesh_a, "a", wait_port=pa)
+    try:
+        asyncio.run(ask(pa, "go", "1"))
+        a.wait_for_line("b has no channel `in`", STEP)
+        wrong_b.stop()
+        b = Node(meshrun, mesh_a, "b", wait_port=pb)
+        a.wait_for_line("connected to b/in again", STEP)
+        b.stop()
+        a.wait_for_line("b/in closed the connection: 1001 (node stopping)", 2.0)
+    finally:
+        a.stop()
+
+
+def check_out_of_descriptors(meshrun):
+    """At the open-file limit the accept loop pauses (logged once) instead of spinning, and recovers."""
+    pb = free_port()
+    mesh = write_mesh(f"""
+node b at {HOST}:{pb} {{ on in -> ack "ok" }}
+""")
+    b = Node(meshrun, mesh, "b", limit_files=40, wait_port=pb)
+    sockets = []
+    try:
+        for _ in range(45):
+            sockets.append(socket.create_connection((HOST, pb), timeout=STEP))
+        b.wait_for_line("cannot accept connections", STEP)
+        cpu = idle_cpu(b, 2.0)
+        expect(cpu < 0.3, f"the node used {cpu:.2f} s of CPU in 2 s at the descriptor limit")
+        for s in sockets:
+            s.close()
+        sockets = []
+        expect(asyncio.run(ask(pb, "in", "1")) == "ok", "no answer after descriptors were freed")
+        b.wait_for_line("accepting connections again", STEP)
+        log = b.log()
+        expect(log.count("cannot accept connections") == 1, f"logged more than once:\n{log[-1000:]}")
+    finally:
+        for s in sockets:
+            s.close()
+        b.stop()
+
+
+def check_bounded_queue_and_grace(meshrun):
+    """A dead peer: the queue stops at its bound and the client is slowed, memory stays small; the
+    peer's return delivers everything; SIGTERM names what could not be delivered."""
+    pa, pb = free_port(), free_port()
+    mesh = write_mesh(f"""
+node a at {HOST}:{pa} {{ on go -> {{ ack "taken"; send value to b/in }} }}
+node b at {HOST}:{pb} {{ on in -> {{ log "got {{value}}"; ack "ok" }} }}
+""")
+    a = Node(meshrun, mesh, "a", args=["--queue-limit", "100", "--grace", "0.5"], wait_port=pa)
+    b = None
+    try:
+        async def flood(count, seconds):
+            """Sends up to `count` messages, pipelined, for at most `seconds`; returns the replies read."""
+            replies = 0
+            async with websockets.connect(f"ws://{HOST}:{pa}/go") as ws:
+                async def reader():
+                    nonlocal replies
+                    async for _ in ws:
+                        replies += 1
+                read = asyncio.ensure_future(reader())
+                deadline = time.monotonic() + seconds
+                for i in range(count):
+                    if time.monotonic() > deadline:
+                        break
+                    try:
+                        await asyncio.wait_for(ws.send(str(i)), max(0.01, deadline - time.monotonic()))
+                    except asyncio.TimeoutError:
+                        break
+                await asyncio.sleep(0.3)
+                read.cancel()
+            return replies
+
+        replies = asyncio.run(flood(10_000, 2.0))
+        # A session answers one message past the bound before it stops reading.
+        expect(100 <= replies <= 102, f"{replies} messages taken while the queue holds 100")
+        expect(a.rss_mib() < 20, f"the sender holds {a.rss_mib():.1f} MiB")
+        log = a.log()
+        expect(log.count("the queue to b/in is full (100 messages)") == 1, f"the full queue:\n{log[-1000:]}")
+        b = Node(meshrun, mesh, "b", wait_port=pb)
+        a.wait_for_line("connected to b/in again", STEP)
+        # Every message taken arrives, once and in order: those answered, and those the client had
+        # sent before it hung up (still in the socket when the queue had room again).
+        deadline, seen = time.monotonic() + STEP, -1
+        while time.monotonic() < deadline:
+            got = [int(line.split("got ")[1]) for line in b.log().splitlines() if "] got " in line]
+            if len(got) == seen and seen >= replies:
+                break
+            seen = len(got)
+            time.sleep(0.3)
+        expect(got == list(range(len(got))) and len(got) >= replies,
+               f"b got {len(got)} messages, {replies} answered; first out of order: "
+               f"{next((i for i, v in enumerate(got) if v != i), None)}")
+        expect(a.log().count("< ok") == len(got), f"{a.log().count('< ok')} acknowledged, {len(got)} received")
+        b.stop()
+        b = None
+        for i in range(7):
+            asyncio.run(ask(pa, "go", f"late-{i}"))
+        started = time.monotonic()
+        expect(a.stop() == 0, "exit status after SIGTERM")
+        took = time.monotonic() - started
+        log = a.log()
+        expect("warning: 7 messages to b/in were not delivered" in log, f"no warning:\n{log[-1000:]}")
+        expect(took < 2.5, f"stopping took {took:.1f} s with a grace of 0.5 s")
+    finally:
+        a.stop()
+        if b:
+            b.stop()
+
+
+def check_bind(meshrun):
+    """--bind is parsed and used, or refused (exit 2): never a wider bind than asked."""
+    pb = free_port()
+    mesh = write_mesh(f"""
+node b at {HOST}:{pb} {{ on in -> ack "ok" }}
+""")
+    b = Node(meshrun, mesh, "b", args=["--bind", "[::1]"])
+    try:
+        b.wait_for_line(f"listening on ws://[::1]:{pb}", STEP)
+    finally:
+        b.stop()
+    b = Node(meshrun, mesh, "b", args=["--bind", "::1"])
+    try:
+        b.wait_for_line(f"listening on ws://[::1]:{pb}", STEP)
+    finally:
+        b.stop()
+    for bad in ("bogus.host.invalid", "1.2.3.4.5"):
+        run = subprocess.run([meshrun, "run", mesh, "--node", "b", "--bind", bad], capture_output=True,
+                             text=True, timeout=STEP)
+        expect(run.returncode == 2, f"--bind {bad}: exit {run.returncode}: {run.stdout}{run.stderr}")
+        expect(f"`{bad}` is not an IP address" in run.stderr, f"--bind {bad}: {run.stderr}")
+        expect("listening" not in run.stdout, f"--bind {bad} listened: {run.stdout}")
+
+
+def check_declared_host_not_here(meshrun):
+    """A node whose host is not this machine is refused with the way out, not bound elsewhere."""
+    mesh = write_mesh("node b at 10.20.0.31:9803 { on in -> ack \"ok\" }\n")
+    run = subprocess.run([meshrun, "run", mesh, "--node", "b"], capture_output=True, text=True, timeout=STEP)
+    expect(run.returncode == 1, f"exit {run.returncode}")
+    expect("not an address of this machine" in run.stderr and "--bind" in run.stderr, run.stderr)
+
+
+def check_up_runs_any_fleet(meshrun):
+    """`up` runs a fleet whose hosts are elsewhere and share a port, links pointed where nodes listen."""
+    port = free_port()
+    mesh = write_mesh(f"""
+node src {{ every 100ms 3 times -> send tick to one/in }}
+node one at pi-a.invalid:{port} {{ on in -> {{ send "{{value}}" to two/in; ack "one" }} }}
+node two at 10.20.0.31:{port} {{ on in -> ack "two" }}
+""")
+    log_path = tempfile.mktemp(suffix=".log")
+    with open(log_path, "w") as log_file:
+        proc = subprocess.Popen([meshrun, "up", mesh, "--color", "never", "--only", "src,one,two,two"],
+                                stdout=log_file, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + STEP
+            while time.monotonic() < deadline and open(log_path).read().count("< one") < 3:
+                time.sleep(0.05)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(STEP)
+    log = open(log_path).read()
+    expect(proc.returncode == 0, f"exit {proc.returncode}:\n{log}")
+    expect(f"[ one ] listening on ws://127.0.0.1:{port}" in log, log)
+    expect(f"(declared 10.20.0.31:{port}: port {port} is taken by `one`)" in log, log)
+    expect(log.count("< one") == 3 and log.count("< two") == 3, log)
+
+
+CHECKS = [
+    check_oversized_forward,
+    check_refused_codes,
+    check_clean_close_backs_off,
+    check_no_such_channel_and_going_away,
+    check_out_of_descriptors,
+    check_bounded_queue_and_grace,
+    check_bind,
+    check_declared_host_not_here,
+    check_up_runs_any_fleet,
+]
+
+
+def main():
+    meshrun = os.path.abspath(sys.argv[1])
+    passed = failed = 0
+    for check in CHECKS:
+        started = time.monotonic()
+        try:
+            check(meshrun)
+            passed += 1
+            print(f"ok    {check.__name__} ({time.monotonic() - started:.1f} s)", flush=True)
+        except Exception as e:  # noqa: BLE001 -- every failure is reported, then the next check runs
+            failed += 1
+            print(f"FAIL  {check.__name__}: {e}", flush=True)
+            if not isinstance(e, CheckFailed):
+                traceback.print_exc()
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
