@@ -306,7 +306,7 @@ node b at {HOST}:{pb} {{ on in -> {{ log "got {{value}}"; ack "ok" }} }}
         async def flood(count, seconds):
             """Sends up to `count` messages, pipelined, for at most `seconds`; returns the replies read."""
             replies = 0
-            async with websockets.connect(f"ws://{HOST}:{pa}/go") as ws:
+            async with websockets.connect(f"ws://{HOST}:{pa}/go", close_timeout=0.2) as ws:
                 async def reader():
                     nonlocal replies
                     async for _ in ws:
