@@ -158,9 +158,7 @@ std::string print(const Expr& e, const Node& node, int min_level) {
     return level(e) < min_level ? "(" + s + ")" : s;
 }
 
-std::string rule_label(const Rule& rule, const Source& source, const Node& node) {
-    // A timer's one rule is labelled like the timer itself; say what it does instead.
-    if (source.kind == Source::Kind::timer && rule.label == source.name) return "on tick";
+std::string rule_label(const Rule& rule, const Node& node) {
     constexpr std::string_view elided = " when ...";
     std::string label = rule.label;
     if (rule.guard && label.size() >= elided.size() &&
@@ -257,8 +255,14 @@ Picture picture(const Graph& graph) {
                     break;
             }
             cluster.boxes.push_back(box);
+            if (source.kind == Source::Kind::timer) {
+                // A timer has one body, and no rule of its own in the language: its sends leave the timer.
+                std::vector<std::string> context;
+                for (const Rule& rule : source.rules) SendWalker{graph, node, box.id, pic.sends, {}}.walk(rule.body, context);
+                continue;
+            }
             for (const Rule& rule : source.rules) {
-                Box r{node.name + ".rule." + std::to_string(++rules), rule_label(rule, source, node), Shape::rule};
+                Box r{node.name + ".rule." + std::to_string(++rules), rule_label(rule, node), Shape::rule};
                 cluster.links.push_back(Link{box.id, r.id, {}});
                 std::vector<std::string> context;
                 SendWalker{graph, node, r.id, pic.sends, {}}.walk(rule.body, context);

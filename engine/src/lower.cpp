@@ -12,6 +12,22 @@ namespace {
 
 using dsl::BinOp;
 
+// A text as a string literal of the language would write it.
+std::string quoted(std::string_view text) {
+    std::string out = "\"";
+    for (char c : text) {
+        switch (c) {
+            case '"': out += "\\\""; break;
+            case '\\': out += "\\\\"; break;
+            case '\n': out += "\\n"; break;
+            case '{': out += "\\{"; break;
+            case '}': out += "\\}"; break;
+            default: out += c;
+        }
+    }
+    return out + '"';
+}
+
 class Lowering {
 public:
     explicit Lowering(const dsl::Program& program) {
@@ -98,7 +114,8 @@ private:
         out.label = "on " + r.source.name;
         if (r.pattern) {
             out.pattern = r.pattern->literal_text();
-            out.label += " " + *out.pattern;
+            // As written: a string pattern keeps its quotes (`on mode "auto"`), a number is bare.
+            out.label += " " + (r.pattern->kind == dsl::Expr::Kind::string ? quoted(*out.pattern) : *out.pattern);
         }
         if (r.guard) {
             out.guard = expr(*r.guard);

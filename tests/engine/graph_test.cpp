@@ -339,3 +339,27 @@ TEST_CASE("rule guards are drawn as written", "[engine]") {
     const std::string mermaid = to_mermaid(graph);
     CHECK(mermaid.find("(\"on temperature when value #lt;= 21 and fan == 1\"):::rule") != std::string::npos);
 }
+
+TEST_CASE("string patterns keep their quotes and timers send from the timer itself", "[engine]") {
+    dsl::SourceManager sm;
+    dsl::Diagnostics diags;
+    auto program = dsl::parse_text("patterns.mesh", R"(
+node panel at localhost:8800 {
+    on mode "auto" -> ack "a"
+    on mode "say \"hi\" \{x\}" -> ack "b"
+    on mode 1 -> ack "c"
+}
+node clock { every 1s -> send "auto" to panel/mode }
+)", sm, diags);
+    dsl::check(program, diags);
+    REQUIRE_FALSE(diags.has_errors());
+    const Graph graph = lower(program);
+    const auto& rules = graph.nodes[0].sources[0].rules;
+    REQUIRE(rules.size() == 3);
+    CHECK(rules[0].label == "on mode \"auto\"");
+    CHECK(rules[1].label == "on mode \"say \\\"hi\\\" \\{x\\}\"");
+    CHECK(rules[2].label == "on mode 1");
+    const std::string dot = to_dot(graph);
+    CHECK(dot.find("on tick") == std::string::npos);
+    CHECK(dot.find("\"clock.timer.1\" -> \"panel.ch.mode\" [label=\"send\"") != std::string::npos);
+}
