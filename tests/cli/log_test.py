@@ -194,7 +194,7 @@ def check_timestamps_run(binary, mesh, port):
 
 
 def check_timestamps_up_color(binary, mesh, port):
-    out, _, _ = run_session(binary, mesh, port, lambda m: ["up", m, "--timestamps", "--color", "always"], wait=0.5)
+    out, _, _ = run_session(binary, mesh, port, lambda m: ["up", m, "--timestamps", "--color", "always"], wait=1.0)
     lines = lines_of(out)
     expect(len(lines) >= 1 + 3 * 3, f"{len(lines)} lines, expected 10 or more: {lines!r}")
     nodes = set()
