@@ -1,10 +1,13 @@
 // meshrun: the command line. Thin: every subcommand is a few calls into the libraries.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -14,6 +17,7 @@
 #include "meshrun/drivers/sim.hpp"
 #include "meshrun/dsl/frontend.hpp"
 #include "meshrun/engine/graph.hpp"
+#include "meshrun/engine/log.hpp"
 #include "meshrun/engine/runtime.hpp"
 #include "scenario.hpp"
 
@@ -42,8 +46,32 @@ struct CheckOptions {
     bool quiet = false;
 };
 
-// Compiles a file; an unreadable one is reported here and gives nothing.
+// `-` for a file: standard input, named `<stdin>` in diagnostics and messages.
+constexpr std::string_view stdin_path = "-";
+
+std::string_view display_name(const std::string& path) {
+    return path == stdin_path ? std::string_view("<stdin>") : std::string_view(path);
+}
+
+std::optional<std::string> read_stdin() {
+    std::string text;
+    char buffer[65536];
+    std::size_t n;
+    while ((n = std::fread(buffer, 1, sizeof buffer, stdin)) > 0) text.append(buffer, n);
+    if (std::ferror(stdin)) return std::nullopt;
+    return text;
+}
+
+// Compiles a file (`-`: standard input); an unreadable one is reported here and gives nothing.
 std::optional<dsl::Compiled> compile(const std::string& path, dsl::SourceManager& sm, dsl::Diagnostics& diags) {
+    if (path == stdin_path) {
+        auto text = read_stdin();
+        if (!text) {
+            fmt::print(stderr, "meshrun: error: cannot read standard input: {}\n", std::strerror(errno));
+            return std::nullopt;
+        }
+        return dsl::compile_text(std::string(display_name(path)), std::move(*text), sm, diags);
+    }
     try {
         return dsl::compile_file(path, sm, diags);
     } catch (const std::exception&) {
@@ -53,6 +81,10 @@ std::optional<dsl::Compiled> compile(const std::string& path, dsl::SourceManager
 }
 
 int run_check(const CheckOptions& opt) {
+    if (std::count(opt.files.begin(), opt.files.end(), stdin_path) > 1) {
+        fmt::print(stderr, "meshrun: error: standard input (`-`) can be read only once\n");
+        return exit_usage;
+    }
     int status = exit_ok;
     const bool json = opt.format == "json";
     const dsl::RenderOptions render{use_color(opt.color, STDERR_FILENO)};
@@ -69,6 +101,7 @@ int run_check(const CheckOptions& opt) {
         // so leak checkers do not count it.)
         static auto* kept = new std::vector<dsl::Program>();
         kept->push_back(std::move(compiled->program));
+        dsl::report_not_available(kept->back(), diags, dsl::Severity::warning);
         diags.sort_by_position();
         for (const auto& d : diags.all()) {
             if (json) {
@@ -81,12 +114,13 @@ int run_check(const CheckOptions& opt) {
         const bool failed = errors > 0 || (opt.werror && warnings > 0);
         if (failed && status == exit_ok) status = exit_errors;
         if (json || opt.quiet) continue;
+        const std::string_view name = display_name(path);
         if (failed) {
-            fmt::print(stderr, "{}: {}, {}{}\n", path, plural(errors, "error"), plural(warnings, "warning"),
+            fmt::print(stderr, "{}: {}, {}{}\n", name, plural(errors, "error"), plural(warnings, "warning"),
                        opt.werror && warnings > 0 ? " (warnings are errors with --werror)" : "");
         } else {
             const auto& s = compiled->summary;
-            fmt::print("{}: ok{}: {}, {}, {}, {}, {}, {}, {}\n", path,
+            fmt::print("{}: ok{}: {}, {}, {}, {}, {}, {}, {}\n", name,
                        warnings ? fmt::format(" with {}", plural(warnings, "warning")) : "", plural(s.nodes, "node"),
                        plural(s.channels, "channel"), plural(s.pins, "pin"), plural(s.rules, "rule"),
                        plural(s.timers, "timer"), plural(s.actions, "action"), plural(s.tests, "test"));
@@ -95,21 +129,28 @@ int run_check(const CheckOptions& opt) {
     return status;
 }
 
+struct Loaded {
+    std::optional<engine::Graph> graph;
+    int status = exit_ok;  // without a graph: exit_usage (unreadable) or exit_errors
+};
+
 // Compiles a file for the commands that run or draw it: diagnostics go to stderr,
-// and a file with errors is refused.
-std::optional<engine::Graph> load(const std::string& path) {
+// and a file with errors is refused. `not_available` is the severity of what this
+// version does not build (`secret`, `discovery`): an error for run and up.
+Loaded load(const std::string& path, dsl::Severity not_available) {
     dsl::SourceManager sm;
     dsl::Diagnostics diags;
     auto compiled = compile(path, sm, diags);
-    if (!compiled) return std::nullopt;
+    if (!compiled) return {std::nullopt, exit_usage};
+    dsl::report_not_available(compiled->program, diags, not_available);
     diags.sort_by_position();
     const dsl::RenderOptions render{use_color("auto", STDERR_FILENO)};
     for (const auto& d : diags.all()) fmt::print(stderr, "{}", dsl::render_text(d, sm, render));
     if (diags.has_errors()) {
-        fmt::print(stderr, "{}: {}; not started\n", path, plural(diags.errors(), "error"));
-        return std::nullopt;
+        fmt::print(stderr, "{}: {}; not started\n", display_name(path), plural(diags.errors(), "error"));
+        return {std::nullopt, exit_errors};
     }
-    return engine::lower(compiled->program);
+    return {engine::lower(compiled->program), exit_ok};
 }
 
 struct RunOptions {
@@ -123,6 +164,7 @@ struct RunOptions {
     std::string color = "auto";
     std::size_t queue_limit = 1000;
     double grace = 5;
+    bool timestamps = false;
 };
 
 int find_node(const engine::Graph& graph, const std::string& name) {
@@ -136,9 +178,31 @@ int find_node(const engine::Graph& graph, const std::string& name) {
     return -1;
 }
 
+// Says so, and returns true, when none of `nodes` would do anything: `up` of a file without a
+// node, `run` of a node with no port, no timer and no rule (on a pin or a channel).
+bool nothing_to_run(const engine::Graph& graph, const std::vector<int>& nodes, const std::string& file) {
+    if (graph.nodes.empty()) {
+        fmt::print(stderr, "meshrun: error: `{}` declares no node: nothing to run\n", display_name(file));
+        return true;
+    }
+    for (int i : nodes) {
+        const engine::Node& node = graph.nodes[static_cast<std::size_t>(i)];
+        if (node.port || !node.sources.empty()) return false;
+    }
+    if (nodes.size() == 1) {
+        fmt::print(stderr, "meshrun: error: node `{}` would do nothing: it has no port, no timer and no rule; "
+                           "nothing to run\n", graph.nodes[static_cast<std::size_t>(nodes.front())].name);
+    } else {
+        fmt::print(stderr, "meshrun: error: no node would do anything: none has a port, a timer or a rule; "
+                           "nothing to run\n");
+    }
+    return true;
+}
+
 int run_fleet(const RunOptions& opt, bool one_node) {
-    const auto graph = load(opt.file);
-    if (!graph) return exit_errors;
+    const auto loaded = load(opt.file, dsl::Severity::error);
+    if (!loaded.graph) return loaded.status;
+    const auto& graph = loaded.graph;
     engine::FleetOptions fleet_options;
     if (one_node) {
         const int index = find_node(*graph, opt.node);
@@ -161,6 +225,7 @@ int run_fleet(const RunOptions& opt, bool one_node) {
     } else {
         for (std::size_t i = 0; i < graph->nodes.size(); ++i) fleet_options.nodes.push_back(static_cast<int>(i));
     }
+    if (nothing_to_run(*graph, fleet_options.nodes, opt.file)) return exit_errors;
     if (!opt.bind.empty()) fleet_options.bind = opt.bind;
     fleet_options.local = !one_node;  // `up`: the whole fleet (or --only's part) on this machine
     fleet_options.queue_limit = opt.queue_limit;
@@ -170,7 +235,8 @@ int run_fleet(const RunOptions& opt, bool one_node) {
 
     std::vector<std::string> names;
     for (int i : fleet_options.nodes) names.push_back(graph->nodes[static_cast<std::size_t>(i)].name);
-    auto logger = opt.log == "json" ? engine::make_json_logger() : engine::make_text_logger(names, use_color(opt.color, STDOUT_FILENO));
+    const engine::LogOptions log_options{use_color(opt.color, STDOUT_FILENO), opt.timestamps};
+    auto logger = opt.log == "json" ? engine::make_json_logger(log_options) : engine::make_text_logger(names, log_options);
     // Each node is a board of its own, with its own simulated chips.
     std::vector<drivers::SimDriver> pins(graph->nodes.size());
     for (auto& p : pins) fleet_options.node_pins.push_back(&p);
@@ -193,6 +259,7 @@ struct TestOptions {
     std::string filter;
     std::string junit;
     std::uint64_t seed = 1;
+    tools::Limits limits;
 };
 
 std::string xml_escape(std::string_view text) {
@@ -211,7 +278,20 @@ std::string xml_escape(std::string_view text) {
 }
 
 int run_tests(const TestOptions& opt) {
-    std::size_t passed = 0, failed = 0, skipped = 0;
+    if (std::count(opt.files.begin(), opt.files.end(), stdin_path) > 1) {
+        fmt::print(stderr, "meshrun: error: standard input (`-`) can be read only once\n");
+        return exit_usage;
+    }
+    // Opened first: a path that cannot be written fails before any test runs.
+    std::unique_ptr<std::FILE, int (*)(std::FILE*)> junit_out(nullptr, std::fclose);
+    if (!opt.junit.empty()) {
+        junit_out.reset(std::fopen(opt.junit.c_str(), "w"));
+        if (!junit_out) {
+            fmt::print(stderr, "meshrun: error: cannot write `{}`: {}\n", opt.junit, std::strerror(errno));
+            return exit_usage;
+        }
+    }
+    std::size_t passed = 0, failed = 0, skipped = 0, ran = 0, checked_files = 0;
     std::string junit = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n";
     bool usage_error = false;
     for (const auto& path : opt.files) {
@@ -222,16 +302,22 @@ int run_tests(const TestOptions& opt) {
             usage_error = true;
             continue;
         }
+        // Tests run on free loopback ports, where neither a secret nor discovery would apply:
+        // they run, and a warning says that the file declares what this version ignores.
+        dsl::Diagnostics not_available;
+        dsl::report_not_available(compiled->program, not_available, dsl::Severity::warning);
+        for (const auto& d : not_available.all()) fmt::print(stderr, "{}", dsl::render_text(d, sm));
         if (diags.has_errors()) {
             diags.sort_by_position();
             for (const auto& d : diags.all()) fmt::print(stderr, "{}", dsl::render_text(d, sm));
-            fmt::print(stderr, "{}: {}; no test run\n", path, plural(diags.errors(), "error"));
+            fmt::print(stderr, "{}: {}; no test run\n", display_name(path), plural(diags.errors(), "error"));
             ++failed;
             continue;
         }
+        ++checked_files;
         const engine::Graph graph = engine::lower(compiled->program);
-        tools::ScenarioRunner runner(compiled->program, graph, sm, opt.seed);
-        fmt::print("{}\n", path);
+        tools::ScenarioRunner runner(compiled->program, graph, sm, opt.seed, opt.limits);
+        fmt::print("{}\n", display_name(path));
         std::size_t file_failed = 0, file_tests = 0;
         double file_ms = 0;
         std::string cases;
@@ -241,11 +327,12 @@ int run_tests(const TestOptions& opt) {
                 continue;
             }
             const tools::TestOutcome out = runner.run(test);
+            ++ran;
             ++file_tests;
             file_ms += out.wall_ms;
             fmt::print("  {}  {} ({:.0f} ms)\n", out.passed ? "ok  " : "FAIL", out.title, out.wall_ms);
-            cases += fmt::format("    <testcase classname=\"{}\" name=\"{}\" time=\"{:.3f}\"", xml_escape(path),
-                                 xml_escape(out.title), out.wall_ms / 1000);
+            cases += fmt::format("    <testcase classname=\"{}\" name=\"{}\" time=\"{:.3f}\"",
+                                 xml_escape(display_name(path)), xml_escape(out.title), out.wall_ms / 1000);
             if (out.passed) {
                 ++passed;
                 cases += "/>\n";
@@ -258,7 +345,7 @@ int run_tests(const TestOptions& opt) {
             }
         }
         junit += fmt::format("  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" time=\"{:.3f}\">\n{}  </testsuite>\n",
-                             xml_escape(path), file_tests, file_failed, file_ms / 1000, cases);
+                             xml_escape(display_name(path)), file_tests, file_failed, file_ms / 1000, cases);
         if (file_tests > 0) {
             const auto unfired = runner.unfired_rules();
             if (unfired.empty()) {
@@ -270,26 +357,70 @@ int run_tests(const TestOptions& opt) {
         }
     }
     junit += "</testsuites>\n";
-    if (!opt.junit.empty()) {
-        std::FILE* out = std::fopen(opt.junit.c_str(), "w");
-        if (!out) {
-            fmt::print(stderr, "meshrun: error: cannot write `{}`: {}\n", opt.junit, std::strerror(errno));
-            return exit_usage;
-        }
-        std::fputs(junit.c_str(), out);
-        std::fclose(out);
+    if (junit_out && (std::fputs(junit.c_str(), junit_out.get()) < 0 || std::fflush(junit_out.get()) != 0)) {
+        fmt::print(stderr, "meshrun: error: cannot write `{}`: {}\n", opt.junit, std::strerror(errno));
+        return exit_usage;
     }
     fmt::print("{} passed, {} failed{}\n", passed, failed, skipped ? fmt::format(", {} skipped", skipped) : "");
     if (usage_error) return exit_usage;
+    // A filter that selects nothing is most likely a typo: a run of no test is no pass.
+    if (!opt.filter.empty() && ran == 0) {
+        fmt::print(stderr, "meshrun: error: no test title contains `{}` ({} in {})\n", opt.filter,
+                   plural(skipped, "test"), plural(checked_files, "file"));
+        return exit_errors;
+    }
     return failed ? exit_errors : exit_ok;
 }
 
 int run_graph(const std::string& file, const std::string& format) {
-    const auto graph = load(file);
-    if (!graph) return exit_errors;
-    fmt::print("{}", format == "mermaid" ? engine::to_mermaid(*graph) : engine::to_dot(*graph));
+    const auto loaded = load(file, dsl::Severity::warning);
+    if (!loaded.graph) return loaded.status;
+    fmt::print("{}", format == "mermaid" ? engine::to_mermaid(*loaded.graph) : engine::to_dot(*loaded.graph));
     return exit_ok;
 }
+
+const std::vector<std::string_view> command_names = {"check", "run", "up", "graph", "test"};
+
+// A parse error of the command line, said the way meshrun says errors; exit 2. Arguments that
+// were not expected are named: an unknown command (with a likely one), an unknown option.
+int usage_error(const CLI::App& app, const CLI::ParseError& e) {
+    std::string message = e.what();
+    const auto left = app.remaining(true);
+    if (!left.empty() && left.front().rfind('-', 0) == 0 && left.front() != "-") {
+        message = fmt::format("unknown option {}", left.front().substr(0, left.front().find('=')));
+    } else if (!left.empty() && app.get_subcommands().empty()) {
+        const auto guess = dsl::closest(left.front(), command_names);
+        message = fmt::format("unknown command `{}`{}", left.front(),
+                              guess ? fmt::format("; did you mean `{}`?", *guess) : "");
+    } else if (app.get_subcommands().empty()) {
+        message = fmt::format("a command is required: {}", fmt::join(command_names, ", "));
+    }
+    const std::string help = app.get_subcommands().empty()
+                                 ? "meshrun --help"
+                                 : fmt::format("meshrun {} --help", app.get_subcommands().front()->get_name());
+    fmt::print(stderr, "meshrun: error: {}\nRun `{}` for more information.\n", message, help);
+    return exit_usage;
+}
+
+// `--seed`, `--max-steps`: digits only (CLI11 alone would read -1 as 2^64 - 1).
+const CLI::Validator whole_number(
+    [](std::string& text) {
+        return !text.empty() && text.find_first_not_of("0123456789") == std::string::npos
+                   ? std::string()
+                   : fmt::format("`{}` is not a whole number from 0 up", text);
+    },
+    "");
+
+// `--timeout`: a number of seconds, 0 or more.
+const CLI::Validator seconds_value(
+    [](std::string& text) {
+        char* end = nullptr;
+        const double value = std::strtod(text.c_str(), &end);
+        return !text.empty() && *end == '\0' && std::isfinite(value) && value >= 0
+                   ? std::string()
+                   : fmt::format("`{}` is not a number of seconds from 0 up", text);
+    },
+    "");
 
 }  // namespace
 
@@ -301,11 +432,15 @@ int main(int argc, char** argv) {
     app.set_version_flag("--version", std::string("meshrun ") + "0.1.0");
     app.require_subcommand(1);
     app.footer("Run `meshrun COMMAND --help` for the options of a command.\n"
+               "Exit status: 0 on success, 1 when a file has errors or a test fails, 2 on bad usage\n"
+               "(an unknown command or option, an unreadable file).\n"
                "Documentation: README.md and docs/ in the meshrun sources.");
 
     CheckOptions check;
     auto* cmd = app.add_subcommand("check", "Check .mesh files and print compiler-style diagnostics");
-    cmd->add_option("files", check.files, "The .mesh files to check")->required()->type_name("FILE...");
+    cmd->add_option("files", check.files, "The .mesh files to check (`-`: standard input)")
+        ->required()
+        ->type_name("FILE...");
     cmd->add_option("--format", check.format, "Diagnostics as `text` (for people) or `json` (one object a line)")
         ->check(CLI::IsMember({"text", "json"}))
         ->default_str("text");
@@ -315,16 +450,27 @@ int main(int argc, char** argv) {
         ->default_str("auto");
     cmd->add_flag("--werror", check.werror, "Treat warnings as errors");
     cmd->add_flag("-q,--quiet", check.quiet, "Print diagnostics only, not the summary line");
-    cmd->footer("Exit status: 0 when no file has errors (warnings allowed), 1 when one has,\n"
+    cmd->footer("`-` reads a file from standard input; diagnostics name it <stdin>, and its includes\n"
+                "are found from the current directory.\n"
+                "`secret` and `discovery` lines check, with a [not-available] warning: this version\n"
+                "does not build them, and `run` and `up` refuse a file that has them.\n"
+                "Exit status: 0 when no file has errors (warnings allowed), 1 when one has,\n"
                 "2 on bad usage or an unreadable file.\n\n"
                 "Examples:\n"
                 "  meshrun check topologies/arduino.mesh\n"
                 "  meshrun check --werror topologies/*.mesh\n"
-                "  meshrun check --format json fleet.mesh | jq .message");
+                "  meshrun check --format json fleet.mesh | jq .message\n"
+                "  bench/gen_topology.py --nodes 100 - | meshrun check -");
 
     RunOptions run;
+    const std::string log_notes =
+        "The text log shows control characters and invalid UTF-8 escaped (`\\n`, `\\x1b`); the JSON\n"
+        "log has the exact text. --timestamps is the local time (TZ); JSON's `time` has the offset.\n";
     auto add_run_options = [&run](CLI::App* sub) {
-        sub->add_option("--seed", run.seed, "Seed random(P) so that a run can be repeated (0: a new seed each run)");
+        sub->add_option("--seed", run.seed, "Seed random(P) so that a run can be repeated (0, the default: a new "
+                                            "seed each run)")
+            ->check(whole_number)
+            ->type_name("N");
         sub->add_option("--log", run.log, "Log lines as `text` (`[ node ] ...`) or `json` (one object a line)")
             ->check(CLI::IsMember({"text", "json"}))
             ->default_str("text");
@@ -341,6 +487,8 @@ int main(int argc, char** argv) {
                         "is named in a warning (a second signal stops at once)")
             ->check(CLI::Range(0.0, 3600.0))
             ->default_str("5");
+        sub->add_flag("--timestamps", run.timestamps,
+                      "Start each log line with the local time, 2026-11-30 14:03:05.123 (JSON: add `time`)");
     };
     auto* run_cmd = app.add_subcommand("run", "Run one node of a .mesh file: a websocket endpoint on its port");
     run_cmd->add_option("file", run.file, "The .mesh file")->required()->type_name("FILE");
@@ -352,10 +500,13 @@ int main(int argc, char** argv) {
         ->type_name("ADDR");
     add_run_options(run_cmd);
     run_cmd->footer("The node serves ws://HOST:PORT/CHANNEL for each of its channels and GET / with its status.\n"
-                    "SIGINT or SIGTERM closes every connection with a close frame, delivers what links hold (--grace)\n"
-                    "and exits 0.\n"
-                    "Exit status: 0 after a signal, 1 when the file has errors or the node cannot listen or hold its\n"
-                    "pins, 2 on bad usage (an unusable --bind included).\n\n"
+                    "SIGINT or SIGTERM closes every connection with a close frame, delivers what links hold\n"
+                    "(--grace) and exits 0.\n"
+                    + log_notes +
+                    "Exit status: 0 after a signal; 1 when the file has errors (`secret` and `discovery`\n"
+                    "are errors: this version does not build them), the node cannot listen or hold its pins,\n"
+                    "or it would do nothing (no port, no timer, no rule); 2 on bad usage, an unreadable file\n"
+                    "or an unusable --bind.\n\n"
                     "Example:\n  meshrun run topologies/arduino.mesh --node buzzer --sim");
 
     auto* up_cmd = app.add_subcommand("up", "Run every node of a .mesh file in one process, on simulated pins");
@@ -365,8 +516,13 @@ int main(int argc, char** argv) {
     up_cmd->footer("Every node runs on this machine, whatever host the file names: each listens on loopback, on\n"
                    "its declared port where that is free and not taken by another node, otherwise on a free port\n"
                    "(the log line says which). Links between them go where they really listen; with --only, links\n"
-                   "to the other nodes go to their declared addresses. Logs are interleaved, prefixed with the node.\n\n"
-                   "Example:\n  meshrun up topologies/arduino.mesh --seed 7");
+                   "to the other nodes go to their declared addresses. Logs are interleaved, prefixed with the node.\n"
+                   "SIGINT or SIGTERM stops every node, delivers what links hold (--grace) and exits 0.\n" + log_notes +
+                   "Exit status: 0 after a signal; 1 when the file has errors (`secret` and `discovery`\n"
+                   "are errors: this version does not build them), a node cannot listen, or there is nothing\n"
+                   "to run (no node, or none with a port, a timer or a rule); 2 on bad usage or an\n"
+                   "unreadable file.\n\n"
+                   "Example:\n  meshrun up topologies/arduino.mesh --seed 7 --timestamps");
 
     std::string graph_file, graph_format = "dot";
     auto* graph_cmd = app.add_subcommand("graph", "Draw the event graph of a .mesh file (Graphviz or Mermaid)");
@@ -374,7 +530,8 @@ int main(int argc, char** argv) {
     graph_cmd->add_option("--format", graph_format, "`dot` (Graphviz) or `mermaid`")
         ->check(CLI::IsMember({"dot", "mermaid"}))
         ->default_str("dot");
-    graph_cmd->footer("Example:\n  meshrun graph topologies/arduino.mesh | dot -Tsvg > arduino.svg");
+    graph_cmd->footer("Exit status: 0 when drawn, 1 when the file has errors, 2 on bad usage or an unreadable file.\n\n"
+                      "Example:\n  meshrun graph topologies/arduino.mesh | dot -Tsvg > arduino.svg");
 
     TestOptions tests;
     auto* test_cmd = app.add_subcommand("test", "Run the `test` scenarios of .mesh files on simulated pins and virtual time");
@@ -382,10 +539,28 @@ int main(int argc, char** argv) {
     test_cmd->add_option("--filter", tests.filter, "Run only the tests whose title contains TEXT")->type_name("TEXT");
     test_cmd->add_option("--junit", tests.junit, "Also write the results as JUnit XML, for CI systems")
         ->type_name("OUT.xml");
-    test_cmd->add_option("--seed", tests.seed, "Seed random(P); the same file and seed give the same result (default 1)");
+    test_cmd->add_option("--seed", tests.seed, "Seed random(P); the same file and seed give the same result (default 1)")
+        ->check(whole_number)
+        ->type_name("N");
+    test_cmd->add_option("--timeout", tests.limits.timeout_seconds,
+                         fmt::format("Fail a test after SECONDS of wall time (default {:g}; 0: no limit)",
+                                     tools::Limits{}.timeout_seconds))
+        ->check(seconds_value)
+        ->type_name("SECONDS");
+    test_cmd->add_option("--max-steps", tests.limits.max_steps,
+                         fmt::format("Fail a test that fires timers more than N times (default {}; 0: no limit)",
+                                     tools::Limits{}.max_steps))
+        ->check(whole_number)
+        ->type_name("N");
     test_cmd->footer("Each test runs on a fresh fleet of every node of its file, on real websockets on free\n"
                      "loopback ports, with simulated pins; time is virtual: `advance 1h` takes no wall time.\n"
-                     "Exit status: 0 when every test passes, 1 when one fails, 2 on bad usage.\n\n"
+                     "A test that reaches --timeout or --max-steps fails at the statement it was running.\n"
+                     "Timer firings count `every`, `after` and debounce: an hour of a 1 s timer is 3,600,\n"
+                     "well under the default; an hour of `every 1us` is 3.6e9 and fails in a second.\n"
+                     "`secret` and `discovery` lines, which tests do not need, are warned of and ignored.\n"
+                     "Exit status: 0 when every test passes; 1 when one fails, a file has errors or --filter\n"
+                     "matches no test; 2 on bad usage: an unreadable file, or a --junit path that cannot be\n"
+                     "written (found before any test runs).\n\n"
                      "Example:\n  meshrun test topologies/*.mesh --junit results.xml");
 
     try {
@@ -397,8 +572,7 @@ int main(int argc, char** argv) {
     } catch (const CLI::CallForVersion& e) {
         return app.exit(e);
     } catch (const CLI::ParseError& e) {
-        app.exit(e);
-        return exit_usage;
+        return usage_error(app, e);
     }
     if (app.got_subcommand("check")) return run_check(check);
     if (app.got_subcommand("run")) return run_fleet(run, true);

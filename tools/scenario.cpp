@@ -2,6 +2,7 @@
 // node on simulated pins and free loopback ports; time is a VirtualClock that
 // moves only at `advance` and `within`. Between steps the fleet is run until it
 // is quiet: nothing ready to run and no request waiting for its acknowledgement.
+// Each test has limits (Limits): timer firings and wall time.
 #include <chrono>
 
 #include <fmt/format.h>
@@ -36,7 +37,11 @@ public:
     std::map<std::string, std::vector<std::string>> lines;
 };
 
-std::string seconds(Micros t) { return fmt::format("{:.3f} s", static_cast<double>(t.count()) / 1e6); }
+// To the millisecond, or to the microsecond when the time is not a whole millisecond.
+std::string seconds(Micros t) {
+    const double s = static_cast<double>(t.count()) / 1e6;
+    return t.count() % 1000 == 0 ? fmt::format("{:.3f} s", s) : fmt::format("{:.6f} s", s);
+}
 
 int pin_index(const Node& node, const std::string& name) {
     for (std::size_t i = 0; i < node.pins.size(); ++i)
@@ -46,8 +51,8 @@ int pin_index(const Node& node, const std::string& name) {
 
 class Scenario {
 public:
-    Scenario(const Graph& graph, const dsl::SourceManager& sources, std::uint64_t seed)
-        : graph_(graph), sources_(sources), pins_(graph.nodes.size()),
+    Scenario(const Graph& graph, const dsl::SourceManager& sources, std::uint64_t seed, Limits limits)
+        : graph_(graph), sources_(sources), limits_(limits), pins_(graph.nodes.size()),
           fleet_(graph, pins_.front(), log_, options(graph, seed, clock_, pins_)) {}
 
     static FleetOptions options(const Graph& graph, std::uint64_t seed, Clock& clock,
@@ -82,25 +87,59 @@ private:
         return dsl::render_text(d, sources_);
     }
 
+    bool out_of_time() const {
+        return limits_.timeout_seconds > 0 &&
+               std::chrono::steady_clock::now() - started_ > std::chrono::duration<double>(limits_.timeout_seconds);
+    }
+
+    // The failure at a limit: which one, where the scenario was (`at`, the virtual time and the
+    // time it was moving to), and how to raise it.
+    std::string limit_reached(bool steps, dsl::Span at, std::optional<Micros> until) {
+        const std::string limit = steps ? fmt::format("{} timer firings", limits_.max_steps)
+                                        : fmt::format("{} s of wall time", limits_.timeout_seconds);
+        const std::string how = steps ? "raise the limit with --max-steps N (0: no limit), or make the timers slower"
+                                      : "raise the limit with --timeout SECONDS (0: no limit)";
+        return fail(at,
+                    fmt::format("the test stopped at its limit of {}, at {} of virtual time{}", limit,
+                                seconds(clock_.now()), until ? fmt::format(" (of {} to reach)", seconds(*until)) : ""),
+                    {{std::nullopt, how}});
+    }
+
     // Runs the fleet until nothing is ready and no request is waiting for its
     // acknowledgement (messages cross real sockets: that takes real time).
-    std::optional<std::string> settle(dsl::Span at) {
+    std::optional<std::string> settle(dsl::Span at, std::optional<Micros> until = std::nullopt) {
         const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
         while (true) {
-            if (fleet_.poll() > 0) continue;
-            if (fleet_.idle()) return std::nullopt;
-            fleet_.run_one_for(std::chrono::milliseconds(5));
+            if (fleet_.poll() == 0) {
+                if (fleet_.idle()) return std::nullopt;
+                fleet_.run_one_for(std::chrono::milliseconds(5));
+            }
+            // Checked when busy too: a fleet that never rests must not hold the test for ever.
+            if (out_of_time()) return limit_reached(false, at, until);
             if (std::chrono::steady_clock::now() > give_up)
                 return fail(at, "the fleet did not settle within 10 s of real time (a request is still unanswered)");
         }
     }
 
+    // Runs the timers due up to `until` one at a time, in order, settling after each, while
+    // `more()` holds; fails at a limit of the test.
+    template <typename More>
+    std::optional<std::string> run_timers(Micros until, dsl::Span at, More more) {
+        while (more() && clock_.due(until)) {
+            if (limits_.max_steps > 0 && steps_ == limits_.max_steps) return limit_reached(true, at, until);
+            if (out_of_time()) return limit_reached(false, at, until);
+            ++steps_;
+            clock_.step(until);
+            if (auto f = settle(at, until)) return f;
+        }
+        return std::nullopt;
+    }
+
     // Runs every timer due up to `until`, in order, settling after each.
     std::optional<std::string> advance_to(Micros until, dsl::Span at) {
-        while (clock_.step(until))
-            if (auto f = settle(at)) return f;
+        if (auto f = run_timers(until, at, [] { return true; })) return f;
         clock_.advance_to(until);
-        return settle(at);
+        return settle(at, until);
     }
 
     std::string literal(const dsl::Expr& e) const { return e.literal_text(); }
@@ -136,8 +175,7 @@ private:
                     return s.op == dsl::BinOp::eq ? equal : !equal;
                 };
                 const Micros deadline = clock_.now() + (s.within ? Micros(s.within->micros) : Micros(0));
-                while (!holds() && clock_.step(deadline))
-                    if (auto f = settle(s.span)) return f;
+                if (auto f = run_timers(deadline, s.span, [&] { return !holds(); })) return f;
                 if (holds()) return std::nullopt;
                 clock_.advance_to(deadline);
                 const int level = fleet_.pin_level(node, pin);
@@ -194,6 +232,9 @@ private:
 
     const Graph& graph_;
     const dsl::SourceManager& sources_;
+    const Limits limits_;
+    const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+    std::uint64_t steps_ = 0;  // timer firings so far
     std::vector<drivers::SimDriver> pins_;  // per node
     Capture log_;
     VirtualClock clock_;
@@ -203,15 +244,15 @@ private:
 }  // namespace
 
 ScenarioRunner::ScenarioRunner(const dsl::Program& program, const Graph& graph, const dsl::SourceManager& sources,
-                               std::uint64_t seed)
-    : program_(program), graph_(graph), sources_(sources), seed_(seed) {}
+                               std::uint64_t seed, Limits limits)
+    : program_(program), graph_(graph), sources_(sources), seed_(seed), limits_(limits) {}
 
 TestOutcome ScenarioRunner::run(const dsl::Test& test) {
     const auto start = std::chrono::steady_clock::now();
     TestOutcome out;
     out.title = test.title;
     {
-        Scenario scenario(graph_, sources_, seed_);
+        Scenario scenario(graph_, sources_, seed_, limits_);
         if (auto failure = scenario.run(test)) {
             out.passed = false;
             out.failure = std::move(*failure);

@@ -27,6 +27,8 @@ class VirtualClock final : public Clock {
 public:
     Micros now() const override { return now_; }
     void call_at(Micros when, std::function<void()> fn) override;
+    // Whether a timer is due at or before `limit`.
+    bool due(Micros limit) const { return !queue_.empty() && queue_.top().when <= limit; }
     // The earliest timer, if it is due at or before `limit`: moves the clock to it and runs it.
     bool step(Micros limit);
     void advance_to(Micros t) { now_ = std::max(now_, t); }
@@ -43,6 +45,13 @@ private:
     std::priority_queue<Due, std::vector<Due>, std::greater<>> queue_;
 };
 
+// What one test may take before it fails, so that a scenario that would run for hours fails
+// fast instead (`every 1us` and `advance 1h` is 3.6e9 timer firings).
+struct Limits {
+    double timeout_seconds = 60;          // wall time, from the fleet's start; 0: no limit
+    std::uint64_t max_steps = 1'000'000;  // timer firings: timers, `after`, debounce; 0: no limit
+};
+
 struct TestOutcome {
     std::string title;
     bool passed = true;
@@ -53,7 +62,7 @@ struct TestOutcome {
 class ScenarioRunner {
 public:
     ScenarioRunner(const dsl::Program& program, const Graph& graph, const dsl::SourceManager& sources,
-                   std::uint64_t seed);
+                   std::uint64_t seed, Limits limits = {});
     TestOutcome run(const dsl::Test& test);
     // Rules no test made fire, as `node: label (file:line)`.
     std::vector<std::string> unfired_rules() const;
@@ -63,6 +72,7 @@ private:
     const Graph& graph_;
     const dsl::SourceManager& sources_;
     std::uint64_t seed_;
+    Limits limits_;
     std::map<const Rule*, std::uint64_t> fired_;
 };
 

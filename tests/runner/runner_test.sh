@@ -161,8 +161,9 @@ has_re "filter: a low bit is silent ran" out.txt '  ok    a low bit is silent \(
 lacks "filter: no other test ran" out.txt "FAIL"
 lacks "filter: the skipped titles are not listed" out.txt "the reply is not the one expected"
 last_line "filter: closing counts with skipped" out.txt "2 passed, 0 failed, 3 skipped"
-run "filter: nothing matches" 0 -- "$meshrun" test failing.mesh --filter "no such title"
+run "filter: nothing matches is an error" 1 -- "$meshrun" test failing.mesh --filter "no such title"
 last_line "filter: nothing matches, all skipped" out.txt "0 passed, 0 failed, 5 skipped"
+has_line "filter: nothing matches, said so" err.txt "meshrun: error: no test title contains \`no such title\` (5 tests in 1 file)"
 
 run "junit: exits 1" 1 -- "$meshrun" test failing.mesh coverage.mesh --junit results.xml
 last_line "junit: closing counts over two files" out.txt "4 passed, 3 failed"

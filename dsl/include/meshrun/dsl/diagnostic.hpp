@@ -36,6 +36,7 @@ namespace meshrun::dsl {
     X(recursive_action, "recursive-action")                 \
     X(misplaced_mesh, "misplaced-mesh")                     \
     X(bad_url, "bad-url")                                   \
+    X(not_available, "not-available")                       \
     X(unreachable_rule, "unreachable-rule")                 \
     X(message_storm, "message-storm")                       \
     X(unused_pin, "unused-pin")                             \

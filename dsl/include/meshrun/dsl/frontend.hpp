@@ -33,5 +33,13 @@ struct Compiled {
     Summary summary;
 };
 Compiled compile_file(const std::string& path, SourceManager& sm, Diagnostics& diags);
+// The same for text already in memory, such as standard input (`check -`): `name` stands for
+// the file in diagnostics, and includes resolve against the current directory.
+Compiled compile_text(std::string name, std::string text, SourceManager& sm, Diagnostics& diags);
+
+// What parses and checks but this version does not build yet: `secret env VAR` and `discovery
+// etcd "URL"`. Adds a [not-available] diagnostic of `severity` at each: an error for the commands
+// that would run the file without them, a warning for the others.
+void report_not_available(const Program& program, Diagnostics& diags, Severity severity);
 
 }  // namespace meshrun::dsl
