@@ -499,6 +499,7 @@ struct NodeRt {
     std::uint64_t waiting = 0;
     Signal room;
     std::uint64_t skipped = 0;
+    Repeated session_failures;  // connections that end in an error: a client's fault, not the node's
 
     NodeRt(FleetCore& f, const Node& s, std::uint64_t seed)
         : fleet(f), spec(s), received(s.sources.size()), rng(seed), room(f.io.get_executor()) {
@@ -1069,8 +1070,10 @@ task<void> session(NodeRt& node, Socket socket) {
     }
     node.sessions.erase(&ws);
     co_await ws.next_layer().drain();  // after a close: until the client's end
-    if (ec && !quiet_error(ec) && ec != websocket::error::message_too_big && ec != beast::websocket::error::bad_frame_payload)
-        node.log(fmt::format("connection on /{} ended: {}", channel->name, ec.message()));
+    if (ec && !quiet_error(ec) && ec != websocket::error::message_too_big && ec != beast::websocket::error::bad_frame_payload) {
+        const auto why = fmt::format("connection on /{} ended: {}", channel->name, ec.message());
+        if (auto line = node.session_failures.failed(node.fleet.clock->now(), why, why)) node.log(*line);
+    }
 }
 
 // Accepts connections. A failure to accept (out of descriptors: EMFILE, ENFILE) pauses
