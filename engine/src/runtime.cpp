@@ -166,6 +166,20 @@ std::string shown(std::string_view message) {
     return fmt::format("{}... ({} bytes)", message.substr(0, cut), message.size());
 }
 
+// The completion of a detached coroutine: what escapes it is logged, never swallowed.
+auto or_log(Logger& log, std::string node, std::string what) {
+    return [&log, node = std::move(node), what = std::move(what)](std::exception_ptr e) {
+        if (!e) return;
+        try {
+            std::rethrow_exception(e);
+        } catch (const std::exception& x) {
+            log.line(node, fmt::format("error: {} stopped: {}", what, x.what()));
+        } catch (...) {
+            log.line(node, fmt::format("error: {} stopped", what));
+        }
+    };
+}
+
 bool quiet_error(const beast::error_code& ec) {
     return ec == asio::error::operation_aborted || ec == websocket::error::closed || ec == asio::error::eof ||
            ec == beast::error::timeout || ec == asio::error::connection_reset;
@@ -580,7 +594,11 @@ struct NodeRt {
         if (rule) {
             ++rt->fires;
             f.rule = rule;
-            run_now(rule->body, f);
+            try {
+                run_now(rule->body, f);
+            } catch (const std::exception& e) {
+                failed(f, e);
+            }
         }
         ++replied;
         return f.reply ? std::move(*f.reply) : std::string("n/a");
@@ -598,11 +616,11 @@ struct NodeRt {
         asio::co_spawn(
             executor(),
             [this, rule, f]() -> task<void> {
-                co_await exec(rule->body, f);
+                co_await run_guarded(rule->body, f);
                 if (!f->reply) f->reply = "n/a";
                 f->replied->notify();
             },
-            asio::detached);
+            or_log(fleet.log, spec.name, "a firing"));
         co_await f->replied->wait();
         ++replied;
         co_return *f->reply;
@@ -613,8 +631,35 @@ struct NodeRt {
         RuleRt& rt = rules.at(&rule);
         ++rt.fires;
         f->rule = &rule;
-        if (!rt.waits) return run_now(rule.body, *f);
-        asio::co_spawn(executor(), exec(rule.body, std::move(f)), asio::detached);
+        start(rule.body, std::move(f), rt.waits);
+    }
+
+    // Runs a body: at once when it cannot wait, else as a coroutine of its own.
+    void start(const std::vector<Op>& body, std::shared_ptr<Firing> f, bool waits) {
+        if (waits) return asio::co_spawn(executor(), run_guarded(body, std::move(f)), or_log(fleet.log, spec.name, "a firing"));
+        try {
+            run_now(body, *f);
+        } catch (const std::exception& e) {
+            failed(*f, e);
+        }
+    }
+
+    task<void> run_guarded(const std::vector<Op>& body, std::shared_ptr<Firing> f) {
+        try {
+            co_await exec(body, f);
+        } catch (const std::exception& e) {
+            failed(*f, e);
+        }
+    }
+
+    // A firing that fails (a pin write refused, a chip gone) is logged with its node and
+    // rule; a message's firing still answers, with the error, and the node goes on.
+    void failed(Firing& f, const std::exception& e) {
+        log(fmt::format("error: `{}` failed: {}", f.rule ? f.rule->label : std::string("a firing"), e.what()));
+        if (f.message && !f.reply) {
+            f.reply = fmt::format("error: {}", e.what());
+            if (f.replied) f.replied->notify();
+        }
     }
 
     // An input changed: report it once it has held for the debounce time.
@@ -738,12 +783,11 @@ void NodeRt::step(const Op& op, Firing& f) {
             const bool wait = can_wait(op.body);
             fleet.clock->call_at(fleet.clock->now() + op.delay, [this, then, later, wait] {
                 if (fleet.stopping) return;
-                if (!wait) return run_now(*then, *later);
-                if (waiting > 0) {
+                if (wait && waiting > 0) {
                     if (skipped++ == 0) log("skipping a delayed body that sends while a queue is full");
                     return;
                 }
-                asio::co_spawn(executor(), exec(*then, later), asio::detached);
+                start(*then, later, wait);
             });
             break;
         }
@@ -834,7 +878,10 @@ task<Delivery> Link::request(std::string payload) {
     wake_.notify();
     if (!pumping_) {
         pumping_ = true;
-        asio::co_spawn(owner_.executor(), pump(), asio::detached);
+        asio::co_spawn(owner_.executor(), pump(), [this](std::exception_ptr e) {
+            pumping_ = false;
+            or_log(owner_.fleet.log, owner_.spec.name, "the link to " + name())(e);
+        });
     }
     co_await r->done.wait();
     --owner_.fleet.in_flight;
@@ -894,7 +941,7 @@ task<std::string> Link::connect() {
     ws_ = ws;
     down_.clear();
     refused_ = false;
-    asio::co_spawn(owner_.executor(), read(std::move(ws)), asio::detached);
+    asio::co_spawn(owner_.executor(), read(std::move(ws)), or_log(owner_.fleet.log, owner_.spec.name, "the link to " + name()));
     co_return std::string();
 }
 
@@ -1096,7 +1143,7 @@ task<void> listen(NodeRt& node) {
         }
         if (auto line = failures.recovered(node.fleet.clock->now(), "accepting connections again")) node.log(*line);
         backoff.reset();
-        asio::co_spawn(node.executor(), session(node, std::move(socket)), asio::detached);
+        asio::co_spawn(node.executor(), session(node, std::move(socket)), or_log(node.fleet.log, node.spec.name, "a connection"));
     }
 }
 
@@ -1239,7 +1286,7 @@ void Fleet::start() {
     for (auto& node : f.nodes) {
         const auto index = static_cast<std::size_t>(f.graph.find(node->spec.name));
         if (node->acceptor) {
-            asio::co_spawn(f.io.get_executor(), listen(*node), asio::detached);
+            asio::co_spawn(f.io.get_executor(), listen(*node), or_log(f.log, node->spec.name, "listening"));
             const auto at = node->acceptor->local_endpoint();
             std::string note;
             if (!moved[index].empty())
@@ -1325,7 +1372,7 @@ void Fleet::stop() {
             co_await tick.async_wait(asio::redirect_error(use, ec));
             f.io.stop();
         },
-        asio::detached);
+        or_log(f.log, "meshrun", "the fleet"));
 }
 
 std::uint16_t Fleet::port(int node) const { return impl_->ports[static_cast<std::size_t>(node)]; }
@@ -1366,7 +1413,7 @@ void Fleet::inject(int node, const std::string& channel, std::string value, std:
             done(d.refused ? "error: the message was dropped: " + *d.refused : std::move(d.ack));
             --f.in_flight;
         },
-        asio::detached);
+        or_log(f.log, "meshrun", "the fleet"));
 }
 
 std::uint64_t Fleet::received(int node, std::string_view channel) const {

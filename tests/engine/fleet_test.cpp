@@ -1,6 +1,7 @@
 // The arduino fleet end to end, in process: real websockets on loopback,
 // simulated pins, the steady clock. What the original asyncio fleet did.
 #include <atomic>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -140,4 +141,66 @@ TEST_CASE("a peer that is not up yet is retried, and nothing is lost when it com
     CHECK(observer.ticks_acked == 5);
     CHECK(observer.bits == 15);
     CHECK(observer.matched == 15);
+}
+
+namespace {
+
+// A board whose output lines refuse every write: a chip gone while running.
+struct BrokenLine : drivers::Line {
+    int read() override { return 0; }
+    void write(int) override { throw std::runtime_error("write to gpiochip0 line 18 failed: No such device"); }
+};
+struct BrokenBoard : drivers::PinDriver {
+    std::unique_ptr<drivers::Line> request(const drivers::LineConfig&, drivers::ChangeHandler) override {
+        return std::make_unique<BrokenLine>();
+    }
+};
+
+struct Lines : engine::Logger {
+    std::vector<std::string> lines;
+    void line(const std::string& node, std::string_view text) override { lines.push_back(node + ": " + std::string(text)); }
+};
+
+}  // namespace
+
+TEST_CASE("a pin write that fails answers the firing with the error, logs it, and the node goes on", "[engine][e2e]") {
+    dsl::SourceManager sm;
+    dsl::Diagnostics diags;
+    auto program = dsl::parse_text("broken.mesh", R"(
+node board at localhost:8000 {
+    pin horn = out gpiochip0 18
+    on now -> { horn = 1; ack "written" }
+    on later -> { ack "taken"; horn = 1 }
+    on sends -> { send "x" to board/echo; horn = 1; ack "sent" }
+    on echo -> ack "echo"
+}
+)", sm, diags);
+    dsl::check(program, diags);
+    REQUIRE_FALSE(diags.has_errors());
+    const engine::Graph graph = engine::lower(program);
+    BrokenBoard board;
+    Lines log;
+    engine::FleetOptions options;
+    options.nodes = {0};
+    options.any_port = true;
+    engine::Fleet fleet(graph, board, log, options);
+    fleet.start();
+    std::map<std::string, std::string> replies;  // per channel
+    for (const char* channel : {"now", "later", "sends", "echo"})
+        fleet.inject(0, channel, "1", [&replies, channel](std::string reply) { replies[channel] = std::move(reply); });
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (replies.size() < 4 && std::chrono::steady_clock::now() < give_up) fleet.run_one_for(std::chrono::milliseconds(10));
+    fleet.poll();
+
+    std::string all;
+    for (const auto& l : log.lines) all += l + "\n";
+    INFO(all);
+    REQUIRE(replies.size() == 4);
+    CHECK(replies["now"] == "error: write to gpiochip0 line 18 failed: No such device");
+    CHECK(replies["later"] == "taken");
+    CHECK(replies["sends"] == "error: write to gpiochip0 line 18 failed: No such device");
+    CHECK(replies["echo"] == "echo");
+    CHECK(all.find("board: error: `on now` failed: write to gpiochip0 line 18 failed") != std::string::npos);
+    CHECK(all.find("board: error: `on later` failed") != std::string::npos);
+    CHECK(all.find("board: error: `on sends` failed") != std::string::npos);
 }
