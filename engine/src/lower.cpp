@@ -47,6 +47,7 @@ public:
             pins_[p.name.name] = static_cast<int>(out.pins.size());
             Pin pin;
             pin.name = p.name.name;
+            pin.span = p.span;
             pin.chip = p.chip;
             pin.line = p.line;
             pin.output = p.direction == dsl::Direction::out;

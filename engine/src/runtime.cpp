@@ -726,7 +726,11 @@ struct NodeRt {
                 const int pin = static_cast<int>(i);
                 on_change = [this, pin](int level) { asio::post(fleet.io, [this, pin, level] { on_input(pin, level); }); };
             }
-            lines.push_back(pin_driver().request(cfg, std::move(on_change)));
+            try {
+                lines.push_back(pin_driver().request(cfg, std::move(on_change)));
+            } catch (const std::exception& e) {
+                throw PinError(p.span, fmt::format("node `{}` cannot have pin `{}`: {}", spec.name, p.name, e.what()));
+            }
             pin_state.push_back({});
             last_write.push_back({});
             history.emplace_back();
@@ -1235,11 +1239,7 @@ void Fleet::start() {
     std::map<std::uint16_t, std::string> taken;  // `up`: the ports of the nodes already listening
     std::vector<std::string> moved(f.graph.nodes.size());
     for (auto& node : f.nodes) {
-        try {
-            node->start_pins();
-        } catch (const std::exception& e) {
-            throw std::runtime_error(fmt::format("node `{}`: {}", node->spec.name, e.what()));
-        }
+        node->start_pins();  // throws PinError
         const auto index = static_cast<std::size_t>(f.graph.find(node->spec.name));
         if (!f.ports[index]) continue;
         const std::uint16_t declared = f.ports[index];

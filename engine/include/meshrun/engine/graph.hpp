@@ -67,6 +67,7 @@ struct Pin {
     enum class Bias { none, pull_up, pull_down } bias = Bias::none;
     Micros debounce{0};
     int initial = 0;
+    dsl::Span span;  // its declaration, for errors about the line
 };
 
 // A `send` target: another node's channel, by node index.

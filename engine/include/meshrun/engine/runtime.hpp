@@ -42,6 +42,12 @@ struct BadOption : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+// A pin whose line cannot be had at start: its declaration, and why.
+struct PinError : std::runtime_error {
+    PinError(dsl::Span at, const std::string& what) : std::runtime_error(what), span(at) {}
+    dsl::Span span;
+};
+
 struct FleetOptions {
     std::vector<int> nodes;             // the nodes of the graph that run here
     // Listen on this address instead of the node's host: an IPv4 or IPv6 address (with
