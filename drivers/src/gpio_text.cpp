@@ -12,7 +12,12 @@ namespace meshrun::drivers::gpio {
 
 namespace {
 
-std::string bt(std::string_view s) { return "`" + std::string(s) + "`"; }
+std::string bt(std::string_view s) {
+    std::string out;
+    out.reserve(s.size() + 2);
+    out.append("`").append(s).append("`");
+    return out;
+}
 
 char lower(char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); }
 
@@ -110,10 +115,10 @@ std::vector<std::string> closest_names(std::string_view wanted, const std::vecto
         std::size_t length_gap, index;
     };
     const auto letters = [](std::string_view s) {
-        std::string out(s);
-        for (char& c : out) c = lower(c);
-        std::sort(out.begin(), out.end());
-        return out;
+        std::string sorted(s);
+        for (char& c : sorted) c = lower(c);
+        std::sort(sorted.begin(), sorted.end());
+        return sorted;
     };
     const std::string wanted_letters = letters(wanted);
     std::vector<Scored> scored;
@@ -130,7 +135,7 @@ std::vector<std::string> closest_names(std::string_view wanted, const std::vecto
         return x.length_gap < y.length_gap;
     });
     for (const auto& s : scored) {
-        if (out.size() == most) break;
+        if (out.size() == most || s.distance > scored.front().distance) break;  // the closest only
         if (seen.insert(names[s.index]).second) out.push_back(names[s.index]);
     }
     return out;
@@ -187,7 +192,10 @@ LineError no_chip_error(std::string_view spec, const std::vector<ChipInfo>& chip
             candidates.push_back(spec.front() == '/' ? chip.path : chip.name);
             if (chip.error == 0 && spec.front() != '/') candidates.push_back(chip.label);
         }
-        if (auto close = closest_names(spec, candidates); !close.empty()) help.push_back("did you mean " + one_of(close) + "?");
+        // The list says the names and paths already: only a label, or a misspelt name, gets a guess.
+        const bool label = spec.front() != '/' && !looks_like_number_or_name(spec);
+        if (auto close = closest_names(spec, candidates); label && !close.empty())
+            help.push_back("did you mean " + one_of(close) + "?");
         const auto labelled = std::find_if(chips.begin(), chips.end(), [](const ChipInfo& c) { return c.error == 0 && !c.label.empty(); });
         if ((looks_like_number_or_name(spec) || spec.front() == '/') && labelled != chips.end())
             help.push_back("chip numbers can change from one kernel to the next; a label, such as " + bt(labelled->label) +
@@ -215,8 +223,11 @@ LineError no_line_error(std::string_view name, const ChipInfo& chip, const std::
                         const std::vector<std::pair<ChipInfo, unsigned>>& elsewhere) {
     std::vector<std::string> help;
     for (const auto& [other, offset] : elsewhere)
-        help.push_back(bt(name) + " is " + describe_line(other, offset, "") + (other.label.empty() ? "" : " " + bt(other.label)) +
-                       ": declare the pin on that chip");
+    {
+        std::string text = bt(name) + " is " + describe_line(other, offset, "");
+        if (!other.label.empty()) text.append(" ").append(bt(other.label));
+        help.push_back(text + ": declare the pin on that chip");
+    }
     const auto close = closest_names(name, names);
     if (!close.empty()) {
         std::string text = "did you mean ";
@@ -254,6 +265,7 @@ LineError permission_error(const DeviceAccess& a) {
     std::string summary = "permission denied: cannot open " + a.path;
     if (!a.mode.empty()) summary += " (" + a.mode + " " + a.owner + ":" + a.group + ")";
     if (!a.user.empty()) summary += " as " + a.user;
+    if (!a.looking_for.empty()) summary += ", " + a.looking_for;
     std::vector<std::string> help;
     const std::string user = a.user.empty() ? "$USER" : a.user;
     if (a.root) {

@@ -59,8 +59,8 @@ std::optional<ChipMatch> match_chip(std::string_view spec, const std::vector<Chi
 std::size_t edit_distance(std::string_view a, std::string_view b);
 
 // The names closest to `wanted`, best first, at most `most`: the ones that differ only in case
-// when there are any, else those within a distance that grows with the length of `wanted` (1 up to
-// 5 letters, 2 up to 8, 3 beyond). Among equals, the same letters in another order come first
+// when there are any, else those at the smallest distance found, if it is within a limit that grows
+// with the length of `wanted` (1 up to 5 letters, 2 up to 8, 3 beyond). Among equals, the same letters in another order come first
 // (`GPIO17` for `GPIO71`), then names of the same length, then the first listed.
 // Empty names are skipped; a name listed twice is given once.
 std::vector<std::string> closest_names(std::string_view wanted, const std::vector<std::string>& names,
@@ -106,6 +106,7 @@ struct DeviceAccess {
     bool gpio_group = false;  // the system has a group called `gpio`
     bool in_group_file = false;  // `user` is a member of the device's group by /etc/group
     bool in_session = false;     // this process has the device's group
+    std::string looking_for;     // why it was opened, when not for the chip named: `to read its label`
 };
 LineError permission_error(const DeviceAccess& access);
 

@@ -183,7 +183,11 @@ Found find_chip(const std::string& spec, std::vector<ChipInfo>& chips) {
     }
     // A label, perhaps of a chip that we may not open.
     for (const auto& chip : chips)
-        if (denied(chip.error)) throw permission_error(access_of(chip.path));
+        if (denied(chip.error)) {
+            DeviceAccess access = access_of(chip.path);
+            access.looking_for = "to read its label";
+            throw permission_error(access);
+        }
     throw no_chip_error(spec, chips);
 }
 

@@ -8,9 +8,12 @@
 //     --keep   leave the simulated chips in place afterwards
 //
 // It prints one line per check and ends with `N passed, N failed`; exit 0 when none failed.
+#include <grp.h>
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -217,6 +220,8 @@ void expect_error(PinDriver& driver, const LineConfig& config, LineError::Kind k
     const auto e = request_error(driver, config);
     check(e.has_value(), what + ": refused");
     if (!e) return;
+    std::istringstream lines(e->message());  // shown, for a person to judge the words
+    for (std::string line; std::getline(lines, line);) std::cout << "      | " << line << "\n";
     check(e->kind == kind, what + ": kind " + std::string(kind_name(kind)), "got " + std::string(kind_name(e->kind)) + ": " + e->message());
     for (const auto& w : words) check(contains(e->message(), w), what + ": says " + w, e->message());
 }
@@ -305,7 +310,7 @@ int main(int argc, char** argv) {
 
     section("chip by number", [&] {
         auto led = driver->request(output(a.chip.substr(8), "LED", 1, false, "meshrun/check/led"), {});
-        check(read_file(a.attribute(0, "value")) == "1", "`" + a.chip.substr(8) + "` is " + a.chip);
+        check(read_file(a.attribute(0, "value")) == "1", std::string("`") + a.chip.substr(8) + "` is " + a.chip);
     });
 
     section("input by label and name, pull_up, both edges", [&] {
@@ -398,6 +403,11 @@ int main(int argc, char** argv) {
 
     section("probe", [&] {
         LineReport r = probe_line(output(a.label, "GPIO7", 0, false, "meshrun/check/probe"));
+        std::cout << "      | " << r.chip_name << " `" << r.chip_label << "` " << r.chip_path << " (by " << r.chip_how << ", "
+                  << r.chip_lines << " lines) offset " << r.offset << " `" << r.line_name << "` "
+                  << (r.output ? "output" : "input") << (r.active_low ? " active-low" : "") << " bias " << r.bias
+                  << " edges " << r.edges << (r.used ? " held by " + r.consumer : " free") << "\n";
+        for (const auto& p : r.problems) std::cout << "      | problem: " << p << "\n";
         check(r.chip_found && r.chip_how == "label" && r.chip_name == a.chip && r.chip_label == a.label &&
                   r.chip_path == "/dev/" + a.chip && r.chip_lines == 16,
               "probe finds the chip by label");
@@ -423,6 +433,42 @@ int main(int argc, char** argv) {
               "probe of a missing line");
         r = probe_line(output("nochip", "1", 0, false, "meshrun/check/probe"));
         check(!r.chip_found && r.problems.size() == 1 && contains(r.problems[0], a.chip), "probe of a missing chip lists the chips");
+    });
+
+    section("permission denied, as an unprivileged user", [&] {
+        // A child that gives up root: the chips' devices are root's alone (crw-------) here.
+        auto* counts = static_cast<int*>(mmap(nullptr, 2 * sizeof(int), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+        if (counts == MAP_FAILED) throw std::runtime_error("mmap failed");
+        counts[0] = counts[1] = 0;
+        std::cout.flush();
+        const pid_t child = fork();
+        if (child == 0) {
+            passed = failed = 0;
+            if (setgroups(0, nullptr) != 0 || setgid(65534) != 0 || setuid(65534) != 0) {
+                check(false, "become nobody", std::strerror(errno));
+            } else {
+                auto own = make_gpiod_driver();
+                expect_error(*own, output(a.chip, "LED", 0, false, "meshrun/check/nobody"), LineError::Kind::permission,
+                             {"permission denied: cannot open /dev/" + a.chip, "udev", "usermod -aG gpio"}, "by name");
+                expect_error(*own, output(a.label, "LED", 0, false, "meshrun/check/nobody"), LineError::Kind::permission,
+                             {"permission denied: cannot open /dev/", "to read its label"}, "by label, which cannot be read");
+                const LineReport r = probe_line(output(a.label, "LED", 0, false, "meshrun/check/nobody"));
+                check(!r.chip_found && r.problems.size() == 1 && contains(r.problems[0], "permission denied"),
+                      "probe says permission denied");
+                const auto chips = gpio_chips();
+                check(!chips.empty() && chips[0].error == std::strerror(EACCES), "gpio_chips says which cannot be opened");
+            }
+            std::cout.flush();
+            counts[0] = passed;
+            counts[1] = failed;
+            _exit(0);
+        }
+        int status = 0;
+        waitpid(child, &status, 0);
+        passed += counts[0];
+        failed += counts[1];
+        check(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the unprivileged child ran to its end");
+        munmap(counts, 2 * sizeof(int));
     });
 
     section("lines outlive their driver, and release on destruction", [&] {

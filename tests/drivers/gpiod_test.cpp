@@ -130,6 +130,8 @@ TEST_CASE("did you mean: the closest line names", "[drivers][gpiod]") {
     CHECK(close.front() == "GPIO17");
     CHECK(close.size() == 3);
     CHECK(closest_names("GPIO71", names, 1) == std::vector<std::string>{"GPIO17"});
+    // Only the closest: `gpiochip1` is one edit further than `gpiochip0`.
+    CHECK(closest_names("gpiochp0", {"gpiochip0", "gpiochip1"}) == std::vector<std::string>{"gpiochip0"});
     // Short names allow one edit; nothing close, nothing said.
     CHECK(closest_names("BUTON", {"LED", "BUTTON", "BUZZER"}) == std::vector<std::string>{"BUTTON"});
     CHECK(closest_names("LAMP", {"LED", "BUTTON"}).empty());
@@ -181,7 +183,9 @@ TEST_CASE("no such chip: lists the chips there are, the closest, and that labels
 
     const LineError by_path = no_chip_error("/dev/gpiochip4", {bcm2711, expander});
     CHECK(by_path.summary == "no GPIO chip at `/dev/gpiochip4`");
-    CHECK(any_contains(by_path.help, "did you mean `/dev/gpiochip0` or `/dev/gpiochip1`?"));
+    CHECK(any_contains(by_path.help, "  gpiochip1 `raspberrypi-exp-gpio` (8 lines)"));
+    CHECK_FALSE(any_contains(by_path.help, "did you mean"));  // the list says it
+    CHECK(any_contains(no_chip_error("gpiochp0", {bcm2711, expander}).help, "did you mean `gpiochip0`?"));
 
     const LineError not_chip = not_a_chip_error("/dev/null", 25, {bcm2711});
     CHECK(not_chip.kind == LineError::Kind::no_chip);
@@ -226,7 +230,7 @@ TEST_CASE("busy: names the consumer that holds the line", "[drivers][gpiod]") {
 }
 
 TEST_CASE("permission denied: which device, and the commands that fix it", "[drivers][gpiod]") {
-    DeviceAccess a{"/dev/gpiochip0", "crw-rw----", "root", "gpio", "pi", false, true, false, false};
+    DeviceAccess a{"/dev/gpiochip0", "crw-rw----", "root", "gpio", "pi", false, true, false, false, ""};
     LineError e = permission_error(a);
     CHECK(e.kind == LineError::Kind::permission);
     CHECK(e.summary == "permission denied: cannot open /dev/gpiochip0 (crw-rw---- root:gpio) as pi");
@@ -237,7 +241,7 @@ TEST_CASE("permission denied: which device, and the commands that fix it", "[dri
     CHECK(any_contains(e.help, "log out and in again"));
     CHECK(any_contains(e.help, "$ newgrp gpio"));
 
-    a = {"/dev/gpiochip0", "crw-------", "root", "root", "pi", false, false, false, false};
+    a = {"/dev/gpiochip0", "crw-------", "root", "root", "pi", false, false, false, false, ""};
     e = permission_error(a);
     CHECK(any_contains(e.help, "$ sudo groupadd --system gpio"));
     CHECK(any_contains(e.help, "KERNEL==\"gpiochip*\", GROUP=\"gpio\", MODE=\"0660\""));
@@ -245,6 +249,10 @@ TEST_CASE("permission denied: which device, and the commands that fix it", "[dri
     CHECK(any_contains(e.help, "$ sudo usermod -aG gpio pi"));
     a.gpio_group = true;
     CHECK_FALSE(any_contains(permission_error(a).help, "groupadd"));
+
+    a.looking_for = "to read its label";
+    CHECK(permission_error(a).summary ==
+          "permission denied: cannot open /dev/gpiochip0 (crw------- root:root) as pi, to read its label");
 
     a.root = true;
     CHECK(any_contains(permission_error(a).help, "runs as root and is still refused"));
