@@ -98,8 +98,8 @@ std::unique_ptr<Line> SimDriver::request(const LineConfig& config, ChangeHandler
     auto [it, fresh] = state_->lines.try_emplace(key);
     SimEntry& entry = it->second;
     if (entry.requested)
-        throw std::runtime_error(describe(key) + " is already requested by " +
-                                 (entry.config.consumer.empty() ? "another consumer" : entry.config.consumer));
+        throw LineError(LineError::Kind::busy, describe(key) + " is already requested by " +
+                                                   (entry.config.consumer.empty() ? "another consumer" : entry.config.consumer));
     const int pull = config.bias == Bias::pull_up ? 1 : 0;
     const int physical = output ? config.initial ^ (config.active_low ? 1 : 0) : fresh ? pull : entry.physical;
     auto handler = on_change ? std::make_shared<ChangeHandler>(std::move(on_change)) : nullptr;

@@ -32,7 +32,7 @@ class SimDriver : public PinDriver {
 public:
     SimDriver();
 
-    // Throws std::runtime_error when (chip, line) is already requested on this driver.
+    // Throws LineError(busy) when (chip, line) is already requested on this driver.
     std::unique_ptr<Line> request(const LineConfig& config, ChangeHandler on_change) override;
 
     // Sets the physical level of an input, requested or not yet (a level driven
