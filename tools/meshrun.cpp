@@ -14,6 +14,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "meshrun/drivers/pin.hpp"
 #include "meshrun/drivers/sim.hpp"
 #include "meshrun/dsl/frontend.hpp"
 #include "meshrun/engine/graph.hpp"
@@ -131,6 +132,7 @@ int run_check(const CheckOptions& opt) {
 
 struct Loaded {
     std::optional<engine::Graph> graph;
+    std::shared_ptr<dsl::SourceManager> sources;  // what the graph's spans point into
     int status = exit_ok;  // without a graph: exit_usage (unreadable) or exit_errors
 };
 
@@ -138,19 +140,20 @@ struct Loaded {
 // and a file with errors is refused. `not_available` is the severity of what this
 // version does not build (`secret`, `discovery`): an error for run and up.
 Loaded load(const std::string& path, dsl::Severity not_available) {
-    dsl::SourceManager sm;
+    auto sources = std::make_shared<dsl::SourceManager>();
+    dsl::SourceManager& sm = *sources;
     dsl::Diagnostics diags;
     auto compiled = compile(path, sm, diags);
-    if (!compiled) return {std::nullopt, exit_usage};
+    if (!compiled) return {std::nullopt, nullptr, exit_usage};
     dsl::report_not_available(compiled->program, diags, not_available);
     diags.sort_by_position();
     const dsl::RenderOptions render{use_color("auto", STDERR_FILENO)};
     for (const auto& d : diags.all()) fmt::print(stderr, "{}", dsl::render_text(d, sm, render));
     if (diags.has_errors()) {
         fmt::print(stderr, "{}: {}; not started\n", display_name(path), plural(diags.errors(), "error"));
-        return {std::nullopt, exit_errors};
+        return {std::nullopt, nullptr, exit_errors};
     }
-    return {engine::lower(compiled->program), exit_ok};
+    return {engine::lower(compiled->program), std::move(sources), exit_ok};
 }
 
 struct RunOptions {
@@ -207,14 +210,6 @@ int run_fleet(const RunOptions& opt, bool one_node) {
     if (one_node) {
         const int index = find_node(*graph, opt.node);
         if (index < 0) return exit_usage;
-        const auto& node = graph->nodes[static_cast<std::size_t>(index)];
-        if (!opt.sim && !node.pins.empty()) {
-            fmt::print(stderr,
-                       "meshrun: error: node `{}` has pins, and this build drives real GPIO lines only in a later "
-                       "version; run it on simulated lines with --sim\n",
-                       node.name);
-            return exit_usage;
-        }
         fleet_options.nodes.push_back(index);
     } else if (!opt.only.empty()) {
         for (const auto& name : opt.only) {
@@ -237,12 +232,21 @@ int run_fleet(const RunOptions& opt, bool one_node) {
     for (int i : fleet_options.nodes) names.push_back(graph->nodes[static_cast<std::size_t>(i)].name);
     const engine::LogOptions log_options{use_color(opt.color, STDOUT_FILENO), opt.timestamps};
     auto logger = opt.log == "json" ? engine::make_json_logger(log_options) : engine::make_text_logger(names, log_options);
-    // Each node is a board of its own, with its own simulated chips.
-    std::vector<drivers::SimDriver> pins(graph->nodes.size());
-    for (auto& p : pins) fleet_options.node_pins.push_back(&p);
-    engine::Fleet fleet(*graph, pins.front(), *logger, fleet_options);
+    // `run` drives the board's real lines unless --sim; `up` runs every node on simulated
+    // pins, each a board of its own with its own simulated chips.
+    const bool real = one_node && !opt.sim;
+    std::unique_ptr<drivers::PinDriver> gpiod = real ? drivers::make_gpiod_driver() : nullptr;
+    std::vector<drivers::SimDriver> simulated(real ? 0 : graph->nodes.size());
+    for (auto& p : simulated) fleet_options.node_pins.push_back(&p);
+    drivers::PinDriver& pins = real ? *gpiod : static_cast<drivers::PinDriver&>(simulated.front());
+    engine::Fleet fleet(*graph, pins, *logger, fleet_options);
     try {
         fleet.start();
+    } catch (const engine::PinError& e) {
+        dsl::Diagnostic d{dsl::Severity::error, dsl::Kind::gpio_line, e.span, e.what(), {}};
+        for (const auto& line : e.help) d.notes.push_back({std::nullopt, line});
+        fmt::print(stderr, "{}", dsl::render_text(d, *loaded.sources, {use_color("auto", STDERR_FILENO)}));
+        return exit_errors;
     } catch (const engine::BadOption& e) {
         fmt::print(stderr, "meshrun: error: {}\n", e.what());
         return exit_usage;
@@ -429,7 +433,7 @@ int main(int argc, char** argv) {
                  "A .mesh file declares the nodes of a fleet, their hosts and ports, the GPIO lines\n"
                  "each node drives or watches, timers, and rules such as `on signal 1 -> buzz`.",
                  "meshrun"};
-    app.set_version_flag("--version", std::string("meshrun ") + "0.1.0");
+    app.set_version_flag("--version", fmt::format("meshrun {} ({}, {} build)", MESHRUN_VERSION, drivers::gpiod_api(), MESHRUN_BUILD_TYPE));
     app.require_subcommand(1);
     app.footer("Run `meshrun COMMAND --help` for the options of a command.\n"
                "Exit status: 0 on success, 1 when a file has errors or a test fails, 2 on bad usage\n"

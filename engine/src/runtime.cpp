@@ -15,6 +15,8 @@
 #include <set>
 #include <unordered_map>
 
+#include <unistd.h>
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -38,6 +40,7 @@ using Resolver = asio::ip::basic_resolver<tcp, Executor>;
 using Timer = asio::basic_waitable_timer<std::chrono::steady_clock, asio::wait_traits<std::chrono::steady_clock>, Executor>;
 using TcpStream = beast::basic_stream<tcp, Executor>;
 using WsStream = websocket::stream<TcpStream>;  // a link's, to another node
+using EdgeWatch = asio::posix::basic_stream_descriptor<Executor>;  // an input line's edge descriptor
 
 namespace {
 
@@ -51,6 +54,10 @@ public:
     explicit SteadyClock(asio::io_context& io) : io_(io), origin_(std::chrono::steady_clock::now()) {}
     Micros now() const override {
         return std::chrono::duration_cast<Micros>(std::chrono::steady_clock::now() - origin_);
+    }
+    // steady_clock is CLOCK_MONOTONIC (libstdc++ on Linux), the clock of libgpiod's edge timestamps.
+    Micros from_monotonic(std::chrono::nanoseconds t) const override {
+        return std::chrono::duration_cast<Micros>(t - origin_.time_since_epoch());
     }
     void call_at(Micros when, std::function<void()> fn) override {
         auto timer = std::make_shared<asio::steady_timer>(io_, origin_ + when);
@@ -487,6 +494,7 @@ struct NodeRt {
     FleetCore& fleet;
     const Node& spec;
     std::vector<std::unique_ptr<drivers::Line>> lines;
+    std::vector<std::shared_ptr<EdgeWatch>> edge_watches;  // after `lines`: closed before the lines go
     std::vector<PinState> pin_state;
     std::vector<std::unique_ptr<Link>> links;  // per edge
     std::optional<Acceptor> acceptor;
@@ -662,8 +670,10 @@ struct NodeRt {
         }
     }
 
-    // An input changed: report it once it has held for the debounce time.
-    void on_input(int pin, int level) {
+    // An input changed at `when` (the kernel's timestamp of the edge, or the moment the
+    // simulated driver said so): it is reported once it has held for the whole debounce
+    // time from then; a change back before that cancels it. The same for every driver.
+    void on_input(int pin, int level, Micros when) {
         PinState& st = pin_state[static_cast<std::size_t>(pin)];
         st.pending = level;
         const std::uint64_t generation = ++st.generation;
@@ -672,7 +682,7 @@ struct NodeRt {
             report(pin);
             return;
         }
-        fleet.clock->call_at(fleet.clock->now() + debounce, [this, pin, generation] {
+        fleet.clock->call_at(std::max(fleet.clock->now(), when + debounce), [this, pin, generation] {
             if (pin_state[static_cast<std::size_t>(pin)].generation == generation) report(pin);
         });
     }
@@ -720,14 +730,18 @@ struct NodeRt {
                        : p.bias == Pin::Bias::pull_down ? drivers::Bias::pull_down
                                                         : drivers::Bias::none;
             cfg.initial = p.initial;
-            cfg.consumer = "meshrun/" + spec.name + "/" + p.name;
+            cfg.consumer = fmt::format("meshrun/{}/{}/{}", fleet.graph.name, spec.name, p.name);
             drivers::ChangeHandler on_change;
             if (!p.output) {
                 const int pin = static_cast<int>(i);
-                on_change = [this, pin](int level) { asio::post(fleet.io, [this, pin, level] { on_input(pin, level); }); };
+                on_change = [this, pin](int level) {
+                    asio::post(fleet.io, [this, pin, level] { on_input(pin, level, fleet.clock->now()); });
+                };
             }
             try {
                 lines.push_back(pin_driver().request(cfg, std::move(on_change)));
+            } catch (const drivers::LineError& e) {
+                throw PinError(p.span, fmt::format("node `{}` cannot have pin `{}`: {}", spec.name, p.name, e.summary), e.help);
             } catch (const std::exception& e) {
                 throw PinError(p.span, fmt::format("node `{}` cannot have pin `{}`: {}", spec.name, p.name, e.what()));
             }
@@ -735,6 +749,32 @@ struct NodeRt {
             last_write.push_back({});
             history.emplace_back();
             if (!p.output) pin_state.back().reported = pin_state.back().pending = lines.back()->read();
+            if (const int fd = lines.back()->edge_fd(); fd >= 0) {
+                // Waited on in the loop: no thread per line, no polling. The descriptor is the line's:
+                // watch a duplicate of it.
+                auto watch = std::make_shared<EdgeWatch>(executor(), ::dup(fd));
+                edge_watches.push_back(watch);
+                asio::co_spawn(executor(), watch_edges(static_cast<int>(i), std::move(watch)),
+                               or_log(fleet.log, spec.name, fmt::format("pin `{}`", p.name)));
+            }
+        }
+    }
+
+    // Reads an input's edges as the kernel reports them, until the node stops or the line fails.
+    task<void> watch_edges(int pin, std::shared_ptr<EdgeWatch> watch) {
+        const std::string& name = spec.pins[static_cast<std::size_t>(pin)].name;
+        while (!fleet.stopping) {
+            beast::error_code ec;
+            co_await watch->async_wait(EdgeWatch::wait_read, asio::redirect_error(use, ec));
+            if (ec) co_return;  // closed: the node stops
+            std::vector<drivers::EdgeEvent> edges;
+            try {
+                edges = lines[static_cast<std::size_t>(pin)]->read_edges();
+            } catch (const std::exception& e) {
+                log(fmt::format("error: pin `{}` reports no more edges: {}", name, e.what()));
+                co_return;
+            }
+            for (const drivers::EdgeEvent& edge : edges) on_input(pin, edge.level, fleet.clock->from_monotonic(edge.when));
         }
     }
 
@@ -1324,6 +1364,7 @@ void Fleet::stop() {
     std::size_t held = 0;
     for (auto& node : f.nodes) {
         if (node->acceptor) node->acceptor->close();
+        for (auto& watch : node->edge_watches) watch->close();
         node->room.notify();
         for (ServerStream* ws : node->sessions)
             ws->async_close(websocket::close_reason(websocket::close_code::going_away, "node stopping"),

@@ -42,6 +42,7 @@ namespace meshrun::dsl {
     X(unused_pin, "unused-pin")                             \
     X(unused_action, "unused-action")                       \
     X(drive_output, "drive-output")                         \
+    X(gpio_line, "gpio-line")                               \
     X(test_failed, "test-failed")
 
 enum class Kind {

@@ -25,6 +25,9 @@ public:
     virtual Micros now() const = 0;
     // Calls `fn` on the fleet's thread once `now() >= when`.
     virtual void call_at(Micros when, std::function<void()> fn) = 0;
+    // A CLOCK_MONOTONIC time (the kernel's timestamp of a GPIO edge) on this clock. A clock
+    // that is not the system's (virtual time) has no such times: it says now().
+    virtual Micros from_monotonic(std::chrono::nanoseconds) const { return now(); }
 };
 
 // Where a node's log lines go: `[ buzzer ] ...` on a terminal, or JSON lines.
@@ -42,10 +45,12 @@ struct BadOption : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
-// A pin whose line cannot be had at start: its declaration, and why.
+// A pin whose line cannot be had at start: its declaration, why, and what to do.
 struct PinError : std::runtime_error {
-    PinError(dsl::Span at, const std::string& what) : std::runtime_error(what), span(at) {}
+    PinError(dsl::Span at, const std::string& what, std::vector<std::string> help = {})
+        : std::runtime_error(what), span(at), help(std::move(help)) {}
     dsl::Span span;
+    std::vector<std::string> help;  // one line each
 };
 
 struct FleetOptions {
