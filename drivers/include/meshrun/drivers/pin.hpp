@@ -47,9 +47,10 @@ public:
 
     // Inputs of the gpiod driver: a descriptor that is readable while edges are pending, for the
     // engine to wait on in its own event loop (no thread per line, no polling). It stays owned by
-    // the line: the engine must not close it (wrap a dup() of it, or release it before the line
-    // goes). -1 for outputs, and for drivers that report changes through the ChangeHandler
-    // instead (the simulated driver).
+    // the line: the engine must not close it. Wrap a dup() of it (and close that together with the
+    // line: while a dup is open the kernel keeps the line requested), or release() the wrapper
+    // before the line goes. -1 for outputs, and for drivers that report changes through the
+    // ChangeHandler instead (the simulated driver).
     virtual int edge_fd() const { return -1; }
 
     // Every pending edge, oldest first, without blocking (the descriptor is non-blocking): call it
