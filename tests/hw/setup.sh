@@ -48,6 +48,9 @@ quiet() {
   fi
 }
 
+# The first error apt wrote to the log for the last command, for a skip's one-line reason.
+apt_error() { awk '/^\+ / { e = "" } /^E: / && e == "" { e = substr($0, 4) } END { if (e != "") print ": " e }' "$LOG"; }
+
 apt_updated=0
 apt_update() {
   [ "$apt_updated" = 1 ] && return 0
@@ -66,10 +69,10 @@ need_packages() {
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   [ "$(id -u)" -eq 0 ] || skip "missing packages ${missing[*]} and not root to install them"
-  apt_update || skip "apt-get update failed: Debian's package registry unreachable?"
+  apt_update || skip "apt-get update failed$(apt_error)"
   say "installing ${missing[*]}"
   DEBIAN_FRONTEND=noninteractive quiet apt-get install -y -qq --no-install-recommends "${missing[@]}" \
-    || skip "cannot install ${missing[*]} (Debian's package registry unreachable?)"
+    || skip "cannot install ${missing[*]}$(apt_error)"
 }
 
 packages=(qemu-system-x86 cpio kmod gpiod gcc libc6-dev make xz-utils)
@@ -103,7 +106,7 @@ mkdir -p "$kdir"
 # apt-get download PACKAGE[=VERSION] into $tmp, prints the .deb's path.
 download() {
   local what=$1 deb
-  (cd "$tmp" && quiet apt-get download -qq "$what") || return 1
+  (cd "$tmp" && quiet apt-get -o APT::Sandbox::User=root download -qq "$what") || return 1
   deb=$(ls -t "$tmp"/"${what%%=*}"_*.deb 2>/dev/null | head -n 1)
   [ -n "$deb" ] || return 1
   echo "$deb"
@@ -117,7 +120,7 @@ if [ ! -f "$src/.complete" ]; then
   say "linux-source-$kseries $kver: downloading (~140 MB, once)"
   deb=$(download "linux-source-$kseries=$kver") || {
     say "linux-source-$kseries $kver not available, trying the candidate"
-    deb=$(download "linux-source-$kseries") || skip "cannot download linux-source-$kseries (Debian's package registry unreachable?)"
+    deb=$(download "linux-source-$kseries") || skip "cannot download linux-source-$kseries$(apt_error)"
   }
   say "linux-source: extracting ${srcfiles[*]}"
   rm -rf "$src" && mkdir -p "$src.part"
@@ -136,7 +139,7 @@ if [ ! -f "$kdir/vmlinux" ] || [ ! -f "$kdir/configfs.ko" ]; then
   apt_update || true
   say "linux-image-$kabi: downloading (~70 MB)"
   deb=$(download "linux-image-$kabi-unsigned=$kver") || deb=$(download "linux-image-$kabi=$kver") \
-    || skip "cannot download linux-image-$kabi $kver (Debian's package registry unreachable?)"
+    || skip "cannot download linux-image-$kabi $kver$(apt_error)"
   mkdir -p "$tmp/image"
   dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp/image" --wildcards "./boot/vmlinuz-$kabi" \
     "./lib/modules/$kabi/kernel/fs/configfs/configfs.ko*" || die "unexpected content in $deb"
@@ -183,7 +186,7 @@ say "gpio-sim.ko for $kabi: ok"
 if [ ! -x "$CACHE/busybox/busybox" ]; then
   apt_update || true
   say "busybox-static: downloading"
-  deb=$(download busybox-static) || skip "cannot download busybox-static (Debian's package registry unreachable?)"
+  deb=$(download busybox-static) || skip "cannot download busybox-static$(apt_error)"
   mkdir -p "$tmp/bb" "$CACHE/busybox"
   dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp/bb" ./bin/busybox || die "no busybox in $deb"
   cp "$tmp/bb/bin/busybox" "$CACHE/busybox/busybox.part"
@@ -200,8 +203,11 @@ debian_mirror() {
     awk 'BEGIN{RS=""} /(^|\n)Suites:[^\n]*bookworm([ \n]|$)/ {
            if (match($0, /(^|\n)URIs:[ \t]*[^ \t\n]+/)) { s=substr($0,RSTART,RLENGTH); sub(/.*URIs:[ \t]*/,"",s); print s } }' "$f"
   done
-  cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
-    | awk '$1=="deb" { i=2; if ($2 ~ /^\[/) { while ($i !~ /\]$/) i++; i++ } if ($(i+1)=="bookworm") print $i }'
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [ -f "$f" ] || continue
+    awk '$1=="deb" { i=2; if ($2 ~ /^\[/) { while ($i !~ /\]$/) i++; i++ } if ($(i+1)=="bookworm") print $i }' "$f"
+  done
+  true
 }
 lg=$CACHE/libgpiod2
 if [ ! -f "$lg/lib/libgpiod.a" ] || ! grep -q gpiod_chip_request_lines "$lg/include/gpiod.h" 2>/dev/null; then
@@ -217,7 +223,7 @@ if [ ! -f "$lg/lib/libgpiod.a" ] || ! grep -q gpiod_chip_request_lines "$lg/incl
     -o "Dir::Etc::PreferencesParts=$a/parts" -o "Dir::Etc::Preferences=$a/preferences"
     -o "Dir::State::Lists=$a/lists" -o "Dir::State::status=$a/status" -o "Dir::Cache=$a/cache"
     -o "Acquire::Languages=none" -o "APT::Sandbox::User=root")
-  quiet apt-get "${aptopts[@]}" update -qq || skip "apt-get update of Debian trixie failed (registry unreachable?)"
+  quiet apt-get "${aptopts[@]}" update -qq || skip "apt-get update of Debian trixie for libgpiod 2.x failed$(apt_error)"
   lgpkgs=(libgpiod-dev)
   # The C++ bindings, where trixie ships them in a package of their own.
   for p in libgpiodcxx-dev; do
@@ -225,7 +231,7 @@ if [ ! -f "$lg/lib/libgpiod.a" ] || ! grep -q gpiod_chip_request_lines "$lg/incl
   done
   say "libgpiod 2.x: downloading ${lgpkgs[*]}"
   (cd "$tmp" && quiet apt-get "${aptopts[@]}" download -qq "${lgpkgs[@]}") \
-    || skip "cannot download ${lgpkgs[*]} from trixie (registry unreachable?)"
+    || skip "cannot download ${lgpkgs[*]} from trixie$(apt_error)"
   mkdir -p "$tmp/lg"
   for deb in "$tmp"/*.deb; do dpkg-deb -x "$deb" "$tmp/lg"; done
   ver=$(dpkg-deb -f "$(ls "$tmp"/libgpiod-dev_*.deb)" Version)
@@ -240,9 +246,15 @@ if [ ! -f "$lg/lib/libgpiod.a" ] || ! grep -q gpiod_chip_request_lines "$lg/incl
   fi
   echo "$ver" >"$lg.part/VERSION"
   rm -rf "$lg" && mv "$lg.part" "$lg"
+  rm -rf "$a" # 20 MB of trixie's package lists, needed again only if libgpiod2/ goes
 fi
 lgver=$(cat "$lg/VERSION" 2>/dev/null || sed -n 's/^Version: *//p' "$lg/lib/pkgconfig/libgpiod.pc" 2>/dev/null || true)
 say "libgpiod ${lgver:-2.x}: $lg/include, $lg/lib: ok"
+
+# Older kernels and sources (a changed ABI) go: 70 MB each.
+for d in "$CACHE"/kernel/* "$CACHE"/src/*; do
+  case $d in "$kdir" | "$src") ;; *) [ -d "$d" ] && say "removing the old $d" && rm -rf "$d" ;; esac
+done
 
 # --- The paths, for run_vm.sh and whoever builds against them -----------------------------------
 cat >"$CACHE/env.sh.part" <<EOF

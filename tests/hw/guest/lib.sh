@@ -5,8 +5,12 @@
 #   hw_dev LABEL                   the gpio-sim platform device, e.g. gpio-sim.1
 #   hw_offset LABEL LINE           the line's offset
 #   hw_sim LABEL LINE              the line's sysfs folder: .../gpio-sim.N/gpiochipM/sim_gpioK (pull, value)
-#   hw_pull LABEL LINE pull-up|pull-down   the outside world drives an input high or low
-#   hw_press LABEL LINE / hw_release LABEL LINE   the same: pull-up / pull-down
+#   hw_pull LABEL LINE pull-up|pull-down   the outside world drives an input high or low (a
+#                                  consumer's bias request sets the pull itself; writing it
+#                                  afterwards is the outside world acting)
+#   hw_high LABEL LINE / hw_low LABEL LINE        the same: pull-up / pull-down
+#   hw_press / hw_release          = hw_high / hw_low (a button wired active high; an active-low
+#                                  button is pressed with hw_low)
 #   hw_value LABEL LINE            0 or 1: what the line is at (an output: what the process drives)
 #   hw_consumer LABEL LINE         the consumer of a requested line, nothing when the line is free
 #   hw_wait_value LABEL LINE 0|1 [TIMEOUT]   until the line is at that value
@@ -124,6 +128,8 @@ hw_pull() {
   d=$(hw_sim "$1" "$2") || return 1
   echo "$3" >"$d/pull"
 }
+hw_high() { hw_pull "$1" "$2" pull-up; }
+hw_low() { hw_pull "$1" "$2" pull-down; }
 hw_press() { hw_pull "$1" "$2" pull-up; }
 hw_release() { hw_pull "$1" "$2" pull-down; }
 
