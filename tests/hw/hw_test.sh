@@ -4,10 +4,15 @@
 #
 #   tests/hw/hw_test.sh smoke            the gpiod 1.6 tools (smoke.sh)
 #   tests/hw/hw_test.sh gpiod2 [WORKDIR] a program linked statically against libgpiod 2.x (gpiod2_smoke.sh)
+#   tests/hw/hw_test.sh run [RUN_VM_OPTIONS] SCENARIO [FILE...]   any scenario (arguments of run_vm.sh)
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SKIP=77
+case ${1:-} in
+  smoke | gpiod2 | run) ;;
+  *) sed -n '2,7p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+esac
 
 out=$(bash "$here/setup.sh" 2>&1)
 rc=$?
@@ -26,6 +31,9 @@ fi
 case ${1:-} in
   smoke)
     exec bash "$here/run_vm.sh" "$here/smoke.sh" ;;
+  run)
+    shift
+    exec bash "$here/run_vm.sh" "$@" ;;
   gpiod2)
     work=${2:-}
     if [ -z "$work" ]; then

@@ -23,7 +23,9 @@
 # Exit: 0 the scenario passed; 1 it failed; 2 bad usage; 3 the VM gave no consistent result (timeout,
 # panic); 77 the cache is not ready (run tests/hw/setup.sh first). A pass needs both the console's
 # last "RESULT: PASS" and qemu's exit code from isa-debug-exit.
-set -euo pipefail
+set -Eeuo pipefail
+on_err='echo "run_vm: ERROR: unexpected failure at line $LINENO: $BASH_COMMAND"'
+trap "$on_err" ERR
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${MESHRUN_HW_CACHE:-/var/cache/meshrun-hw}
@@ -80,7 +82,7 @@ for applet in $("$HW_BUSYBOX" --list); do
 done
 
 # A file at its place in the VM, and the libraries it needs.
-declare -A copied=()
+declare -A copied=() libdirs=()
 put() { # HOST GUEST
   local src=$1 dst=$2 lib
   [ -n "${copied[$dst]:-}" ] && return 0
@@ -94,7 +96,12 @@ put() { # HOST GUEST
   if [ -x "$src" ] && head -c 4 "$src" | grep -q 'ELF'; then
     for lib in $(ldd "$src" 2>/dev/null | awk '/=> \// { print $3 } /^[ \t]*\/[^ ]+ \(0x/ { print $1 }'); do
       put "$lib" "$lib"
+      case $(dirname "$lib") in
+        /lib | /lib64 | /usr/lib | /lib/x86_64-linux-gnu | /usr/lib/x86_64-linux-gnu) ;;
+        *) libdirs[$(dirname "$lib")]=1 ;; # found through LD_LIBRARY_PATH: the same inside
+      esac
     done
+    ldd "$src" 2>/dev/null | awk -v f="$src" '/=> not found/ { print "run_vm: warning: " f " needs " $1 ", which ldd does not find" }' >&2 || true
   fi
 }
 
@@ -118,6 +125,9 @@ cp "$HW_CONFIGFS_KO" "$root/hw/configfs.ko"
 cp "$HW_GPIO_SIM_KO" "$root/hw/gpio-sim.ko"
 echo "$chips" | tr ';' ' ' >"$root/hw/chips"
 : >"$root/hw/env"
+if [ ${#libdirs[@]} -gt 0 ]; then
+  printf "export LD_LIBRARY_PATH='%s'\n" "$(IFS=:; echo "${!libdirs[*]}")" >>"$root/hw/env"
+fi
 for e in ${envs[@]+"${envs[@]}"}; do
   name=${e%%=*}
   value=${e#*=}
@@ -135,6 +145,7 @@ t1=$(date +%s.%N)
 console=$tmp/console.log
 show() { if [ "$quiet" = 1 ]; then tee "$console" >/dev/null; else tee "$console"; fi; }
 set +e
+trap - ERR
 timeout -k 5 "$timeout" qemu-system-x86_64 -accel tcg -M pc -cpu max -smp 1 -m "$mem" \
   -nodefaults -no-user-config -display none -monitor none -no-reboot -nic none \
   -chardev stdio,id=con,signal=off -serial chardev:con \
@@ -144,6 +155,7 @@ timeout -k 5 "$timeout" qemu-system-x86_64 -accel tcg -M pc -cpu max -smp 1 -m "
   </dev/null 2>&1 | sed -u 's/\r$//' | show
 rc=${PIPESTATUS[0]}
 set -e
+trap "$on_err" ERR
 t2=$(date +%s.%N)
 [ -n "$log" ] && cp "$console" "$log"
 
