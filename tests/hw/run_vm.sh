@@ -24,7 +24,7 @@
 # panic); 77 the cache is not ready (run tests/hw/setup.sh first). A pass needs both the console's
 # last "RESULT: PASS" and qemu's exit code from isa-debug-exit.
 set -Eeuo pipefail
-on_err='echo "run_vm: ERROR: unexpected failure at line $LINENO: $BASH_COMMAND"'
+on_err='[ "$BASH_SUBSHELL" -eq 0 ] && echo "run_vm: ERROR: unexpected failure at line $LINENO: $BASH_COMMAND" >&2'
 trap "$on_err" ERR
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -94,14 +94,14 @@ put() { # HOST GUEST
   fi
   cp -L "$src" "$root$dst"
   if [ -x "$src" ] && head -c 4 "$src" | grep -q 'ELF'; then
-    for lib in $(ldd "$src" 2>/dev/null | awk '/=> \// { print $3 } /^[ \t]*\/[^ ]+ \(0x/ { print $1 }'); do
+    for lib in $({ ldd "$src" 2>/dev/null || true; } | awk '/=> \// { print $3 } /^[ \t]*\/[^ ]+ \(0x/ { print $1 }'); do
       put "$lib" "$lib"
       case $(dirname "$lib") in
         /lib | /lib64 | /usr/lib | /lib/x86_64-linux-gnu | /usr/lib/x86_64-linux-gnu) ;;
         *) libdirs[$(dirname "$lib")]=1 ;; # found through LD_LIBRARY_PATH: the same inside
       esac
     done
-    ldd "$src" 2>/dev/null | awk -v f="$src" '/=> not found/ { print "run_vm: warning: " f " needs " $1 ", which ldd does not find" }' >&2 || true
+    { ldd "$src" 2>/dev/null || true; } | awk -v f="$src" '/=> not found/ { print "run_vm: warning: " f " needs " $1 ", which ldd does not find" }' >&2
   fi
 }
 

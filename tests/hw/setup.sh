@@ -18,7 +18,7 @@
 # Environment: MESHRUN_HW_CACHE (cache folder), MESHRUN_HW_KABI (pin a kernel ABI, e.g. 6.1.0-57-amd64),
 # MESHRUN_HW_DEBIAN_MIRROR (the Debian mirror used for trixie's libgpiod; default: the system's).
 set -Eeuo pipefail
-trap 'echo "hw setup: ERROR: unexpected failure at line $LINENO: $BASH_COMMAND"' ERR
+trap '[ "$BASH_SUBSHELL" -eq 0 ] && echo "hw setup: ERROR: unexpected failure at line $LINENO: $BASH_COMMAND"' ERR
 
 CACHE=${MESHRUN_HW_CACHE:-/var/cache/meshrun-hw}
 SKIP=77
