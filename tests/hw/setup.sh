@@ -24,7 +24,15 @@ CACHE=${MESHRUN_HW_CACHE:-/var/cache/meshrun-hw}
 SKIP=77
 
 say() { echo "hw setup: $*"; }
-skip() { echo "hw setup: SKIP: $*"; exit "$SKIP"; }
+# Something cannot be had: SKIP, unless a complete cache from before can serve (offline, say).
+skip() {
+  if [ "${prev_ok:-0}" = 1 ]; then
+    echo "hw setup: cannot update the cache ($*): using it as it was: $CACHE/env.sh"
+    exit 0
+  fi
+  echo "hw setup: SKIP: $*"
+  exit "$SKIP"
+}
 die() { echo "hw setup: ERROR: $*"; exit 1; }
 
 mkdir -p "$CACHE" 2>/dev/null || skip "cannot create the cache folder $CACHE (set MESHRUN_HW_CACHE)"
@@ -36,6 +44,15 @@ LOG=$CACHE/logs/setup.log
 # One set-up at a time (ctest -j, several clones sharing the cache).
 exec 9>"$CACHE/.lock"
 flock -w 1800 9 || skip "the cache $CACHE stayed locked for 30 minutes"
+: >"$LOG"
+
+# A complete cache from an earlier run, still usable if this one cannot get something new.
+prev_ok=0
+if [ -f "$CACHE/env.sh" ] && command -v qemu-system-x86_64 >/dev/null &&
+  (. "$CACHE/env.sh" && for f in "$HW_VMLINUX" "$HW_CONFIGFS_KO" "$HW_GPIO_SIM_KO" "$HW_BUSYBOX" \
+    "$HW_LIBGPIOD2_LIB/libgpiod.a"; do [ -f "$f" ] || exit 1; done); then
+  prev_ok=1
+fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/meshrun-hw-setup.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
@@ -90,7 +107,7 @@ if [ -z "$kabi" ]; then
   if [ -z "$kabi" ] && apt_update; then kabi=$(headers_candidate); fi
   if [ -z "$kabi" ]; then # no apt lists: the newest headers already installed
     kabi=$(dpkg-query -W -f='${Package} ${Status}\n' 'linux-headers-*-amd64' 2>/dev/null \
-      | awk '/install ok installed/ {print $1}' | sed 's/^linux-headers-//' | grep -v -e cloud -e rt | sort -V | tail -n 1)
+      | awk '/install ok installed/ {print $1}' | sed 's/^linux-headers-//' | grep -v -e '-cloud-' -e '-rt-' | sort -V | tail -n 1 || true)
   fi
   [ -n "$kabi" ] || skip "no linux-headers-amd64 known to apt (no package lists, registry unreachable?)"
 fi

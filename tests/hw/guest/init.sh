@@ -45,7 +45,7 @@ done
 export HW_CHIPS
 
 [ -f /hw/env ] && . /hw/env
-cd /test
+cd /test || result FAIL "no /test"
 sh -c '. /hw/lib.sh; . /hw/scenario.sh'
 rc=$?
 failed=$(wc -l <"$HW_FAILURES")
