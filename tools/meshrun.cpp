@@ -159,9 +159,9 @@ Loaded load(const std::string& path, dsl::Severity not_available) {
 struct RunOptions {
     std::string file;
     std::string node;
-    std::vector<std::string> only;
+    std::string only;  // A,B,...: one argument, so that the file may follow it
     bool sim = false;
-    std::string bind;
+    std::optional<std::string> bind;  // given, even empty: refused by the fleet, never ignored
     std::uint64_t seed = 0;
     std::string log = "text";
     std::string color = "auto";
@@ -202,6 +202,16 @@ bool nothing_to_run(const engine::Graph& graph, const std::vector<int>& nodes, c
     return true;
 }
 
+std::vector<std::string> split(std::string_view text, char sep) {
+    std::vector<std::string> parts;
+    for (std::size_t at = 0; at <= text.size();) {
+        const std::size_t end = std::min(text.find(sep, at), text.size());
+        parts.emplace_back(text.substr(at, end - at));
+        at = end + 1;
+    }
+    return parts;
+}
+
 int run_fleet(const RunOptions& opt, bool one_node) {
     const auto loaded = load(opt.file, dsl::Severity::error);
     if (!loaded.graph) return loaded.status;
@@ -212,7 +222,11 @@ int run_fleet(const RunOptions& opt, bool one_node) {
         if (index < 0) return exit_usage;
         fleet_options.nodes.push_back(index);
     } else if (!opt.only.empty()) {
-        for (const auto& name : opt.only) {
+        for (const auto& name : split(opt.only, ',')) {
+            if (name.empty()) {
+                fmt::print(stderr, "meshrun: error: --only `{}`: an empty node name\n", opt.only);
+                return exit_usage;
+            }
             const int index = find_node(*graph, name);
             if (index < 0) return exit_usage;
             fleet_options.nodes.push_back(index);
@@ -221,7 +235,7 @@ int run_fleet(const RunOptions& opt, bool one_node) {
         for (std::size_t i = 0; i < graph->nodes.size(); ++i) fleet_options.nodes.push_back(static_cast<int>(i));
     }
     if (nothing_to_run(*graph, fleet_options.nodes, opt.file)) return exit_errors;
-    if (!opt.bind.empty()) fleet_options.bind = opt.bind;
+    fleet_options.bind = opt.bind;
     fleet_options.local = !one_node;  // `up`: the whole fleet (or --only's part) on this machine
     fleet_options.queue_limit = opt.queue_limit;
     fleet_options.grace = std::chrono::milliseconds(static_cast<std::int64_t>(opt.grace * 1000));
@@ -489,7 +503,14 @@ int main(int argc, char** argv) {
         sub->add_option("--grace", run.grace,
                         "Seconds to go on delivering held messages after SIGINT or SIGTERM; then what is left "
                         "is named in a warning (a second signal stops at once)")
-            ->check(CLI::Range(0.0, 3600.0))
+            ->check(CLI::Validator(
+                [](const std::string& text) {
+                    // CLI::Range lets `nan` through; a grace is a plain number of seconds.
+                    char* end = nullptr;
+                    const double v = std::strtod(text.c_str(), &end);
+                    return *end == '\0' && v >= 0 && v <= 3600 ? std::string() : "a number of seconds from 0 to 3600";
+                },
+                "SECONDS"))
             ->default_str("5");
         sub->add_flag("--timestamps", run.timestamps,
                       "Start each log line with the local time, 2026-11-30 14:03:05.123 (JSON: add `time`)");
@@ -515,7 +536,8 @@ int main(int argc, char** argv) {
 
     auto* up_cmd = app.add_subcommand("up", "Run every node of a .mesh file in one process, on simulated pins");
     up_cmd->add_option("file", run.file, "The .mesh file")->required()->type_name("FILE");
-    up_cmd->add_option("--only", run.only, "Run only these nodes")->delimiter(',')->type_name("A,B,...");
+    up_cmd->add_option("--only", run.only, "Run only these nodes (the others are reached where the file says)")
+        ->type_name("A,B,...");
     add_run_options(up_cmd);
     up_cmd->footer("Every node runs on this machine, whatever host the file names: each listens on loopback, on\n"
                    "its declared port where that is free and not taken by another node, otherwise on a free port\n"

@@ -109,6 +109,28 @@ private:
 
 }  // namespace
 
+namespace {
+
+// The code point of one well-formed UTF-8 sequence.
+char32_t decode(std::string_view seq) {
+    const auto b = [&](std::size_t i) { return static_cast<char32_t>(static_cast<unsigned char>(seq[i])); };
+    switch (seq.size()) {
+        case 2: return ((b(0) & 0x1f) << 6) | (b(1) & 0x3f);
+        case 3: return ((b(0) & 0x0f) << 12) | ((b(1) & 0x3f) << 6) | (b(2) & 0x3f);
+        default: return ((b(0) & 0x07) << 18) | ((b(1) & 0x3f) << 12) | ((b(2) & 0x3f) << 6) | (b(3) & 0x3f);
+    }
+}
+
+// Characters that move or hide text on a terminal rather than show: C1 controls (U+009B is a
+// CSI on some terminals), the line and paragraph separators, and the bidirectional controls
+// (U+202E shows `bidi\u202egnp.exe` as `bidiexe.png`).
+bool invisible(char32_t cp) {
+    return (cp >= 0x80 && cp < 0xa0) || cp == 0x061c || cp == 0x200e || cp == 0x200f || (cp >= 0x2028 && cp <= 0x202e) ||
+           (cp >= 0x2066 && cp <= 0x2069);
+}
+
+}  // namespace
+
 std::string escape_controls(std::string_view text) {
     std::string out;
     out.reserve(text.size());
@@ -134,9 +156,8 @@ std::string escape_controls(std::string_view text) {
         if (n == 0) {
             fmt::format_to(std::back_inserter(out), "\\x{:02x}", c);
             ++i;
-        } else if (n == 2 && c == 0xc2 && static_cast<unsigned char>(text[i + 1]) < 0xa0) {
-            // A C1 control: U+0080 to U+009F (U+009B is a CSI on some terminals).
-            fmt::format_to(std::back_inserter(out), "\\u{:04x}", static_cast<unsigned char>(text[i + 1]));
+        } else if (const char32_t cp = decode(text.substr(i, n)); invisible(cp)) {
+            fmt::format_to(std::back_inserter(out), "\\u{:04x}", static_cast<std::uint32_t>(cp));
             i += n;
         } else {
             out.append(text.substr(i, n));

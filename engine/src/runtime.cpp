@@ -15,6 +15,7 @@
 #include <set>
 #include <unordered_map>
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -132,35 +133,45 @@ private:
     std::minstd_rand rng_;
 };
 
-// A failure that repeats is logged once, then summarised: once a minute while it
-// goes on, and once when it ends. Never a line per attempt.
+// A failure that repeats is logged once, then summarised: each kind of failure the
+// first time it happens in a run of failures, then once a minute a count of what
+// followed, and once when it works again. Never a line per attempt.
 class Repeated {
 public:
-    // The line to log for this failure, if any.
-    std::optional<std::string> failed(Micros now, std::string_view first_line, std::string_view why) {
+    explicit Repeated(std::string subject) : subject_(std::move(subject)) {}
+
+    // The line to log for this failure (`line` when `why` is new in this run), if any.
+    std::optional<std::string> failed(Micros now, std::string_view line, std::string_view why) {
         last_ = why;
-        ++count_;
-        if (count_ == 1) {
-            since_ = summarised_ = now;
-            return std::string(first_line);
+        if (count_++ == 0) since_ = summarised_ = now;
+        if (std::find(seen_.begin(), seen_.end(), why) == seen_.end() && seen_.size() < 8) {
+            seen_.emplace_back(why);
+            return std::string(line);
         }
+        ++unlogged_;
         if (now - summarised_ < std::chrono::minutes(1)) return std::nullopt;
+        auto summary = fmt::format("{}: {} more failure{} in the last {} s (last: {})", subject_, unlogged_,
+                                   unlogged_ == 1 ? "" : "s", (now - summarised_).count() / 1'000'000, last_);
         summarised_ = now;
-        return fmt::format("{} more failures like this in {} s (last: {})", count_ - 1, (now - since_).count() / 1'000'000, last_);
+        unlogged_ = 0;
+        return summary;
     }
+
     // The line to log once it works again, if it had failed.
     std::optional<std::string> recovered(Micros now, std::string_view what) {
         if (count_ == 0) return std::nullopt;
-        auto line = fmt::format("{} after {} in {} s (last: {})", what, count_ == 1 ? std::string("1 failure") : fmt::format("{} failures", count_),
+        auto line = fmt::format("{} after {} failure{} in {} s (last: {})", what, count_, count_ == 1 ? "" : "s",
                                 (now - since_).count() / 1'000'000, last_);
-        count_ = 0;
+        count_ = unlogged_ = 0;
+        seen_.clear();
         return line;
     }
-    bool failing() const { return count_ > 0; }
 
 private:
-    std::uint64_t count_ = 0;
+    std::string subject_;
+    std::uint64_t count_ = 0, unlogged_ = 0;
     Micros since_{0}, summarised_{0};
+    std::vector<std::string> seen_;  // the kinds of failure of this run already logged (the first 8)
     std::string last_;
 };
 
@@ -400,7 +411,20 @@ struct Firing {
     bool message = false;
     std::optional<std::string> reply;
     std::shared_ptr<Event> replied;  // message rules that may reply before they end
+    std::uint64_t steps = 0;         // statements run, and repeat rounds: bounded (max_steps)
 };
+
+// Bounds on what one message can make a node do. A firing is stopped (an error, its
+// reply says so) past max_steps statements, so that no rule holds its node (and its
+// signals) for long; an `after` past max_delays pending on its node is refused.
+constexpr std::uint64_t max_steps = 10'000'000;
+constexpr std::size_t max_delays = 10'000;
+
+void count_step(Firing& f) {
+    if (++f.steps > max_steps)
+        throw std::runtime_error(fmt::format("stopped after {} statements and repeat rounds, the most one firing may run",
+                                             max_steps));
+}
 
 struct NodeRt;
 
@@ -423,7 +447,8 @@ public:
 
     task<Delivery> request(std::string payload);
     void stop();
-    std::size_t held() const { return queue_.size(); }
+    // The messages it holds: queued, and waiting for room in the queue.
+    std::size_t held() const { return queue_.size() + waiting_; }
     std::string name() const { return target_ + "/" + channel_; }
 
 private:
@@ -450,9 +475,11 @@ private:
     std::string down_;                   // why the connection ended, from read()
     bool refused_ = false;  // the peer closed over the message in flight (1003, 1007, 1009)
     Backoff backoff_;
-    Repeated failures_;
-    bool pumping_ = false, stopping_ = false, awaiting_ = false, full_reported_ = false;
+    Repeated failures_;  // named for the link in the constructor
+    Repeated full_;      // the queue full: logged once, then once a minute
+    bool pumping_ = false, stopping_ = false, awaiting_ = false;
     std::uint64_t unsolicited_ = 0;
+    std::size_t waiting_ = 0;  // senders waiting for room
 };
 
 struct PinState {
@@ -476,6 +503,10 @@ struct FleetCore {
     std::vector<bool> here;            // per graph node: whether it runs in this fleet
     std::vector<std::string> bound;    // per graph node here: the address it listens on
     bool stopping = false;
+    // Connections open, and the most there may be: the descriptor limit less what links,
+    // pins and the process itself need, so that a crowd of clients can never take the
+    // descriptor a link needs to deliver what it holds.
+    std::size_t connections = 0, max_connections = 0;
     std::uint64_t in_flight = 0;       // requests sent and not yet acknowledged
     Node tester_spec;                  // the test runner, as a node that only sends
     std::unique_ptr<NodeRt> tester;
@@ -521,7 +552,8 @@ struct NodeRt {
     std::uint64_t waiting = 0;
     Signal room;
     std::uint64_t skipped = 0;
-    Repeated session_failures;  // connections that end in an error: a client's fault, not the node's
+    std::size_t delays = 0;  // `after` bodies pending (max_delays)
+    Repeated session_failures{"connections"};  // ended in an error: a client's fault, not the node's
 
     NodeRt(FleetCore& f, const Node& s, std::uint64_t seed)
         : fleet(f), spec(s), received(s.sources.size()), rng(seed), room(f.io.get_executor()) {
@@ -535,8 +567,8 @@ struct NodeRt {
         if (--waiting > 0) return;
         room.notify();
         if (skipped == 0) return;
-        log(fmt::format("sending again: {} firing{} of timers, inputs and delays skipped while the queue was full",
-                        skipped, skipped == 1 ? " was" : "s were"));
+        log(fmt::format("sending again: {} firing{} of timers, inputs and delays {} skipped while a queue was full", skipped,
+                        skipped == 1 ? "" : "s", skipped == 1 ? "was" : "were"));
         skipped = 0;
     }
 
@@ -819,6 +851,10 @@ void NodeRt::step(const Op& op, Firing& f) {
         case Op::Kind::log: log(eval(op.expr, f)); break;
         case Op::Kind::after: {
             // The body runs later with the value and tick it was scheduled with.
+            if (delays >= max_delays)
+                throw std::runtime_error(fmt::format("{} delays (`after`) are pending on this node already, the most it holds",
+                                                     max_delays));
+            ++delays;
             auto later = std::make_shared<Firing>();
             later->rule = f.rule;
             later->value = f.value;
@@ -826,6 +862,7 @@ void NodeRt::step(const Op& op, Firing& f) {
             const std::vector<Op>* then = &op.body;
             const bool wait = can_wait(op.body);
             fleet.clock->call_at(fleet.clock->now() + op.delay, [this, then, later, wait] {
+                --delays;
                 if (fleet.stopping) return;
                 if (wait && waiting > 0) {
                     if (skipped++ == 0) log("skipping a delayed body that sends while a queue is full");
@@ -843,8 +880,12 @@ void NodeRt::step(const Op& op, Firing& f) {
 
 void NodeRt::run_now(const std::vector<Op>& body, Firing& f) {
     for (const Op& op : body) {
+        count_step(f);
         if (op.kind == Op::Kind::repeat) {
-            for (std::int64_t i = 0; i < op.count; ++i) run_now(op.body, f);
+            for (std::int64_t i = 0; i < op.count; ++i) {
+                count_step(f);
+                run_now(op.body, f);
+            }
         } else if (op.kind == Op::Kind::call) {
             run_now(spec.actions[static_cast<std::size_t>(op.action)].body, f);
         } else {
@@ -855,6 +896,7 @@ void NodeRt::run_now(const std::vector<Op>& body, Firing& f) {
 
 task<void> NodeRt::exec(const std::vector<Op>& body, std::shared_ptr<Firing> f) {
     for (const Op& op : body) {
+        count_step(*f);
         switch (op.kind) {
             case Op::Kind::send: {
                 const std::string payload = eval(op.expr, *f);
@@ -876,7 +918,10 @@ task<void> NodeRt::exec(const std::vector<Op>& body, std::shared_ptr<Firing> f) 
                 break;
             }
             case Op::Kind::repeat:
-                for (std::int64_t i = 0; i < op.count; ++i) co_await exec(op.body, f);
+                for (std::int64_t i = 0; i < op.count; ++i) {
+                    count_step(*f);
+                    co_await exec(op.body, f);
+                }
                 break;
             case Op::Kind::call: co_await exec(spec.actions[static_cast<std::size_t>(op.action)].body, f); break;
             default: step(op, *f); break;
@@ -894,7 +939,9 @@ Link::Link(NodeRt& owner, int target, std::string channel)
       channel_(std::move(channel)),
       wake_(owner.executor()),
       room_(owner.executor()),
-      answered_(owner.executor()) {}
+      answered_(owner.executor()),
+      failures_(target_ + "/" + channel_),
+      full_("the queue to " + target_ + "/" + channel_) {}
 
 void Link::log(std::string_view text) { owner_.log(text); }
 
@@ -903,18 +950,19 @@ task<Delivery> Link::request(std::string payload) {
     if (payload.size() > max_message) {
         // Every meshrun node closes a connection over such a message (1009): refuse it here.
         --owner_.fleet.in_flight;
-        const auto why = fmt::format("{} bytes is over the limit of {} bytes a message", payload.size(), max_message);
+        const auto why = fmt::format("the message is {} bytes, over the limit of {} bytes", payload.size(), max_message);
         log(fmt::format("error: a message to {} was dropped: {}", name(), why));
         co_return Delivery{{}, why};
     }
     const std::size_t limit = std::max<std::size_t>(1, owner_.fleet.options.queue_limit);
     if (queue_.size() >= limit) {
-        if (!full_reported_) {
-            log(fmt::format("the queue to {} is full ({} messages); sending rules wait for room", name(), limit));
-            full_reported_ = true;
-        }
+        const auto why = fmt::format("the queue to {} is full ({} message{}); sending rules wait for room", name(), limit,
+                                     limit == 1 ? "" : "s");
+        if (auto line = full_.failed(owner_.fleet.clock->now(), why, why)) log(*line);
         ++owner_.waiting;
+        ++waiting_;
         while (queue_.size() >= limit && !stopping_) co_await room_.wait();
+        --waiting_;
         owner_.done_waiting();
     }
     auto r = std::make_shared<Request>(Request{std::move(payload), {}, Event(owner_.executor())});
@@ -945,7 +993,6 @@ void Link::finish(Delivery result) {
     auto r = queue_.front();
     queue_.pop_front();
     if (queue_.empty()) queue_.shrink_to_fit();  // memory comes back after a burst
-    full_reported_ = full_reported_ && !queue_.empty();
     r->result = std::move(result);
     r->done.notify();
     room_.notify();
@@ -994,10 +1041,17 @@ task<std::string> Link::connect() {
 task<void> Link::read(std::shared_ptr<WsStream> ws) {
     beast::flat_buffer buffer;
     beast::error_code ec;
+    std::string refusal;  // a reply this link refuses for what it is
     while (true) {
         buffer.clear();
         co_await ws->async_read(buffer, asio::redirect_error(use, ec));
         if (ec) break;
+        if (!ws->got_text()) {
+            refusal = fmt::format("{} replied with a binary message (replies are text)", name());
+            co_await ws->async_close(websocket::close_reason(websocket::close_code::unknown_data, "text replies only"),
+                                     asio::redirect_error(use, ec));
+            break;
+        }
         if (awaiting_ && !reply_) {
             reply_ = beast::buffers_to_string(buffer.data());
             answered_.notify();
@@ -1008,8 +1062,18 @@ task<void> Link::read(std::shared_ptr<WsStream> ws) {
     if (ws_ != ws) co_return;  // stopped, or already replaced
     ws_.reset();
     const auto reason = ws->reason();
-    if (ec == websocket::error::closed) {
-        down_ = fmt::format("{} closed the connection: {}{}", name(), static_cast<int>(reason.code),
+    if (ec == websocket::error::message_too_big) {
+        refusal = fmt::format("the reply of {} is over the limit of {} bytes", name(), max_message);
+    } else if (ec == websocket::error::bad_frame_payload) {
+        refusal = fmt::format("the reply of {} is not valid UTF-8", name());
+    }
+    if (!refusal.empty()) {
+        down_ = refusal;
+        refused_ = awaiting_;
+    } else if (ec == websocket::error::closed) {
+        // 1005: the close frame had no code (RFC 6455, 7.1.5).
+        const int code = reason.code == websocket::close_code::none ? 1005 : static_cast<int>(reason.code);
+        down_ = fmt::format("{} closed the connection: {}{}", name(), code,
                             reason.reason.empty() ? "" : fmt::format(" ({})", std::string_view(reason.reason.data(), reason.reason.size())));
         if (reason.code == websocket::close_code::unknown_data || reason.code == websocket::close_code::bad_payload ||
             reason.code == websocket::close_code::too_big)
@@ -1079,6 +1143,7 @@ task<void> http_reply(TcpStream& stream, const http::request<http::string_body>&
     res.keep_alive(false);
     res.body() = std::move(body);
     res.prepare_payload();
+    if (req.method() == http::verb::head) res.body().clear();  // the length of what GET would send, no body
     beast::error_code ec;
     co_await http::async_write(stream, res, asio::redirect_error(use, ec));
     stream.socket().shutdown(Socket::shutdown_send, ec);
@@ -1092,14 +1157,24 @@ task<void> session(NodeRt& node, Socket socket) {
     beast::error_code ec;
     stream.expires_after(std::chrono::seconds(30));
     co_await http::async_read(stream, buffer, req, asio::redirect_error(use, ec));
+    if (ec == http::error::header_limit || ec == http::error::body_limit || ec == http::error::buffer_overflow) {
+        co_await http_reply(stream, req, http::status::request_header_fields_too_large, "text/plain", "request too large\n");
+        co_return;
+    }
     if (ec) co_return;
     std::string_view path(req.target().data(), req.target().size());
     path = path.substr(0, path.find('?'));
     const Source* channel = path.size() > 1 ? node.spec.channel(path.substr(1)) : nullptr;
 
     if (!websocket::is_upgrade(req)) {
-        if (path == "/" && req.method() == http::verb::get) {
+        const bool get = req.method() == http::verb::get || req.method() == http::verb::head;
+        if (path == "/" && get) {
             co_await http_reply(stream, req, http::status::ok, "application/json", node.status() + "\n");
+        } else if (path == "/") {
+            co_await http_reply(stream, req, http::status::method_not_allowed, "text/plain", "GET / is the node's status\n");
+        } else if (channel) {
+            co_await http_reply(stream, req, http::status::upgrade_required, "text/plain",
+                                fmt::format("/{} is a websocket channel: connect with a websocket client\n", channel->name));
         } else {
             co_await http_reply(stream, req, http::status::not_found, "text/plain",
                                 fmt::format("no channel `{}` on node `{}`\n", path, node.spec.name));
@@ -1172,7 +1247,7 @@ task<void> session(NodeRt& node, Socket socket) {
 // summarised, and accepting resumes when descriptors are free again.
 task<void> listen(NodeRt& node) {
     Backoff backoff(std::chrono::milliseconds(100), std::chrono::milliseconds(1000));
-    Repeated failures;
+    Repeated failures("accepting connections"), refused("connections refused");
     while (true) {
         beast::error_code ec;
         Socket socket = co_await node.acceptor->async_accept(asio::redirect_error(use, ec));
@@ -1187,7 +1262,22 @@ task<void> listen(NodeRt& node) {
         }
         if (auto line = failures.recovered(node.fleet.clock->now(), "accepting connections again")) node.log(*line);
         backoff.reset();
-        asio::co_spawn(node.executor(), session(node, std::move(socket)), or_log(node.fleet.log, node.spec.name, "a connection"));
+        FleetCore& fleet = node.fleet;
+        if (fleet.connections >= fleet.max_connections) {
+            static constexpr std::string_view busy = "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+            socket.write_some(asio::buffer(busy), ec);  // a fresh socket takes it whole
+            socket.close(ec);
+            const auto why = fmt::format("{} connections are open, the most this process's descriptor limit leaves room for",
+                                         fleet.max_connections);
+            if (auto line = refused.failed(fleet.clock->now(), "refusing new connections (HTTP 503): " + why, why)) node.log(*line);
+            continue;
+        }
+        if (auto line = refused.recovered(fleet.clock->now(), "taking new connections again")) node.log(*line);
+        ++fleet.connections;
+        asio::co_spawn(node.executor(), session(node, std::move(socket)), [&node](std::exception_ptr e) {
+            --node.fleet.connections;
+            or_log(node.fleet.log, node.spec.name, "a connection")(e);
+        });
     }
 }
 
@@ -1212,6 +1302,10 @@ asio::ip::address listen_address(asio::io_context& io, const std::string& host) 
     beast::error_code ec;
     const auto a = asio::ip::make_address(plain, ec);
     if (!ec) return a;
+    // The resolver would take `0` or `127.1` (inet_aton's shorthands): digits and dots are an
+    // IPv4 address written in full, or nothing.
+    if (plain.find_first_not_of("0123456789.") == std::string::npos)
+        throw std::runtime_error(fmt::format("`{}` is not an IPv4 address (four numbers, as in 127.0.0.1)", host));
     tcp::resolver resolver(io);
     const auto found = resolver.resolve(plain, "", ec);
     if (ec || found.empty())
@@ -1271,12 +1365,31 @@ void Fleet::start() {
     std::optional<asio::ip::address> bind;
     if (f.options.bind) {
         try {
+            if (f.options.bind->empty()) throw std::runtime_error("an empty address (0.0.0.0 is every interface)");
             bind = listen_address(f.io, *f.options.bind);
         } catch (const std::exception& e) {
             throw BadOption(fmt::format("--bind: {}", e.what()));
         }
     }
+    {
+        rlimit files{};
+        ::getrlimit(RLIMIT_NOFILE, &files);
+        std::size_t reserve = 32;  // the process: standard streams, the loop, resolving, signals
+        for (auto& node : f.nodes) reserve += 2 * (node->links.size() + node->spec.pins.size() + 1);
+        const std::size_t limit = files.rlim_cur == RLIM_INFINITY ? std::size_t{1} << 20 : files.rlim_cur;
+        f.max_connections = limit > reserve + 8 ? limit - reserve : 8;
+    }
     std::map<std::uint16_t, std::string> taken;  // `up`: the ports of the nodes already listening
+    if (f.options.local) {
+        // With --only, the nodes that do not run here are reached where declared: one declared on
+        // this machine keeps its port, or a node here would answer in its place.
+        for (std::size_t i = 0; i < f.graph.nodes.size(); ++i) {
+            const Node& n = f.graph.nodes[i];
+            const std::string host = unbracket(n.host);
+            const bool on_loopback = host.empty() || host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+            if (!f.here[i] && n.port && on_loopback) taken.emplace(*n.port, n.name);
+        }
+    }
     std::vector<std::string> moved(f.graph.nodes.size());
     for (auto& node : f.nodes) {
         node->start_pins();  // throws PinError
@@ -1312,7 +1425,9 @@ void Fleet::start() {
         }
         if (ec) {
             std::string hint;
-            if (ec == boost::system::errc::address_not_available)
+            if (ec == boost::system::errc::address_not_available && bind)
+                hint = fmt::format("; `{}` (--bind) is not an address of this machine", *f.options.bind);
+            else if (ec == boost::system::errc::address_not_available)
                 hint = fmt::format("; `{}` is not an address of this machine: run the node there, give --bind ADDR, "
                                    "or run the whole fleet here with `meshrun up`", host);
             throw std::runtime_error(fmt::format("node `{}` cannot listen on {}: {}{}", node->spec.name,

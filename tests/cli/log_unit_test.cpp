@@ -122,3 +122,10 @@ TEST_CASE("the JSON logger keeps the text exact, and with timestamps adds the lo
         std::fclose(out);
     });
 }
+
+TEST_CASE("line separators and bidirectional controls are escaped, other characters are not", "[log]") {
+    CHECK(escape_controls("bidi\u202egnp.exe") == "bidi\\u202egnp.exe");
+    CHECK(escape_controls("a\u2028b\u2029c") == "a\\u2028b\\u2029c");
+    CHECK(escape_controls("\u2066x\u2069\u200e\u200f\u061c") == "\\u2066x\\u2069\\u200e\\u200f\\u061c");
+    CHECK(escape_controls("K\u00fcche \u20ac \U0001F600") == "K\u00fcche \u20ac \U0001F600");
+}

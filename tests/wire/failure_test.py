@@ -169,6 +169,12 @@ class RefusingPeer:
                 code = int(message.split()[1])
                 await ws.close(code, "refused by the test peer")
                 return
+            if message == "big-reply":
+                await ws.send("r" * 70_000)  # over the 64 KiB a meshrun link takes
+                continue
+            if message == "binary-reply":
+                await ws.send(b"\x00\x01")
+                continue
             if message.startswith("close"):
                 await ws.close(1000, "")  # a clean close, before any reply
                 return
@@ -261,12 +267,21 @@ node b at {HOST}:{pb} {{ on other -> ack "ok" }}
         a.wait_for_line("connected to b/in again", STEP)
         b.stop()
         a.wait_for_line("b/in closed the connection: 1001 (node stopping)", 2.0)
+        # A new kind of failure in this outage is logged too, not only counted.
+        wrong_b = Node(meshrun, mesh_b, "b", wait_port=pb)
+        asyncio.run(ask(pa, "go", "2"))
+        deadline = time.monotonic() + STEP
+        while a.log().count("b has no channel `in`") < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        expect(a.log().count("b has no channel `in`") == 2, f"the second 404 is not logged:\n{a.log()[-1500:]}")
+        wrong_b.stop()
     finally:
         a.stop()
 
 
 def check_out_of_descriptors(meshrun):
-    """At the open-file limit the accept loop pauses (logged once) instead of spinning, and recovers."""
+    """Near the open-file limit new connections are refused with 503 (logged once) instead of taking the
+    descriptors links need; no spinning; connections are taken again once clients leave."""
     pb = free_port()
     mesh = write_mesh(f"""
 node b at {HOST}:{pb} {{ on in -> ack "ok" }}
@@ -276,16 +291,18 @@ node b at {HOST}:{pb} {{ on in -> ack "ok" }}
     try:
         for _ in range(45):
             sockets.append(socket.create_connection((HOST, pb), timeout=STEP))
-        b.wait_for_line("cannot accept connections", STEP)
+        b.wait_for_line("refusing new connections (HTTP 503)", STEP)
+        sockets[-1].settimeout(STEP)
+        expect(sockets[-1].recv(100).startswith(b"HTTP/1.1 503"), "the last connection is not answered 503")
         cpu = idle_cpu(b, 2.0)
         expect(cpu < 0.3, f"the node used {cpu:.2f} s of CPU in 2 s at the descriptor limit")
         for s in sockets:
             s.close()
         sockets = []
         expect(asyncio.run(ask(pb, "in", "1")) == "ok", "no answer after descriptors were freed")
-        b.wait_for_line("accepting connections again", STEP)
+        b.wait_for_line("taking new connections again", STEP)
         log = b.log()
-        expect(log.count("cannot accept connections") == 1, f"logged more than once:\n{log[-1000:]}")
+        expect(log.count("refusing new connections") == 1, f"logged more than once:\n{log[-1000:]}")
     finally:
         for s in sockets:
             s.close()
@@ -377,12 +394,13 @@ node b at {HOST}:{pb} {{ on in -> ack "ok" }}
         b.wait_for_line(f"listening on ws://[::1]:{pb}", STEP)
     finally:
         b.stop()
-    for bad in ("bogus.host.invalid", "1.2.3.4.5"):
+    for bad, why in (("bogus.host.invalid", "is not an IP address"), ("1.2.3.4.5", "is not an IPv4 address"),
+                     ("0", "is not an IPv4 address"), ("127.1", "is not an IPv4 address"), ("", "an empty address")):
         run = subprocess.run([meshrun, "run", mesh, "--node", "b", "--bind", bad], capture_output=True,
                              text=True, timeout=STEP)
-        expect(run.returncode == 2, f"--bind {bad}: exit {run.returncode}: {run.stdout}{run.stderr}")
-        expect(f"`{bad}` is not an IP address" in run.stderr, f"--bind {bad}: {run.stderr}")
-        expect("listening" not in run.stdout, f"--bind {bad} listened: {run.stdout}")
+        expect(run.returncode == 2, f"--bind {bad!r}: exit {run.returncode}: {run.stdout}{run.stderr}")
+        expect(why in run.stderr, f"--bind {bad!r}: {run.stderr}")
+        expect("listening" not in run.stdout, f"--bind {bad!r} listened: {run.stdout}")
 
 
 def check_declared_host_not_here(meshrun):
@@ -419,7 +437,137 @@ node two at 10.20.0.31:{port} {{ on in -> ack "two" }}
     expect(log.count("< one") == 3 and log.count("< two") == 3, log)
 
 
+def check_refused_replies(meshrun):
+    """A reply the link refuses (over 64 KiB, binary) drops that message once; it is not sent again."""
+    pa, pp = free_port(), free_port()
+    mesh = write_mesh(f"""
+node a at {HOST}:{pa} {{ on go -> {{ send value to p/in; ack "sent" }} }}
+node p at {HOST}:{pp} {{ on in -> ack "unused: a Python peer answers here" }}
+""")
+    peer = RefusingPeer(pp)
+
+    def body():
+        a = Node(meshrun, mesh, "a", args=["--grace", "0"], wait_port=pa)
+        try:
+            for message, why in (("big-reply", "the reply of p/in is over the limit"),
+                                 ("binary-reply", "p/in replied with a binary message")):
+                reply = asyncio.run(ask(pa, "go", message))
+                expect(reply.startswith("error: the message to p/in was dropped") and why in reply, f"{message}: {reply!r}")
+                expect(asyncio.run(ask(pa, "go", f"after-{message}")) == "sent", f"after {message}: not carried")
+            expect(idle_cpu(a, 1.0) < 0.2, "the sender spins")
+        finally:
+            a.stop()
+
+    run_with_peer(peer, body)
+    for message in ("big-reply", "binary-reply"):
+        expect(peer.received.count(message) == 1, f"`{message}` was sent {peer.received.count(message)} times")
+        expect(f"after-{message}" in peer.received, f"the message after {message} never arrived")
+
+
+def check_firing_bounds(meshrun):
+    """A firing that would run for ever is stopped with an error reply, the node answers meanwhile and
+    stops on SIGTERM; `after` cannot pile up without bound."""
+    pa = free_port()
+    mesh = write_mesh(f"""
+node a at {HOST}:{pa} {{
+    pin p = out gpiochip0 1
+    on spin -> {{ repeat 1000000 {{ repeat 1000000 {{ toggle p }} }}; ack "done" }}
+    on later -> {{ repeat 20000 {{ after 1h -> toggle p }}; ack "scheduled" }}
+    on ping -> ack "pong"
+}}
+""")
+    a = Node(meshrun, mesh, "a", args=["--sim", "--grace", "0"], wait_port=pa)
+    try:
+        reply = asyncio.run(ask(pa, "spin", "1"))
+        expect(reply.startswith("error: stopped after 10000000 statements"), f"spin: {reply!r}")
+        expect(asyncio.run(ask(pa, "ping", "1")) == "pong", "no answer after the stopped firing")
+        reply = asyncio.run(ask(pa, "later", "1"))
+        expect("10000 delays (`after`) are pending on this node already" in reply, f"later: {reply!r}")
+        rss = a.rss_mib()
+        reply = asyncio.run(ask(pa, "later", "1"))
+        expect("delays (`after`) are pending" in reply, f"later, again: {reply!r}")
+        expect(a.rss_mib() - rss < 2, f"memory grew {a.rss_mib() - rss:.1f} MiB for refused delays")
+        log = a.log()
+        expect("error: `on spin` failed: stopped after" in log, log[-1000:])
+        expect(a.stop() == 0, "exit status after SIGTERM")
+    finally:
+        a.stop()
+
+
+def check_held_counts_waiting_senders(meshrun):
+    """The shutdown warning counts the messages waiting for room in a full queue too."""
+    pa, pb = free_port(), free_port()
+    mesh = write_mesh(f"""
+node a at {HOST}:{pa} {{ on go -> {{ send value to b/in; ack "sent" }} }}
+node b at {HOST}:{pb} {{ on in -> ack "ok" }}
+""")
+    a = Node(meshrun, mesh, "a", args=["--queue-limit", "1", "--grace", "0.2"], wait_port=pa)
+    try:
+        async def five():
+            clients = [await websockets.connect(f"ws://{HOST}:{pa}/go", close_timeout=0.1) for _ in range(5)]
+            for i, ws in enumerate(clients):
+                await ws.send(str(i))
+            await asyncio.sleep(0.5)
+            return clients
+        asyncio.run(five())
+        expect(a.stop() == 0, "exit status")
+        log = a.log()
+        expect("warning: 5 messages to b/in were not delivered" in log, log[-1500:])
+    finally:
+        a.stop()
+
+
+def check_only_keeps_remote_ports(meshrun):
+    """`up --only` never binds a port that a node running elsewhere on this machine declares."""
+    port = free_port()
+    mesh = write_mesh(f"""
+node a at pi-a.invalid:{port} {{ on go -> {{ send value to b/in; ack "sent" }} }}
+node b at localhost:{port} {{ on in -> ack "from b" }}
+""")
+    log_path = tempfile.mktemp(suffix=".log")
+    with open(log_path, "w") as log_file:
+        proc = subprocess.Popen([meshrun, "up", mesh, "--color", "never", "--only", "a", "--grace", "0"],
+                                stdout=log_file, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + STEP
+            while time.monotonic() < deadline and "listening" not in open(log_path).read():
+                time.sleep(0.05)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(STEP)
+    log = open(log_path).read()
+    expect(f"(declared pi-a.invalid:{port}: port {port} is taken by `b`)" in log, log)
+
+
+def check_http(meshrun):
+    """Plain HTTP is answered as it should be: HEAD and GET / (status), 405, 426 for a channel, 404, 431."""
+    pb = free_port()
+    mesh = write_mesh(f"node b at {HOST}:{pb} {{ on in -> ack \"ok\" }}\n")
+    b = Node(meshrun, mesh, "b", wait_port=pb)
+
+    def status(request):
+        with socket.create_connection((HOST, pb), timeout=STEP) as s:
+            s.sendall(request)
+            return s.recv(200).split(b"\r\n", 1)[0].decode()
+
+    try:
+        expect(status(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n") == "HTTP/1.1 200 OK", "GET /")
+        expect(status(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n") == "HTTP/1.1 200 OK", "HEAD /")
+        expect(status(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n") == "HTTP/1.1 405 Method Not Allowed", "POST /")
+        expect(status(b"GET /in HTTP/1.1\r\nHost: x\r\n\r\n") == "HTTP/1.1 426 Upgrade Required", "GET /in")
+        expect(status(b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n") == "HTTP/1.1 404 Not Found", "GET /nope")
+        big = b"GET / HTTP/1.1\r\nX: " + b"a" * 20_000 + b"\r\n\r\n"
+        expect(status(big) == "HTTP/1.1 431 Request Header Fields Too Large", "a 20 KB header")
+    finally:
+        b.stop()
+
+
 CHECKS = [
+    check_refused_replies,
+    check_firing_bounds,
+    check_held_counts_waiting_senders,
+    check_only_keeps_remote_ports,
+    check_http,
     check_oversized_forward,
     check_refused_codes,
     check_clean_close_backs_off,

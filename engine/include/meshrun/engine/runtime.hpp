@@ -47,8 +47,8 @@ struct BadOption : std::runtime_error {
 
 // A pin whose line cannot be had at start: its declaration, why, and what to do.
 struct PinError : std::runtime_error {
-    PinError(dsl::Span at, const std::string& what, std::vector<std::string> help = {})
-        : std::runtime_error(what), span(at), help(std::move(help)) {}
+    PinError(dsl::Span at, const std::string& what, std::vector<std::string> notes = {})
+        : std::runtime_error(what), span(at), help(std::move(notes)) {}
     dsl::Span span;
     std::vector<std::string> help;  // one line each
 };
