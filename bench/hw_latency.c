@@ -3,16 +3,23 @@
 //
 //   hw_latency press PULL VALUE N [WARMUP]
 //       N presses of a gpio-sim button wired active low (after WARMUP unmeasured ones): writes
-//       "pull-down" to PULL (the button's sysfs `pull`), then reads VALUE (the remote output's
-//       sysfs `value`) in a tight loop until it is 1; then "pull-up" and until it is 0. Prints the
-//       press and release latencies: p50, p99, min, max in microseconds.
+//       "pull-down" to PULL (the button's sysfs `pull`) and waits until VALUE (the remote output's
+//       sysfs `value`) is 1; then "pull-up" and until it is 0. Prints the press and release
+//       latencies: p50, p99, min, max in microseconds, twice:
+//         press, release                  from the kernel's trace: a marker written just before the
+//                                         `pull` write, to the gpio_value event of the output being
+//                                         set (tracefs; the precise figure)
+//         press_polled, release_polled    until a tight loop reading VALUE sees the change
+//       Without tracefs only the polled figures are printed, as press and release.
 //   hw_latency tcp N [WARMUP]
 //       the reference: a forked echo server on 127.0.0.1 and N round trips of 16 bytes from a
 //       client with TCP_NODELAY, blocking reads (as a node waits); same figures.
 //
 // The VM has one CPU: a plain busy loop would take it from the nodes it waits for. The poller runs
-// under SCHED_IDLE, so any woken node preempts it at once, and it sees the change as soon as the
-// node that makes it has written it and gone back to sleep.
+// under SCHED_IDLE, so any woken node preempts it at once; but then it sees the change only once
+// every process has nothing left to do (the acknowledgement back, the sender's log line): the
+// polled figure is the time until the fleet is idle again, an upper bound. The trace says when the
+// kernel set the line.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <netinet/in.h>
@@ -60,6 +67,85 @@ static void idle_priority(void) {
     if (sched_setscheduler(0, SCHED_IDLE, &p) != 0) die("sched_setscheduler(SCHED_IDLE)");
 }
 
+static const char* const tracing = "/sys/kernel/debug/tracing";
+
+static int write_file(const char* dir, const char* name, const char* text) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    const int fd = open(path, O_WRONLY | O_TRUNC);
+    if (fd < 0) return -1;
+    const ssize_t w = write(fd, text, strlen(text));
+    close(fd);
+    return w < 0 ? -1 : 0;
+}
+
+// tracefs: the gpio_value event on, an empty buffer; the marker's descriptor, or -1 without tracing.
+static int trace_start(void) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/trace_marker", tracing);
+    if (access(path, W_OK) != 0) return -1;
+    if (write_file(tracing, "buffer_size_kb", "4096") || write_file(tracing, "trace", "") ||
+        write_file(tracing, "events/gpio/gpio_value/enable", "1") || write_file(tracing, "tracing_on", "1"))
+        return -1;
+    return open(path, O_WRONLY);
+}
+
+// The trace's timestamp (seconds, microsecond digits) of a line whose event starts at `event`.
+static uint64_t trace_ns(const char* line, const char* event) {
+    const char* p = event;
+    while (p > line && p[-1] == ' ') --p;  // "   12.345678: event"
+    if (p > line && p[-1] == ':') --p;
+    const char* b = p;
+    while (b > line && b[-1] != ' ') --b;
+    unsigned long sec = 0, usec = 0;
+    if (sscanf(b, "%lu.%lu", &sec, &usec) != 2) return 0;
+    return (uint64_t)sec * 1000000000u + (uint64_t)usec * 1000u;
+}
+
+// From each marker "P i" / "R i" to the next gpio_value event setting a line to 1 / 0.
+static int trace_collect(uint64_t* down, uint64_t* up, int n) {
+    write_file(tracing, "tracing_on", "0");
+    write_file(tracing, "events/gpio/gpio_value/enable", "0");
+    char path[256];
+    snprintf(path, sizeof path, "%s/trace", tracing);
+    FILE* f = fopen(path, "r");
+    if (!f) return -1;
+    char line[512];
+    int got = 0, index = -1;
+    char kind = 0;
+    uint64_t t0 = 0;
+    while (fgets(line, sizeof line, f)) {
+        const char* m = strstr(line, "tracing_mark_write: ");
+        const char* v = strstr(line, "gpio_value: ");
+        if (m) {
+            char k;
+            int i;
+            if (sscanf(m + strlen("tracing_mark_write: "), "%c %d", &k, &i) == 2 && (k == 'P' || k == 'R')) {
+                kind = k, index = i, t0 = trace_ns(line, m);
+            }
+        } else if (v && kind && index >= 0 && index < n) {
+            unsigned gpio;
+            char op[8];
+            int level;
+            if (sscanf(v + strlen("gpio_value: "), "%u %7s %d", &gpio, op, &level) != 3 || strcmp(op, "set") != 0) continue;
+            if (level != (kind == 'P')) continue;
+            const uint64_t t = trace_ns(line, v);
+            (kind == 'P' ? down : up)[index] = t > t0 ? t - t0 : 0;
+            got += kind == 'P';
+            kind = 0;
+        }
+    }
+    fclose(f);
+    return got == n ? 0 : -1;
+}
+
+static void mark(int fd, char kind, int i) {
+    if (fd < 0 || i < 0) return;
+    char text[32];
+    const int len = snprintf(text, sizeof text, "%c %d", kind, i);
+    if (write(fd, text, (size_t)len) < 0) die("write trace_marker");
+}
+
 static void put(int fd, const char* text) {
     if (pwrite(fd, text, strlen(text), 0) < 0) die("write pull");
 }
@@ -81,21 +167,34 @@ static int press(const char* pull_path, const char* value_path, int n, int warmu
     if (value < 0) die(value_path);
     uint64_t* down = calloc((size_t)n, sizeof *down);
     uint64_t* up = calloc((size_t)n, sizeof *up);
-    if (!down || !up) die("calloc");
+    uint64_t* tdown = calloc((size_t)n, sizeof *tdown);
+    uint64_t* tup = calloc((size_t)n, sizeof *tup);
+    if (!down || !up || !tdown || !tup) die("calloc");
+    const int marker = trace_start();
     idle_priority();
     for (int i = -warmup; i < n; ++i) {
+        mark(marker, 'P', i);
         uint64_t t0 = now_ns();
         put(pull, "pull-down");
         const uint64_t d = wait_value(value, '1', t0);
         if (!d) { fprintf(stderr, "hw_latency: press %d: the output did not go to 1 in 10 s\n", i); return 1; }
+        mark(marker, 'R', i);
         t0 = now_ns();
         put(pull, "pull-up");
         const uint64_t u = wait_value(value, '0', t0);
         if (!u) { fprintf(stderr, "hw_latency: release %d: the output did not go to 0 in 10 s\n", i); return 1; }
         if (i >= 0) { down[i] = d; up[i] = u; }
     }
-    report("press", down, n);
-    report("release", up, n);
+    if (marker >= 0 && trace_collect(tdown, tup, n) == 0) {
+        report("press", tdown, n);
+        report("release", tup, n);
+        report("press_polled", down, n);
+        report("release_polled", up, n);
+    } else {
+        if (marker >= 0) fprintf(stderr, "hw_latency: the trace lacks events: polled figures only\n");
+        report("press", down, n);
+        report("release", up, n);
+    }
     return 0;
 }
 

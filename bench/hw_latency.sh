@@ -87,19 +87,29 @@ tcp50=$(field p50_us "$tcp_line")
 tcp99=$(field p99_us "$tcp_line")
 echo
 echo "GPIO edge -> remote output through two meshrun nodes, in the VM (qemu TCG, 1 CPU, gpio-sim):"
-printf '%-44s %6s %10s %10s %10s %10s\n' figure n "p50 (us)" "p99 (us)" "min (us)" "p50/TCP"
-printf '%.0s-' {1..95}; echo
+printf '%-48s %6s %10s %10s %10s %10s %12s\n' figure n "p50 (us)" "p99 (us)" "min (us)" "p50/TCP" "polled p50"
+printf '%.0s-' {1..112}; echo
 for name in "${names[@]}"; do
-  for what in press release; do
+  for what in press release solo-press solo-release; do
     l=$(grep -a "^bench: $name $what " "$log" | tail -n 1)
     [ -n "$l" ] || { echo "hw_latency: no $what figures for $name"; exit 1; }
     p50=$(field p50_us "$l")
-    printf '%-44s %6s %10s %10s %10s %9.1fx\n' "$what -> remote output (${api[$name]})" "$(field n "$l")" "$p50" \
-      "$(field p99_us "$l")" "$(field min_us "$l")" "$(awk -v a="$p50" -v b="$tcp50" 'BEGIN { print a / b }')"
+    case $what in
+      solo-*) label="${what#solo-} -> output, same node (${api[$name]})" ;;
+      *) label="$what -> remote output (${api[$name]})" ;;
+    esac
+    polled=$(grep -a "^bench: $name ${what}_polled " "$log" | tail -n 1)
+    printf '%-48s %6s %10s %10s %10s %9.1fx %12s\n' "$label" "$(field n "$l")" "$p50" \
+      "$(field p99_us "$l")" "$(field min_us "$l")" "$(awk -v a="$p50" -v b="$tcp50" 'BEGIN { print a / b }')" \
+      "$(field p50_us "$polled")"
   done
 done
-printf '%-44s %6s %10s %10s %10s %10s\n' "raw TCP round trip, loopback (reference)" "$(field n "$tcp_line")" "$tcp50" "$tcp99" \
+printf '%-48s %6s %10s %10s %10s %10s\n' "raw TCP round trip, loopback (reference)" "$(field n "$tcp_line")" "$tcp50" "$tcp99" \
   "$(field min_us "$tcp_line")" 1.0x
 echo
-echo "(the press path: gpio-sim edge -> switch's event loop -> websocket frame -> lamp's rule -> line write;"
-echo " one way, plus the poller seeing the write; the reference is a whole round trip)"
+echo "remote: from the press (a trace marker, then gpio-sim's pull written) to the kernel setting the"
+echo "  remote line (gpio_value trace event): switch's edge, its rule, a websocket frame over loopback,"
+echo "  lamp's rule, the line write. One way. Same node: the same without the websocket hop."
+echo "  polled p50: until a tight loop reading the line's sysfs value sees it; on the VM's one CPU the"
+echo "  loop runs only when both nodes are idle again (acks and log lines done): an upper bound."
+echo "reference: a whole TCP round trip between two processes, 16 bytes, TCP_NODELAY."
