@@ -37,15 +37,15 @@ else
   hw_check "a mismatched file: exit 1" [ "$MR_RC" = 1 ]
   hw_check "no problem with led (line 5)" sh -c "! grep -q '^probe_bad.mesh:5:[0-9]*: error' $out"
   hw_check "held by gpioset, at probe_bad.mesh:6" \
-    sh -c "grep '^probe_bad.mesh:6:[0-9]*: error: .*gpioset.* \[gpio-line\]' $out"
+    sh -c "grep -q '^probe_bad.mesh:6:[0-9]*: error: .*gpioset.* \[gpio-line\]' $out"
   hw_check "GPIO7 found at offset 2, at probe_bad.mesh:7" \
-    sh -c "grep '^probe_bad.mesh:7:[0-9]*: error: .*GPIO7.*2.* \[gpio-line\]' $out"
+    sh -c "grep -q '^probe_bad.mesh:7:[0-9]*: error: .*GPIO7.*2.* \[gpio-line\]' $out"
   hw_check "offset 7 is GPIO12, at probe_bad.mesh:8" \
-    sh -c "grep '^probe_bad.mesh:8:[0-9]*: error: .*GPIO12.* \[gpio-line\]' $out"
+    sh -c "grep -q '^probe_bad.mesh:8:[0-9]*: error: .*GPIO12.* \[gpio-line\]' $out"
   hw_check "no line buton, at probe_bad.mesh:9" \
-    sh -c "grep '^probe_bad.mesh:9:[0-9]*: error: .*buton.* \[gpio-line\]' $out"
+    sh -c "grep -q '^probe_bad.mesh:9:[0-9]*: error: .*buton.* \[gpio-line\]' $out"
   hw_check "no chip nochip, at probe_bad.mesh:10" \
-    sh -c "grep '^probe_bad.mesh:10:[0-9]*: error: .*nochip.* \[gpio-line\]' $out"
+    sh -c "grep -q '^probe_bad.mesh:10:[0-9]*: error: .*nochip.* \[gpio-line\]' $out"
   mr_try "$out" meshrun probe probe_bad.mesh --format json
   cat "$out"
   hw_check "--format json: exit 1 too" [ "$MR_RC" = 1 ]
