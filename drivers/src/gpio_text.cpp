@@ -250,7 +250,7 @@ LineError no_line_error(std::string_view name, const ChipInfo& chip, const std::
 LineError busy_error(const ChipInfo& chip, unsigned offset, std::string_view line_name, std::string_view consumer) {
     const std::string line = describe_line(chip, offset, line_name);
     std::vector<std::string> help;
-    if (consumer.starts_with("meshrun/"))
+    if (consumer.starts_with("meshrun:"))
         help.push_back("another meshrun holds it: is this node running already, or does another node of this host declare the line?");
     else {
         help.push_back("stop the program that holds it, or choose another line; `gpioinfo " + chip.name +

@@ -762,7 +762,7 @@ struct NodeRt {
                        : p.bias == Pin::Bias::pull_down ? drivers::Bias::pull_down
                                                         : drivers::Bias::none;
             cfg.initial = p.initial;
-            cfg.consumer = fmt::format("meshrun/{}/{}/{}", fleet.graph.name, spec.name, p.name);
+            cfg.consumer = fmt::format("meshrun:{}:{}:{}", fleet.graph.name, spec.name, p.name);
             drivers::ChangeHandler on_change;
             if (!p.output) {
                 const int pin = static_cast<int>(i);

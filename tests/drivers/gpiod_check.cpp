@@ -284,7 +284,7 @@ int main(int argc, char** argv) {
     });
 
     section("output by chip name and offset, initial 1", [&] {
-        auto led = driver->request(output(a.chip, "0", 1, false, "meshrun/check/led"), {});
+        auto led = driver->request(output(a.chip, "0", 1, false, "meshrun:check:led"), {});
         check(read_file(a.attribute(0, "value")) == "1", "the line is high from the request on");
         check(led->read() == 1, "read() gives the level driven");
         check(led->edge_fd() == -1, "an output has no edge descriptor");
@@ -296,7 +296,7 @@ int main(int argc, char** argv) {
     });
 
     section("output by path and line name, active_low, initial 1", [&] {
-        auto bell = driver->request(output("/dev/" + a.chip, "BELL", 1, true, "meshrun/check/bell"), {});
+        auto bell = driver->request(output("/dev/" + a.chip, "BELL", 1, true, "meshrun:check:bell"), {});
         check(read_file(a.attribute(3, "value")) == "0", "logical 1 of an active_low output is physically low");
         check(bell->read() == 1, "read() is logical");
         bell->write(0);
@@ -304,17 +304,17 @@ int main(int argc, char** argv) {
     });
 
     section("output by label and line name, initial 0", [&] {
-        auto bell = driver->request(output(a.label, "BELL", 0, false, "meshrun/check/bell"), {});
+        auto bell = driver->request(output(a.label, "BELL", 0, false, "meshrun:check:bell"), {});
         check(read_file(a.attribute(3, "value")) == "0", "initial 0 is low (and the line was released by the last section)");
     });
 
     section("chip by number", [&] {
-        auto led = driver->request(output(a.chip.substr(8), "LED", 1, false, "meshrun/check/led"), {});
+        auto led = driver->request(output(a.chip.substr(8), "LED", 1, false, "meshrun:check:led"), {});
         check(read_file(a.attribute(0, "value")) == "1", std::string("`") + a.chip.substr(8) + "` is " + a.chip);
     });
 
     section("input by label and name, pull_up, both edges", [&] {
-        auto button = driver->request(input(a.label, "BUTTON", Bias::pull_up, false, "meshrun/check/button"), {});
+        auto button = driver->request(input(a.label, "BUTTON", Bias::pull_up, false, "meshrun:check:button"), {});
         check(button->read() == 1, "pull_up: the input reads 1");
         check(button->edge_fd() >= 0, "an input has an edge descriptor");
         check(!readable(button->edge_fd(), 50ms), "no edge pending after the request");
@@ -352,11 +352,11 @@ int main(int argc, char** argv) {
         check(increasing, "their timestamps increase");
 
         // While it is held: busy, naming the holder; probe sees it.
-        expect_error(*driver, input(a.chip, "1", Bias::none, false, "meshrun/check/second"), LineError::Kind::busy,
-                     {"is busy: held by `meshrun/check/button`", "BUTTON"}, "the same line again");
-        const LineReport held = probe_line(input(a.label, "BUTTON", Bias::pull_up, false, "meshrun/check/button"));
-        check(held.chip_found && held.line_found && held.used && held.consumer == "meshrun/check/button",
-              "probe: the line is held by meshrun/check/button");
+        expect_error(*driver, input(a.chip, "1", Bias::none, false, "meshrun:check:second"), LineError::Kind::busy,
+                     {"is busy: held by `meshrun:check:button`", "BUTTON"}, "the same line again");
+        const LineReport held = probe_line(input(a.label, "BUTTON", Bias::pull_up, false, "meshrun:check:button"));
+        check(held.chip_found && held.line_found && held.used && held.consumer == "meshrun:check:button",
+              "probe: the line is held by meshrun:check:button");
         check(held.bias == "pull-up", "probe: bias pull-up", held.bias);
         check(held.edges == (std::string(gpiod_api()).rfind("libgpiod 1.", 0) == 0 ? "unknown" : "both"),
               "probe: edges as the kernel reports them", held.edges);
@@ -365,7 +365,7 @@ int main(int argc, char** argv) {
     });
 
     section("input by offset, pull_down, active_low", [&] {
-        auto sw = driver->request(input(a.chip, "4", Bias::pull_down, true, "meshrun/check/switch"), {});
+        auto sw = driver->request(input(a.chip, "4", Bias::pull_down, true, "meshrun:check:switch"), {});
         check(sw->read() == 1, "pulled down, active_low: reads 1");
         write_file(a.attribute(4, "pull"), "pull-up");
         auto edges = wait_edges(*sw, 1);
@@ -377,7 +377,7 @@ int main(int argc, char** argv) {
     });
 
     section("a line the kernel holds", [&] {
-        expect_error(*driver, output(a.label, "HELD", 0, false, "meshrun/check/held"), LineError::Kind::busy,
+        expect_error(*driver, output(a.label, "HELD", 0, false, "meshrun:check:held"), LineError::Kind::busy,
                      {"held by `hog-of-the-kernel`"}, "a hogged line");
     });
 
@@ -402,7 +402,7 @@ int main(int argc, char** argv) {
     });
 
     section("probe", [&] {
-        LineReport r = probe_line(output(a.label, "GPIO7", 0, false, "meshrun/check/probe"));
+        LineReport r = probe_line(output(a.label, "GPIO7", 0, false, "meshrun:check:probe"));
         std::cout << "      | " << r.chip_name << " `" << r.chip_label << "` " << r.chip_path << " (by " << r.chip_how << ", "
                   << r.chip_lines << " lines) offset " << r.offset << " `" << r.line_name << "` "
                   << (r.output ? "output" : "input") << (r.active_low ? " active-low" : "") << " bias " << r.bias
@@ -415,23 +415,23 @@ int main(int argc, char** argv) {
         check(r.problems.size() == 1 && contains(r.problems[0], "`GPIO7` is offset 2 of " + a.chip + ", not offset 7"),
               "probe: a name whose number is not its offset", r.problems.empty() ? "" : r.problems[0]);
 
-        r = probe_line(output("/dev/" + a.chip, "7", 0, false, "meshrun/check/probe"));
+        r = probe_line(output("/dev/" + a.chip, "7", 0, false, "meshrun:check:probe"));
         check(r.chip_how == "path" && r.line_found && r.line_name == "GPIO12", "probe by path and offset");
         check(r.problems.size() == 1 && contains(r.problems[0], "offset 7 of " + a.chip + " is the line named `GPIO12`"),
               "probe: an offset whose line is named for another number", r.problems.empty() ? "" : r.problems[0]);
 
-        r = probe_line(output(a.chip, "LED", 0, false, "meshrun/check/probe"));
+        r = probe_line(output(a.chip, "LED", 0, false, "meshrun:check:probe"));
         check(r.chip_how == "name" && r.line_found && r.offset == 0 && r.problems.empty(), "probe of a free line: no problems");
 
-        r = probe_line(output(a.chip, "HELD", 0, false, "meshrun/check/probe"));
+        r = probe_line(output(a.chip, "HELD", 0, false, "meshrun:check:probe"));
         check(r.used && r.consumer == "hog-of-the-kernel" && r.output && !r.problems.empty() &&
                   contains(r.problems[0], "held by `hog-of-the-kernel`"),
               "probe of a hogged line: held, an output, and said so");
 
-        r = probe_line(output(a.chip, "NOPE", 0, false, "meshrun/check/probe"));
+        r = probe_line(output(a.chip, "NOPE", 0, false, "meshrun:check:probe"));
         check(r.chip_found && !r.line_found && r.problems.size() == 1 && contains(r.problems[0], "no line named `NOPE`"),
               "probe of a missing line");
-        r = probe_line(output("nochip", "1", 0, false, "meshrun/check/probe"));
+        r = probe_line(output("nochip", "1", 0, false, "meshrun:check:probe"));
         check(!r.chip_found && r.problems.size() == 1 && contains(r.problems[0], a.chip), "probe of a missing chip lists the chips");
     });
 
@@ -448,11 +448,11 @@ int main(int argc, char** argv) {
                 check(false, "become nobody", std::strerror(errno));
             } else {
                 auto own = make_gpiod_driver();
-                expect_error(*own, output(a.chip, "LED", 0, false, "meshrun/check/nobody"), LineError::Kind::permission,
+                expect_error(*own, output(a.chip, "LED", 0, false, "meshrun:check:nobody"), LineError::Kind::permission,
                              {"permission denied: cannot open /dev/" + a.chip, "udev", "usermod -aG gpio"}, "by name");
-                expect_error(*own, output(a.label, "LED", 0, false, "meshrun/check/nobody"), LineError::Kind::permission,
+                expect_error(*own, output(a.label, "LED", 0, false, "meshrun:check:nobody"), LineError::Kind::permission,
                              {"permission denied: cannot open /dev/", "to read its label"}, "by label, which cannot be read");
-                const LineReport r = probe_line(output(a.label, "LED", 0, false, "meshrun/check/nobody"));
+                const LineReport r = probe_line(output(a.label, "LED", 0, false, "meshrun:check:nobody"));
                 check(!r.chip_found && r.problems.size() == 1 && contains(r.problems[0], "permission denied"),
                       "probe says permission denied");
                 const auto chips = gpio_chips();
@@ -475,12 +475,12 @@ int main(int argc, char** argv) {
         std::unique_ptr<Line> led;
         {
             auto own = make_gpiod_driver();
-            led = own->request(output(a.chip, "LED", 1, false, "meshrun/check/led"), {});
+            led = own->request(output(a.chip, "LED", 1, false, "meshrun:check:led"), {});
         }
         led->write(0);
         check(read_file(a.attribute(0, "value")) == "0", "a line works after its driver is gone");
         led.reset();
-        auto again = driver->request(output(a.chip, "LED", 0, false, "meshrun/check/led2"), {});
+        auto again = driver->request(output(a.chip, "LED", 0, false, "meshrun:check:led2"), {});
         check(again != nullptr, "a released line can be requested again");
     });
 

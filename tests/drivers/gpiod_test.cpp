@@ -40,7 +40,7 @@ std::vector<std::string> pi_names() {
 }
 
 LineConfig config(std::string chip, std::string line, Direction direction = Direction::output, Bias bias = Bias::none) {
-    return {std::move(chip), std::move(line), direction, false, bias, 0, "meshrun/test/pin"};
+    return {std::move(chip), std::move(line), direction, false, bias, 0, "meshrun:test:pin"};
 }
 
 bool machine_has_gpio() {
@@ -217,9 +217,9 @@ TEST_CASE("no such line: the closest names with their offsets, other chips, or t
 }
 
 TEST_CASE("busy: names the consumer that holds the line", "[drivers][gpiod]") {
-    const LineError ours = busy_error(bcm2711, 17, "GPIO17", "meshrun/home/porch/lamp");
+    const LineError ours = busy_error(bcm2711, 17, "GPIO17", "meshrun:home:porch:lamp");
     CHECK(ours.kind == LineError::Kind::busy);
-    CHECK(ours.summary == "line 17 (`GPIO17`) of gpiochip0 is busy: held by `meshrun/home/porch/lamp`");
+    CHECK(ours.summary == "line 17 (`GPIO17`) of gpiochip0 is busy: held by `meshrun:home:porch:lamp`");
     CHECK(any_contains(ours.help, "another meshrun holds it"));
 
     const LineError kernel = busy_error(bcm2711, 8, "GPIO8", "spi0 CS0");
@@ -295,9 +295,9 @@ TEST_CASE("probe: names whose number is not their offset", "[drivers][gpiod]") {
     held.offset = 17;
     held.name = "GPIO17";
     held.used = true;
-    held.consumer = "meshrun/home/porch/lamp";
-    CHECK(contains(held_problem(held, bcm2711, "meshrun/home/porch/lamp"), "this node is running"));
-    CHECK(contains(held_problem(held, bcm2711, "meshrun/home/porch/bell"), "is held by `meshrun/home/porch/lamp`: requesting it will fail"));
+    held.consumer = "meshrun:home:porch:lamp";
+    CHECK(contains(held_problem(held, bcm2711, "meshrun:home:porch:lamp"), "this node is running"));
+    CHECK(contains(held_problem(held, bcm2711, "meshrun/home/porch/bell"), "is held by `meshrun:home:porch:lamp`: requesting it will fail"));
 }
 
 TEST_CASE("gpiod_api names the libgpiod this binary was built against", "[drivers][gpiod]") {
@@ -348,6 +348,6 @@ TEST_CASE("the simulated driver's busy line is a LineError too, with the same wo
         FAIL("requested a line twice");
     } catch (const LineError& e) {
         CHECK(e.kind == LineError::Kind::busy);
-        CHECK(e.message() == "line gpiochip0 17 is already requested by meshrun/test/pin");
+        CHECK(e.message() == "line gpiochip0 17 is already requested by meshrun:test:pin");
     }
 }

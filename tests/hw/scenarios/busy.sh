@@ -30,23 +30,23 @@ hw_check "gpioset let bell go" hw_wait_released busy bell
 
 # Held by another meshrun: a node of another fleet declares the same line.
 mr_start busy.mesh first
-hw_check "first holds bell" mr_wait_consumer busy bell meshrun/busy/first/bell
+hw_check "first holds bell" mr_wait_consumer busy bell meshrun:busy:first:bell
 hw_check "first listens" mr_wait_logged first "listening on"
 mr_try "$out" meshrun run busy2.mesh --node second
 cat "$out"
 hw_check "held by another meshrun: exit 1" [ "$MR_RC" = 1 ]
 hw_check "the error is at chime's declaration, busy2.mesh:5:5, naming the holder" \
-  mr_has "$out" "busy2.mesh:5:5: error: node \`second\` cannot have pin \`chime\`: line 1 (\`bell\`) of $chip is busy: held by \`meshrun/busy/first/bell\` [gpio-line]"
+  mr_has "$out" "busy2.mesh:5:5: error: node \`second\` cannot have pin \`chime\`: line 1 (\`bell\`) of $chip is busy: held by \`meshrun:busy:first:bell\` [gpio-line]"
 hw_check "a note says another meshrun holds it" grep -q "busy2.mesh:5:5: note: another meshrun holds it" "$out"
 
 # The same node started twice: its first pin is held by itself.
 mr_try "$out" meshrun run busy.mesh --node first
 cat "$out"
 hw_check "the same node twice: exit 1" [ "$MR_RC" = 1 ]
-hw_check "the error is at free's declaration, held by meshrun/busy/first/free" \
-  mr_has "$out" "busy.mesh:5:5: error: node \`first\` cannot have pin \`free\`: line 0 (\`free\`) of $chip is busy: held by \`meshrun/busy/first/free\` [gpio-line]"
+hw_check "the error is at free's declaration, held by meshrun:busy:first:free" \
+  mr_has "$out" "busy.mesh:5:5: error: node \`first\` cannot have pin \`free\`: line 0 (\`free\`) of $chip is busy: held by \`meshrun:busy:first:free\` [gpio-line]"
 hw_check "a note asks whether the node runs already" grep -q "busy.mesh:5:5: note: .*running already" "$out"
-hw_check "the running node kept its lines" mr_is_consumer busy bell meshrun/busy/first/bell
+hw_check "the running node kept its lines" mr_is_consumer busy bell meshrun:busy:first:bell
 hw_check "... and still drives free 1" hw_is_value busy free 1
 mr_stop first
 hw_check "first exits 0 on SIGTERM" [ "$MR_RC" = 0 ]

@@ -9,9 +9,9 @@ cd "$MR_DIR"
 
 mr_start doorbell.mesh hall
 mr_start doorbell.mesh porch
-hw_check "hall holds lamp as meshrun/doorbell/hall/lamp" mr_wait_consumer hall lamp meshrun/doorbell/hall/lamp
+hw_check "hall holds lamp as meshrun:doorbell:hall:lamp" mr_wait_consumer hall lamp meshrun:doorbell:hall:lamp
 hw_check "lamp starts low (initial 0)" hw_wait_value hall lamp 0
-hw_check "porch holds button as meshrun/doorbell/porch/button" mr_wait_consumer porch button meshrun/doorbell/porch/button
+hw_check "porch holds button as meshrun:doorbell:porch:button" mr_wait_consumer porch button meshrun:doorbell:porch:button
 hw_check "porch watches button (its edge interrupt is armed)" mr_wait_irq porch button
 hw_check "button idles high: pull_up was asked of the chip" hw_wait_value porch button 1
 hw_check "hall listens" mr_wait_logged hall "listening on ws://127.0.0.1:8702"

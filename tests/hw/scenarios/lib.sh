@@ -103,7 +103,7 @@ mr_wait_logged() {
 mr_status() { wget -q -O - "http://127.0.0.1:$1/" 2>/dev/null; }
 
 # The consumer from the kernel's line info (gpioinfo), whole: debugfs, which hw_consumer reads,
-# cuts it at 20 characters, and meshrun's are longer (meshrun/MESH/NODE/PIN).
+# cuts it at 20 characters, and meshrun's are longer (meshrun:MESH:NODE:PIN).
 mr_consumer() {
   local chip off
   chip=$(hw_chip "$1") && off=$(hw_offset "$1" "$2") || return 1

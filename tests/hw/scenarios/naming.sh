@@ -10,12 +10,12 @@ hw_check "the chip labelled naming is not gpiochip0 ($chip)" [ "$chip" != gpioch
 sed "s/@CHIP@/$chip/g" naming.mesh.in >/tmp/naming.mesh
 
 mr_start /tmp/naming.mesh board
-hw_check "board holds relay (line 3, by name)" mr_wait_consumer naming 3 meshrun/naming/board/relay
-hw_check "board holds sensor (line 5, by name)" mr_wait_consumer naming 5 meshrun/naming/board/sensor
-hw_check "board holds led (line 6, chip by name, line by offset)" mr_wait_consumer naming 6 meshrun/naming/board/led
-hw_check "board holds aux (line 7, chip by path)" mr_wait_consumer naming 7 meshrun/naming/board/aux
-hw_check "a consumer over 31 characters is cut there by the kernel (meshrun/naming/board/a-pin-with)" \
-  mr_wait_consumer naming 1 meshrun/naming/board/a-pin-with
+hw_check "board holds relay (line 3, by name)" mr_wait_consumer naming 3 meshrun:naming:board:relay
+hw_check "board holds sensor (line 5, by name)" mr_wait_consumer naming 5 meshrun:naming:board:sensor
+hw_check "board holds led (line 6, chip by name, line by offset)" mr_wait_consumer naming 6 meshrun:naming:board:led
+hw_check "board holds aux (line 7, chip by path)" mr_wait_consumer naming 7 meshrun:naming:board:aux
+hw_check "a consumer over 31 characters is cut there by the kernel (meshrun:naming:board:a-pin-with)" \
+  mr_wait_consumer naming 1 meshrun:naming:board:a-pin-with
 for off in 0 2 4; do
   hw_check "line $off is not requested" hw_is_released naming $off
 done

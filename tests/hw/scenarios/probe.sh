@@ -55,12 +55,12 @@ else
 
   # A node that runs already: probing its own file finds its lines held by it.
   mr_start probe_ok.mesh board
-  hw_check "board holds led" mr_wait_consumer probe led meshrun/probing/board/led
+  hw_check "board holds led" mr_wait_consumer probe led meshrun:probing:board:led
   mr_try "$out" meshrun probe probe_ok.mesh --node board
   cat "$out"
   hw_check "probing a node that runs: exit 1" [ "$MR_RC" = 1 ]
-  hw_check "... naming its consumer" mr_has "$out" meshrun/probing/board/led
-  hw_check "... and the node keeps its lines" mr_is_consumer probe led meshrun/probing/board/led
+  hw_check "... naming its consumer" mr_has "$out" meshrun:probing:board:led
+  hw_check "... and the node keeps its lines" mr_is_consumer probe led meshrun:probing:board:led
   mr_stop board
 
   mr_try "$out" meshrun probe

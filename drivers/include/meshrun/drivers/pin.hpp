@@ -28,7 +28,7 @@ struct LineConfig {
     bool active_low = false;
     Bias bias = Bias::none;  // inputs
     int initial = 0;         // outputs: the logical level driven from the moment of the request
-    std::string consumer;    // who holds the line, as the kernel shows it: `meshrun/<fleet>/<node>/<pin>`
+    std::string consumer;    // who holds the line, as the kernel shows it: `meshrun:<fleet>:<node>:<pin>` (no `/`: Linux names the edge interrupt after it)
 };
 
 // One edge of an input, as the gpiod driver reads it from the kernel.
