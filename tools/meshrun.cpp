@@ -20,6 +20,7 @@
 #include "meshrun/engine/graph.hpp"
 #include "meshrun/engine/log.hpp"
 #include "meshrun/engine/runtime.hpp"
+#include "probe.hpp"
 #include "scenario.hpp"
 
 namespace {
@@ -397,7 +398,21 @@ int run_graph(const std::string& file, const std::string& format) {
     return exit_ok;
 }
 
-const std::vector<std::string_view> command_names = {"check", "run", "up", "graph", "test"};
+int run_probe(const std::string& file, const std::string& node, const std::string& format) {
+    const auto loaded = load(file, dsl::Severity::warning);
+    if (!loaded.graph) return loaded.status;
+    std::vector<int> nodes;
+    if (!node.empty()) {
+        const int index = find_node(*loaded.graph, node);
+        if (index < 0) return exit_usage;
+        nodes.push_back(index);
+    } else {
+        for (std::size_t i = 0; i < loaded.graph->nodes.size(); ++i) nodes.push_back(static_cast<int>(i));
+    }
+    return tools::probe(*loaded.graph, *loaded.sources, nodes, format == "json", use_color("auto", STDERR_FILENO));
+}
+
+const std::vector<std::string_view> command_names = {"check", "run", "up", "graph", "test", "probe"};
 
 // A parse error of the command line, said the way meshrun says errors; exit 2. Arguments that
 // were not expected are named: an unknown command (with a likely one), an unknown option.
@@ -550,6 +565,22 @@ int main(int argc, char** argv) {
                    "unreadable file.\n\n"
                    "Example:\n  meshrun up topologies/arduino.mesh --seed 7 --timestamps");
 
+    std::string probe_file, probe_node, probe_format = "text";
+    auto* probe_cmd = app.add_subcommand("probe", "Hold every declared pin against this board's GPIO lines, requesting none");
+    probe_cmd->add_option("file", probe_file, "The .mesh file")->required()->type_name("FILE");
+    probe_cmd->add_option("--node", probe_node, "Only this node's pins (default: every node's)")->type_name("NAME");
+    probe_cmd->add_option("--format", probe_format, "`text` (a line a pin) or `json` (one object a pin and line)")
+        ->check(CLI::IsMember({"text", "json"}))
+        ->default_str("text");
+    probe_cmd->footer("For each pin: the chip found (by name, path or label), the line (offset and name), who holds it,\n"
+                      "its direction, bias and edges as the kernel reports them. Problems are errors at the pin's\n"
+                      "declaration: a missing chip or line, a line held by another consumer (or by the node itself,\n"
+                      "running already), a line name whose number is not its offset, two nodes of one host on one line.\n"
+                      "Nothing is requested: probing never disturbs a running fleet.\n"
+                      "Exit status: 0 when every pin is there and free, 1 when one has a problem (or the file has\n"
+                      "errors), 2 on bad usage or an unreadable file.\n\n"
+                      "Example:\n  meshrun probe /etc/meshrun/fleet.mesh --node porch");
+
     std::string graph_file, graph_format = "dot";
     auto* graph_cmd = app.add_subcommand("graph", "Draw the event graph of a .mesh file (Graphviz or Mermaid)");
     graph_cmd->add_option("file", graph_file, "The .mesh file")->required()->type_name("FILE");
@@ -604,6 +635,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("run")) return run_fleet(run, true);
     if (app.got_subcommand("up")) return run_fleet(run, false);
     if (app.got_subcommand("graph")) return run_graph(graph_file, graph_format);
+    if (app.got_subcommand("probe")) return run_probe(probe_file, probe_node, probe_format);
     if (app.got_subcommand("test")) return run_tests(tests);
     return exit_usage;
 }
