@@ -376,10 +376,6 @@ MESHRUN_MSG(discovery_url, "expected a URL in quotes, as in `\"http://127.0.0.1:
 MESHRUN_MSG(top_end, "expected a newline or `;` after the item")
 #undef MESHRUN_MSG
 
-struct errors {
-    template<typename Rule> static constexpr const char* message = grammar::message<Rule>;
-};
-
 // clang-format on
 
 }  // namespace meshrun::dsl::grammar

@@ -63,36 +63,68 @@ struct FlatTree {
     const char* text = nullptr;
     std::vector<FlatNode> nodes;
     std::vector<std::uint32_t> open;  // indices of the selected rules being matched
+    int nesting = 0;                  // nesting rules being matched (see max_nesting)
+};
+
+// The rules through which the grammar recurses: every cycle of rules passes
+// through one of them, so counting them bounds the parser's recursion.
+using nesting_rules = rule_set<g::paren, g::random_call, g::str_interp, g::not_expr, g::neg_expr, g::stmt>;
+
+// A syntax error, thrown where the parse cannot go on: a rule with a message
+// failed (a `must`), or the text nests too deeply. It carries no more than
+// that: PEGTL's parse_error would work out a line and column by reading the
+// text again from its start, for every error.
+struct Failure {
+    enum class What : std::uint8_t {
+        expected,  // `message` says what was expected
+        too_deep,  // more than max_nesting levels
+    };
+    std::uint32_t offset = 0;
+    const char* message = nullptr;  // null: a rule without a message of its own
+    What what = What::expected;
 };
 
 template<typename Rule>
-struct control : pegtl::must_if<g::errors, pegtl::normal, false>::control<Rule> {
-        using base = typename pegtl::must_if<g::errors, pegtl::normal, false>::template control<Rule>;
-
+struct control : pegtl::normal<Rule> {
+    template<typename ParseInput>
+    static std::uint32_t offset(const ParseInput& in, const FlatTree& t) {
+        return static_cast<std::uint32_t>(in.current() - t.text);
+    }
     template<typename ParseInput>
     static void start(const ParseInput& in, FlatTree& t) {
+        if constexpr (nesting_rules::contains<Rule>) {
+            if (++t.nesting > max_nesting) throw Failure{offset(in, t), nullptr, Failure::What::too_deep};
+        }
         if constexpr (selected_rules::contains<Rule>) {
             t.open.push_back(static_cast<std::uint32_t>(t.nodes.size()));
-            const auto at = static_cast<std::uint32_t>(in.current() - t.text);
+            const auto at = offset(in, t);
             t.nodes.push_back(FlatNode{&rule_id<Rule>, at, at, 1});
         }
     }
     template<typename ParseInput>
     static void success(const ParseInput& in, FlatTree& t) {
+        if constexpr (nesting_rules::contains<Rule>) --t.nesting;
         if constexpr (selected_rules::contains<Rule>) {
             FlatNode& n = t.nodes[t.open.back()];
-            n.end = static_cast<std::uint32_t>(in.current() - t.text);
+            n.end = offset(in, t);
             n.size = static_cast<std::uint32_t>(t.nodes.size() - t.open.back());
             t.open.pop_back();
         }
     }
+    // A rule with a message never fails quietly: its failure is a syntax error
+    // (that is what a `must` is), wherever it is used.
     template<typename ParseInput>
     static void failure(const ParseInput& in, FlatTree& t) {
+        if constexpr (nesting_rules::contains<Rule>) --t.nesting;
         if constexpr (selected_rules::contains<Rule>) {
             t.nodes.resize(t.open.back());
             t.open.pop_back();
         }
-        base::failure(in, t);
+        if constexpr (g::message<Rule> != nullptr) raise(in, t);
+    }
+    template<typename ParseInput>
+    [[noreturn]] static void raise(const ParseInput& in, FlatTree& t) {
+        throw Failure{offset(in, t), g::message<Rule>, Failure::What::expected};
     }
 };
 
@@ -187,10 +219,22 @@ private:
     Ident ident(const Tree& n) const { return Ident{n.string(), span(n)}; }
     Count count(const Tree& n) const;
     Duration duration(const Tree& n) const;
-    Expr expr(const Tree& list);  // a node whose children are `operand (op operand)*`
-    Expr climb(const Children& items, std::size_t& i, int min_precedence);
-    Expr operand(const Tree& n);
-    Expr string_expr(const Tree& n);
+    // An expression: a node whose children are `operand (op operand)*`. Each
+    // function that builds one also counts its `height` in levels (max_nesting).
+    Expr expr(const Tree& list) {
+        int height = 0;
+        return expr(list, height);
+    }
+    Expr expr(const Tree& list, int& height);
+    Expr climb(const Children& items, std::size_t& i, int min_precedence, int& height);
+    Expr operand(const Tree& n, int& height);
+    Expr string_expr(const Tree& n) {
+        int height = 0;
+        return string_expr(n, height);
+    }
+    Expr string_expr(const Tree& n, int& height);
+    bool deeper(int& height, Span at, bool chain);
+    void too_deep(Span at, bool chain);
     std::string plain_string(const Tree& n, const char* what);
     void stmts(const Tree& parent, std::size_t from, std::vector<Stmt>& out);
     void stmt(const Tree& n, Stmt& s);
@@ -199,6 +243,7 @@ private:
     void top_item(const Tree& n, bool is_root);
 
     void syntax_error(const std::string& text, std::uint32_t offset, std::string message);
+    void syntax_error(const std::string& text, const Failure& f);
 
     SourceManager& sm_;
     Diagnostics& diags_;
@@ -207,6 +252,8 @@ private:
     struct Open { std::string canonical, path; };
     std::vector<Open> include_stack_;  // the files being read, for cycles
     bool seen_item_ = false;                  // a `mesh` line must come first
+    int stmt_depth_ = 0;     // the level of the statement being built (0 outside statements)
+    bool too_deep_ = false;  // the item being built is too deep (reported once): stop building
 };
 
 Count Parser::count(const Tree& n) const {
@@ -242,7 +289,7 @@ Duration Parser::duration(const Tree& n) const {
     return d;
 }
 
-Expr Parser::string_expr(const Tree& n) {
+Expr Parser::string_expr(const Tree& n, int& height) {
     Expr e;
     e.kind = Expr::Kind::string;
     e.span = span(n);
@@ -267,9 +314,12 @@ Expr Parser::string_expr(const Tree& n) {
             t.span.file = file_;
             t.span.end = span(c).end;
         } else {  // str_interp
-            e.operands.push_back(expr(c));
+            int part = 0;
+            e.operands.push_back(expr(c, part));
+            height = std::max(height, part);
         }
     }
+    if (e.has_interpolation()) deeper(height, Span{file_, n.begin(), n.begin() + 1}, false);
     return e;
 }
 
@@ -313,14 +363,19 @@ BinOp binop(const Tree& n) {
                      : BinOp::ge;
 }
 
-Expr Parser::climb(const Children& items, std::size_t& i, int min_precedence) {
-    Expr lhs = operand(items.at(i++));
-    while (i < items.size()) {
+// The loop builds a chain of one precedence (`a + b + c`, left-associative)
+// without recursion; it recurses once per tighter precedence level only.
+Expr Parser::climb(const Children& items, std::size_t& i, int min_precedence, int& height) {
+    Expr lhs = operand(items.at(i++), height);
+    while (i < items.size() && !too_deep_) {
         const Tree& op = items[i];
         const int p = precedence(op);
         if (p < min_precedence) break;
         ++i;
-        Expr rhs = climb(items, i, p + 1);
+        int rhs_height = 0;
+        Expr rhs = climb(items, i, p + 1, rhs_height);
+        height = std::max(height, rhs_height);
+        if (!deeper(height, span(op), true)) break;
         Expr b;
         b.kind = Expr::Kind::binary;
         b.op = binop(op);
@@ -332,13 +387,34 @@ Expr Parser::climb(const Children& items, std::size_t& i, int min_precedence) {
     return lhs;
 }
 
-Expr Parser::expr(const Tree& list) {
+Expr Parser::expr(const Tree& list, int& height) {
     const Children items = list.children();
     std::size_t i = 0;
-    return climb(items, i, 1);
+    return climb(items, i, 1, height);
 }
 
-Expr Parser::operand(const Tree& n) {
+// One level more for the expression being built, `height` levels high so far.
+// False (reported once) when that makes the item deeper than max_nesting: the
+// caller stops building, so that no AST deeper than that is ever made.
+bool Parser::deeper(int& height, Span at, bool chain) {
+    ++height;
+    if (too_deep_) return false;
+    if (stmt_depth_ + height <= max_nesting) return true;
+    too_deep(at, chain);
+    return false;
+}
+
+void Parser::too_deep(Span at, bool chain) {
+    too_deep_ = true;
+    auto& d = diags_.error(Kind::too_deep, at,
+                           "nested too deeply: more than " + std::to_string(max_nesting) +
+                               " levels of statements, parentheses and operators");
+    if (chain)
+        d.notes.push_back({std::nullopt, "a chain of operators nests one level per operator: "
+                                         "`a + b + c` is `(a + b) + c`"});
+}
+
+Expr Parser::operand(const Tree& n, int& height) {
     Expr e;
     e.span = span(n);
     using K = Expr::Kind;
@@ -346,7 +422,7 @@ Expr Parser::operand(const Tree& n) {
         e.kind = K::number;
         e.text = n.string();
     } else if (n.is_type<g::string_lit>()) {
-        return string_expr(n);
+        return string_expr(n, height);
     } else if (n.is_type<g::name>()) {
         e.kind = K::name;
         e.text = n.string();
@@ -355,15 +431,18 @@ Expr Parser::operand(const Tree& n) {
     } else if (n.is_type<g::tick_expr>()) {
         e.kind = K::tick;
     } else if (n.is_type<g::paren>()) {
-        Expr inner = expr(n);
+        Expr inner = expr(n, height);
+        deeper(height, Span{file_, n.begin(), n.begin() + 1}, false);
         inner.span = e.span;  // the parentheses belong to it
         return inner;
     } else if (n.is_type<g::random_call>() || n.is_type<g::not_expr>()) {
         e.kind = n.is_type<g::random_call>() ? K::random : K::not_;
-        e.operands.push_back(expr(n));
+        e.operands.push_back(expr(n, height));
+        deeper(height, Span{file_, n.begin(), n.begin() + (e.kind == K::random ? 6u : 3u)}, false);
     } else if (n.is_type<g::neg_expr>()) {
         e.kind = K::neg;
-        e.operands.push_back(operand(n.child(0)));
+        e.operands.push_back(operand(n.child(0), height));
+        deeper(height, Span{file_, n.begin(), n.begin() + 1}, false);
     }
     return e;
 }
@@ -375,6 +454,7 @@ void Parser::stmts(const Tree& parent, std::size_t from, std::vector<Stmt>& out)
 }
 
 void Parser::stmt(const Tree& n, Stmt& s) {
+    ++stmt_depth_;  // the grammar keeps this within max_nesting
     s.span = span(n);
     using K = Stmt::Kind;
     const Children c = n.children();
@@ -408,6 +488,7 @@ void Parser::stmt(const Tree& n, Stmt& s) {
         s.kind = K::call;
         s.target = ident(n);
     }
+    --stmt_depth_;
 }
 
 void Parser::node(const Tree& n) {
@@ -594,6 +675,11 @@ void Parser::top_item(const Tree& n, bool is_root) {
         const fs::path base = fs::path(sm_.file(file_).path).parent_path();
         const std::string path = (base / rel).lexically_normal().string();
         const Span at = span(n);
+        if (include_stack_.size() > static_cast<std::size_t>(max_include_depth)) {
+            diags_.error(Kind::too_deep, at,
+                         "includes nested too deeply: more than " + std::to_string(max_include_depth) + " files deep");
+            return;
+        }
         program_.includes.push_back({path, at});
         bool ok = false;
         const std::uint32_t id = load(path, at, ok);
@@ -615,6 +701,15 @@ void Parser::top_item(const Tree& n, bool is_root) {
 void Parser::syntax_error(const std::string& text, std::uint32_t offset, std::string message) {
     const Span tok = token_at(file_, text, offset);
     diags_.error(Kind::syntax, tok, message + ", found " + describe_found(text, tok));
+}
+
+void Parser::syntax_error(const std::string& text, const Failure& f) {
+    if (f.what == Failure::What::too_deep) {
+        too_deep(token_at(file_, text, f.offset), false);
+        return;
+    }
+    // Rules without a message of their own (never expected) say no more than this.
+    syntax_error(text, f.offset, f.message ? f.message : "unexpected input");
 }
 
 // Reads a file for an include; reports a missing file or a cycle at `from`.
@@ -655,18 +750,16 @@ void Parser::parse_source(std::uint32_t file_id, bool is_root) {
         try {
             tree.nodes.clear();
             tree.open.clear();
+            tree.nesting = 0;
             if (pegtl::parse<g::top_entry, pegtl::nothing, control>(in, tree)) {
+                too_deep_ = false;
                 top_item(Tree(tree, 0), is_root);
                 file_ = file_id;
                 continue;
             }
             syntax_error(text, offset, "expected `node`, `test`, `include`, `mesh`, `secret` or `discovery`");
-        } catch (const pegtl::parse_error& e) {
-            const auto& pos = e.positions().front();
-            std::string msg(e.message());
-            // Rules without a message of their own (never expected) fall back to PEGTL's wording.
-            if (msg.rfind("parse error", 0) == 0) msg = "unexpected input";
-            syntax_error(text, static_cast<std::uint32_t>(pos.byte), std::move(msg));
+        } catch (const Failure& f) {
+            syntax_error(text, f);
         }
         // Recover at the next line that starts a top-level item, so that one
         // mistake costs one item, not the rest of the file.

@@ -16,6 +16,7 @@ namespace meshrun::dsl {
     X(syntax, "syntax")                                     \
     X(include_not_found, "include-not-found")               \
     X(include_cycle, "include-cycle")                       \
+    X(too_deep, "too-deep")                                 \
     X(unknown_node, "unknown-node")                         \
     X(unknown_channel, "unknown-channel")                   \
     X(unknown_pin, "unknown-pin")                           \
