@@ -7,6 +7,8 @@
 
 #include "meshrun/dsl/diagnostic.hpp"
 
+#include "utf8.hpp"
+
 namespace meshrun::dsl {
 
 std::string_view kind_name(Kind k) {
@@ -64,25 +66,66 @@ std::string_view severity_color(Severity s) {
     return s == Severity::error ? red : s == Severity::warning ? magenta : cyan;
 }
 
-// `   14 |     send led to buzer/signal` and `      |             ^~~~~`
+// A source line is shown whole up to this many cells; a longer one is cut
+// around the span, from `excerpt_lead` cells before it, with `...` where cut.
+constexpr std::size_t excerpt_width = 100;
+constexpr std::size_t excerpt_lead = 40;
+
+// `   14 |     send led to buzer/signal` and `      |             ^~~~~`.
+// The line is shown as utf8::show shows each character: never a control byte.
+// The caret line copies the line's tabs, so that both align on a terminal.
 void render_excerpt(std::string& out, const SourceFile& f, Span span, Style style) {
     const Location loc = f.locate(span.begin);
     const std::string_view line = f.line_text(loc.line);
-    fmt::format_to(std::back_inserter(out), "{:>5} | {}\n", loc.line, line);
-    std::string caret;
-    const std::size_t col = std::min<std::size_t>(loc.column - 1, line.size());
-    for (std::size_t i = 0; i < col; ++i) caret += line[i] == '\t' ? '\t' : ' ';
-    // The span is underlined up to the end of its first line.
-    const std::size_t len = std::min<std::size_t>(span.end > span.begin ? span.end - span.begin : 1,
-                                                  std::max<std::size_t>(line.size() - col, 1));
-    fmt::format_to(std::back_inserter(out), "      | {}{}^{}{}\n", caret, style(green), std::string(len - 1, '~'),
-                   style(reset));
+    const std::size_t first = static_cast<std::size_t>(line.data() - f.text.data());
+    // The span within the line, in bytes: [begin, end), up to the end of its first line.
+    const std::size_t begin = std::min<std::size_t>(std::max<std::size_t>(span.begin, first) - first, line.size());
+    const std::size_t end = std::clamp<std::size_t>(std::max<std::size_t>(span.end, first) - first, begin, line.size());
+
+    // Cells before the span, and in the whole line.
+    std::size_t lead = 0, total = 0;
+    for (std::size_t at = 0; at < line.size();) {
+        const utf8::Char c = utf8::decode(line, at);
+        if (at == begin) lead = total;
+        total += utf8::cells(c);
+        at += c.size;
+    }
+    if (begin >= line.size()) lead = total;
+    std::size_t from = 0, to = total;  // the cells shown
+    if (total > excerpt_width) {
+        from = std::min(lead > excerpt_lead ? lead - excerpt_lead : 0, total - excerpt_width);
+        to = from + excerpt_width;
+    }
+
+    std::string shown, pad;
+    std::size_t caret = 0, cell = 0;
+    if (from > 0) {
+        shown += "...";
+        pad += "   ";
+    }
+    for (std::size_t at = 0; at < line.size() && cell < to;) {
+        const utf8::Char c = utf8::decode(line, at);
+        const utf8::Shown s = utf8::show(line, at, c);
+        if (cell >= from && cell + s.cells <= to) {
+            shown += s.text;
+            if (at < begin)
+                pad.append(c.code == '\t' && c.valid ? std::string("\t") : std::string(s.cells, ' '));
+            else if (at < end)
+                caret += s.cells;
+        }
+        cell += s.cells;
+        at += c.size;
+    }
+    if (to < total) shown += "...";
+    fmt::format_to(std::back_inserter(out), "{:>5} | {}\n", loc.line, shown);
+    fmt::format_to(std::back_inserter(out), "      | {}{}^{}{}\n", pad, style(green),
+                   std::string(std::max<std::size_t>(caret, 1) - 1, '~'), style(reset));
 }
 
 std::string location(const SourceManager& sm, Span span) {
     const SourceFile& f = sm.file(span.file);
     const Location loc = f.locate(span.begin);
-    return fmt::format("{}:{}:{}", f.path, loc.line, loc.column);
+    return fmt::format("{}:{}:{}", utf8::printable(f.path), loc.line, loc.column);
 }
 
 }  // namespace
@@ -92,12 +135,12 @@ std::string render_text(const Diagnostic& d, const SourceManager& sm, RenderOpti
     std::string out;
     fmt::format_to(std::back_inserter(out), "{}{}:{} {}{}:{} {}{}{} [{}]\n", style(bold), location(sm, d.span),
                    style(reset), style(severity_color(d.severity)), severity_name(d.severity), style(reset),
-                   style(bold), d.message, style(reset), kind_name(d.kind));
+                   style(bold), utf8::printable(d.message), style(reset), kind_name(d.kind));
     render_excerpt(out, sm.file(d.span.file), d.span, style);
     for (const Note& n : d.notes) {
         const Span at = n.span.value_or(d.span);
         fmt::format_to(std::back_inserter(out), "{}{}:{} {}note:{} {}\n", style(bold), location(sm, at), style(reset),
-                       style(cyan), style(reset), n.message);
+                       style(cyan), style(reset), utf8::printable(n.message));
         if (n.span) render_excerpt(out, sm.file(at.file), at, style);
     }
     return out;

@@ -12,6 +12,7 @@
 
 #include "grammar.hpp"
 #include "meshrun/dsl/frontend.hpp"
+#include "utf8.hpp"
 
 namespace meshrun::dsl {
 
@@ -184,23 +185,28 @@ bool is_name_byte(char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
 }
 
-// The offending token at `offset`, for "found `...`" and for the caret's length.
+// The offending token at `offset`, for "found `...`" and for the caret's
+// length: a word, or one whole character; empty at the end of a line.
 Span token_at(std::uint32_t file, const std::string& text, std::uint32_t offset) {
     std::uint32_t end = offset;
     if (offset < text.size()) {
         if (is_name_byte(text[offset])) {
             while (end < text.size() && (is_name_byte(text[end]) || text[end] == '-')) ++end;
-        } else if (text[offset] != '\n') {
-            end = offset + 1;
+        } else if (text[offset] != '\n' && text.compare(offset, 2, "\r\n") != 0) {
+            end = offset + utf8::decode(text, offset).size;
         }
     }
     return Span{file, offset, end};
 }
 
+// What was found, for a message: quoted, escaped for a terminal, and cut short.
 std::string describe_found(const std::string& text, Span tok) {
+    constexpr std::size_t most = 40;
     if (tok.begin >= text.size()) return "end of file";
     if (tok.begin == tok.end) return "end of line";
-    return "`" + text.substr(tok.begin, tok.end - tok.begin) + "`";
+    const std::string_view found = std::string_view(text).substr(tok.begin, tok.end - tok.begin);
+    if (found.size() > most) return "`" + utf8::printable(found.substr(0, most)) + "...`";
+    return "`" + utf8::printable(found) + "`";
 }
 
 class Parser {
@@ -244,6 +250,7 @@ private:
 
     void syntax_error(const std::string& text, std::uint32_t offset, std::string message);
     void syntax_error(const std::string& text, const Failure& f);
+    void check_utf8(const std::string& text, std::size_t from);
 
     SourceManager& sm_;
     Diagnostics& diags_;
@@ -700,7 +707,36 @@ void Parser::top_item(const Tree& n, bool is_root) {
 
 void Parser::syntax_error(const std::string& text, std::uint32_t offset, std::string message) {
     const Span tok = token_at(file_, text, offset);
-    diags_.error(Kind::syntax, tok, message + ", found " + describe_found(text, tok));
+    const utf8::Char found = tok.begin < tok.end ? utf8::decode(text, tok.begin) : utf8::Char{};
+    if (!found.valid) return;  // an invalid byte, reported as such (check_utf8)
+    auto& d = diags_.error(Kind::syntax, tok, message + ", found " + describe_found(text, tok));
+    if (found.code >= 0x80 && !utf8::hidden(found.code))
+        d.notes.push_back({std::nullopt, "names and keywords are ASCII letters, digits, `_` and `-`; "
+                                         "other text belongs in a string"});
+}
+
+// Source files are UTF-8. Each line with an invalid byte is an error at the
+// first one (for the first ten such lines of a file; a note counts the rest).
+void Parser::check_utf8(const std::string& text, std::size_t from) {
+    constexpr int most = 10;
+    int reported = 0, more = 0;
+    Diagnostic* last = nullptr;
+    for (std::size_t at = utf8::find_invalid(text, from); at != std::string::npos;) {
+        if (reported < most) {
+            ++reported;
+            const Span byte{file_, static_cast<std::uint32_t>(at), static_cast<std::uint32_t>(at + 1)};
+            last = &diags_.error(Kind::invalid_utf8, byte,
+                                 "invalid UTF-8 (byte " + describe_found(text, byte) + "): a .mesh file is read as UTF-8");
+        } else {
+            ++more;
+        }
+        const std::size_t eol = text.find('\n', at);
+        if (eol == std::string::npos) break;
+        at = utf8::find_invalid(text, eol + 1);
+    }
+    if (more > 0)
+        last->notes.push_back({std::nullopt, std::to_string(more) + " more line" + (more == 1 ? "" : "s") +
+                                                 " of this file hold invalid UTF-8"});
 }
 
 void Parser::syntax_error(const std::string& text, const Failure& f) {
@@ -740,7 +776,9 @@ void Parser::parse_source(std::uint32_t file_id, bool is_root) {
     const SourceFile& src = sm_.file(file_id);
     include_stack_.push_back({src.canonical.empty() ? src.path : src.canonical, src.path});
     const std::string& text = src.text;
-    Input in(text.data(), text.data() + text.size(), src.path);
+    const std::size_t start = src.line_starts[0];  // after a byte order mark
+    check_utf8(text, start);
+    Input in(text.data() + start, text.data() + text.size(), src.path);
     FlatTree tree;
     tree.text = text.data();
     while (true) {

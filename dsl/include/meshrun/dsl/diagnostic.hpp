@@ -14,6 +14,7 @@ namespace meshrun::dsl {
 // editors key on them, and docs/diagnostics.md explains each one.
 #define MESHRUN_DIAGNOSTIC_KINDS(X)                         \
     X(syntax, "syntax")                                     \
+    X(invalid_utf8, "invalid-utf8")                         \
     X(include_not_found, "include-not-found")               \
     X(include_cycle, "include-cycle")                       \
     X(too_deep, "too-deep")                                 \
