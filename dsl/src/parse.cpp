@@ -2,6 +2,7 @@
 // this file turns each tree into AST nodes with their spans, splices includes,
 // and turns PEGTL's failures into diagnostics.
 #include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -79,11 +80,23 @@ struct Failure {
     enum class What : std::uint8_t {
         expected,  // `message` says what was expected
         too_deep,  // more than max_nesting levels
+        name,      // a name was expected (a reserved word is not one)
+        escape,    // an unknown escape in a string: `offset` is just after the `\`
+        brace,     // a `{` in a string that starts no interpolation
     };
     std::uint32_t offset = 0;
     const char* message = nullptr;  // null: a rule without a message of its own
     What what = What::expected;
 };
+
+template<typename Rule>
+constexpr Failure::What failure_kind() {
+    using W = Failure::What;
+    if constexpr (std::is_base_of_v<g::name, Rule>) return W::name;
+    if constexpr (std::is_same_v<Rule, g::escaped_char>) return W::escape;
+    if constexpr (std::is_same_v<Rule, g::interp_expr> || std::is_same_v<Rule, g::interp_close>) return W::brace;
+    return W::expected;
+}
 
 template<typename Rule>
 struct control : pegtl::normal<Rule> {
@@ -125,7 +138,7 @@ struct control : pegtl::normal<Rule> {
     }
     template<typename ParseInput>
     [[noreturn]] static void raise(const ParseInput& in, FlatTree& t) {
-        throw Failure{offset(in, t), g::message<Rule>, Failure::What::expected};
+        throw Failure{offset(in, t), g::message<Rule>, failure_kind<Rule>()};
     }
 };
 
@@ -214,7 +227,8 @@ public:
     Parser(SourceManager& sm, Diagnostics& diags, Program& program)
         : sm_(sm), diags_(diags), program_(program) {}
 
-    void parse_source(std::uint32_t file_id, bool is_root);
+    // `included_at`: the include that reads the file; none for the root file.
+    void parse_source(std::uint32_t file_id, std::optional<Span> included_at);
     std::uint32_t load(const std::string& path, Span from, bool& ok);
 
 private:
@@ -248,15 +262,19 @@ private:
     void test(const Tree& n);
     void top_item(const Tree& n, bool is_root);
 
-    void syntax_error(const std::string& text, std::uint32_t offset, std::string message);
+    Diagnostic* syntax_error(const std::string& text, std::uint32_t offset, std::string message);
     void syntax_error(const std::string& text, const Failure& f);
     void check_utf8(const std::string& text, std::size_t from);
+    void escape_error(const std::string& text, const Failure& f);
 
     SourceManager& sm_;
     Diagnostics& diags_;
     Program& program_;
     std::uint32_t file_ = 0;
-    struct Open { std::string canonical, path; };
+    struct Open {
+        std::string canonical, path;
+        std::optional<Span> included_at;
+    };
     std::vector<Open> include_stack_;  // the files being read, for cycles
     bool seen_item_ = false;                  // a `mesh` line must come first
     int stmt_depth_ = 0;     // the level of the statement being built (0 outside statements)
@@ -692,7 +710,7 @@ void Parser::top_item(const Tree& n, bool is_root) {
         const std::uint32_t id = load(path, at, ok);
         if (!ok) return;
         const std::uint32_t saved = file_;
-        parse_source(id, false);
+        parse_source(id, at);
         file_ = saved;
     } else if (n.is_type<g::secret_decl>()) {
         program_.secrets.push_back(ident(c.at(0)));
@@ -705,14 +723,15 @@ void Parser::top_item(const Tree& n, bool is_root) {
     }
 }
 
-void Parser::syntax_error(const std::string& text, std::uint32_t offset, std::string message) {
+Diagnostic* Parser::syntax_error(const std::string& text, std::uint32_t offset, std::string message) {
     const Span tok = token_at(file_, text, offset);
     const utf8::Char found = tok.begin < tok.end ? utf8::decode(text, tok.begin) : utf8::Char{};
-    if (!found.valid) return;  // an invalid byte, reported as such (check_utf8)
+    if (!found.valid) return nullptr;  // an invalid byte, reported as such (check_utf8)
     auto& d = diags_.error(Kind::syntax, tok, message + ", found " + describe_found(text, tok));
     if (found.code >= 0x80 && !utf8::hidden(found.code))
         d.notes.push_back({std::nullopt, "names and keywords are ASCII letters, digits, `_` and `-`; "
                                          "other text belongs in a string"});
+    return &d;
 }
 
 // Source files are UTF-8. Each line with an invalid byte is an error at the
@@ -744,8 +763,35 @@ void Parser::syntax_error(const std::string& text, const Failure& f) {
         too_deep(token_at(file_, text, f.offset), false);
         return;
     }
+    if (f.what == Failure::What::escape) {
+        escape_error(text, f);
+        return;
+    }
     // Rules without a message of their own (never expected) say no more than this.
-    syntax_error(text, f.offset, f.message ? f.message : "unexpected input");
+    Diagnostic* d = syntax_error(text, f.offset, f.message ? f.message : "unexpected input");
+    if (!d) return;
+    if (f.what == Failure::What::brace) {
+        d->notes.push_back({std::nullopt, "in a string, `{` starts an interpolation such as `{value}`; "
+                                          "to write a brace, escape it: `\\{` or `\\}`"});
+    } else if (f.what == Failure::What::name) {
+        const std::string_view word = sm_.text(d->span);
+        if (g::name::scan(word.data(), word.data() + word.size()) == word.size() && g::name::is_reserved(word))
+            d->notes.push_back({std::nullopt, "`" + std::string(word) + "` is a reserved word, which cannot be a name"});
+    }
+}
+
+// `\t` in a string: the escape named whole, and the escapes there are.
+void Parser::escape_error(const std::string& text, const Failure& f) {
+    const Span after = token_at(file_, text, f.offset);
+    if (after.begin == after.end) {  // the `\` ends the line or the file
+        diags_.error(Kind::syntax, Span{file_, f.offset - 1, f.offset},
+                     "expected an escaped character after `\\`, found " + describe_found(text, after) + "; " + f.message);
+        return;
+    }
+    const std::uint32_t end = f.offset + utf8::decode(text, f.offset).size;
+    const std::string escape = "\\" + utf8::printable(std::string_view(text).substr(f.offset, end - f.offset));
+    auto& d = diags_.error(Kind::syntax, Span{file_, f.offset - 1, end}, "unknown escape `" + escape + "`; " + f.message);
+    if (text[f.offset] == 't') d.notes.push_back({std::nullopt, "a string may hold a tab as it is"});
 }
 
 // Reads a file for an include; reports a missing file or a cycle at `from`.
@@ -754,27 +800,31 @@ std::uint32_t Parser::load(const std::string& path, Span from, bool& ok) {
     std::error_code ec;
     const fs::path canonical = fs::weakly_canonical(path, ec);
     const std::string key = ec ? path : canonical.string();
-    for (const auto& open : include_stack_) {
-        if (open.canonical == key) {
-            auto& d = diags_.error(Kind::include_cycle, from, "include cycle: `" + path + "` is already being read");
-            for (const auto& p : include_stack_) d.notes.push_back({std::nullopt, "included from `" + p.path + "`"});
-            return 0;
-        }
+    for (std::size_t k = 0; k < include_stack_.size(); ++k) {
+        if (include_stack_[k].canonical != key) continue;
+        // The cycle: each file from the one read again includes the next, at its own include line.
+        auto& d = diags_.error(Kind::include_cycle, from, "include cycle: `" + path + "` is already being read");
+        for (std::size_t j = k + 1; j < include_stack_.size(); ++j)
+            d.notes.push_back({include_stack_[j].included_at,
+                               "`" + include_stack_[j - 1].path + "` includes `" + include_stack_[j].path + "` here"});
+        return 0;
     }
     bool readable = false;
     std::string text = read_file(path, readable);
     if (!readable) {
-        diags_.error(Kind::include_not_found, from, "cannot read included file `" + path + "`");
+        diags_.error(Kind::include_not_found, from,
+                     "cannot read included file `" + path + "`: " + std::strerror(errno ? errno : ENOENT));
         return 0;
     }
     ok = true;
     return sm_.add(path, key, std::move(text));
 }
 
-void Parser::parse_source(std::uint32_t file_id, bool is_root) {
+void Parser::parse_source(std::uint32_t file_id, std::optional<Span> included_at) {
+    const bool is_root = !included_at;
     file_ = file_id;
     const SourceFile& src = sm_.file(file_id);
-    include_stack_.push_back({src.canonical.empty() ? src.path : src.canonical, src.path});
+    include_stack_.push_back({src.canonical.empty() ? src.path : src.canonical, src.path, included_at});
     const std::string& text = src.text;
     const std::size_t start = src.line_starts[0];  // after a byte order mark
     check_utf8(text, start);
@@ -843,7 +893,7 @@ Program parse_text(std::string name, std::string text, SourceManager& sm, Diagno
     std::error_code ec;
     const std::string canonical = fs::weakly_canonical(name, ec).string();
     const std::uint32_t id = sm.add(name, ec ? name : canonical, std::move(text));
-    parser.parse_source(id, true);
+    parser.parse_source(id, std::nullopt);
     return program;
 }
 
