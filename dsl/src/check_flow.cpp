@@ -167,13 +167,14 @@ int Checker::body_depth(int index, const std::vector<Stmt>& body) const {
     return depth;
 }
 
-// action_depth_ of every action, each worked out after the actions it runs
+// action_depth_ and action_acks_ of every action, each worked out after the actions it runs
 // (depth-first, without recursion: a chain of calls may be as long as the file).
 // An action on a cycle of calls counts the call that closes it as 0 (it is
 // reported as recursive).
 void Checker::measure_actions() {
     const std::size_t count = actions_.size();
     action_depth_.assign(count, 0);
+    action_acks_.assign(count, 0);
     if (count == 0) return;
     // Each action's callees: first[a] .. first[a + 1] in `callees`.
     std::vector<std::size_t> first(count + 1, 0);
@@ -209,6 +210,7 @@ void Checker::measure_actions() {
                 continue;
             }
             action_depth_[a] = body_depth(action_node_[a], actions_[a]->body);
+            action_acks_[a] = static_cast<std::uint8_t>(body_acks(action_node_[a], actions_[a]->body));
             color[a] = done;
             stack.pop_back();
         }
@@ -244,6 +246,81 @@ void Checker::check_depth(int index, const std::vector<Stmt>& body, Span root, c
             at = &actions_[nodes_[static_cast<std::size_t>(index)].action_base + static_cast<std::size_t>(names->action)]->body;
         } else {
             at = &deepest->body;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// `ack`s of one firing: the first one replies, any other is ignored. A body has
+// no condition, so two `ack`s on its way (an action run counting with its own,
+// an `ack` in `repeat N` with N over 1) are certain to be one too many.
+
+// How many times running `body` acks: 0, 1, or 2 for more than once. An `after`
+// body does not count: it runs after the reply (an `ack` there is misplaced).
+int Checker::body_acks(int index, const std::vector<Stmt>& body) const {
+    int acks = 0;
+    for (const Stmt& s : body) {
+        if (s.kind == Stmt::Kind::ack) {
+            ++acks;
+        } else if (s.kind == Stmt::Kind::repeat) {
+            const int inner = body_acks(index, s.body);
+            acks += s.count.value > 1 ? 2 * inner : inner;
+        } else if (s.kind == Stmt::Kind::call) {
+            if (const Names* names = find(index, s.target.name); names && names->action >= 0)
+                acks += action_acks_[nodes_[static_cast<std::size_t>(index)].action_base + static_cast<std::size_t>(names->action)];
+        }
+        if (acks >= 2) return 2;
+    }
+    return acks;
+}
+
+void Checker::ignored_ack(Span at, std::string message, const AckSite& first) {
+    auto& d = warning(Kind::ignored_ack, at, std::move(message));
+    if (first.span.begin == at.begin && first.span.file == at.file) return;
+    d.notes.push_back({first.span, first.action.empty() ? "the reply goes out at this `ack`"
+                                                        : "the reply goes out at the first `ack` of action " +
+                                                              bt(first.action) + ", run here"});
+}
+
+// Walks a body of a message rule, or of an action run from one, in the order it
+// runs; `first` is the firing's first `ack` so far.
+void Checker::check_acks(int index, const std::vector<Stmt>& body, std::optional<AckSite>& first) {
+    for (const Stmt& s : body) {
+        switch (s.kind) {
+            case Stmt::Kind::ack:
+                if (first)
+                    ignored_ack(s.span, "this `ack` is ignored: the firing has already replied", *first);
+                else
+                    first = AckSite{s.span, {}};
+                break;
+            case Stmt::Kind::call: {
+                const Names* names = find(index, s.target.name);
+                if (!names || names->action < 0) break;
+                const std::size_t g = nodes_[static_cast<std::size_t>(index)].action_base + static_cast<std::size_t>(names->action);
+                if (action_acks_[g] == 0) break;
+                if (first)
+                    ignored_ack(s.target.span,
+                                "action " + bt(s.target.name) + " acknowledges, but the firing has already replied: "
+                                                                "its `ack` is ignored",
+                                *first);
+                else
+                    first = AckSite{s.target.span, s.target.name};
+                break;
+            }
+            case Stmt::Kind::repeat: {
+                const bool replied = first.has_value();
+                check_acks(index, s.body, first);
+                if (replied || !first || s.count.value < 2) break;
+                // The first `ack` is in this body: every round after the first runs it again.
+                const std::string what = first->action.empty() ? "this `ack` runs" : "action " + bt(first->action) + " acknowledges";
+                ignored_ack(first->span,
+                            what + " in each of the " + std::to_string(s.count.value) +
+                                " rounds of `repeat`: only the first round replies, the others' `ack` is ignored",
+                            *first);
+                break;
+            }
+            default:
+                break;
         }
     }
 }

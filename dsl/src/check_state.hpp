@@ -274,6 +274,16 @@ private:
     int body_depth(int node, const std::vector<Stmt>& body) const;
     void check_depth(int node, const std::vector<Stmt>& body, Span root, const char* what);
 
+    // --- `ack`s of one firing (check_flow.cpp) ---
+    int body_acks(int node, const std::vector<Stmt>& body) const;
+    // The first `ack` of a firing: an `ack`, or the run of an action that acks (`action` names it).
+    struct AckSite {
+        Span span;
+        std::string_view action;
+    };
+    void check_acks(int node, const std::vector<Stmt>& body, std::optional<AckSite>& first);
+    void ignored_ack(Span at, std::string message, const AckSite& first);
+
     // --- cycles (check_flow.cpp) ---
     void check_recursion();
     void check_storms();
@@ -311,6 +321,7 @@ private:
     std::vector<Frame> chain_;  // action calls from the root being walked
     int context_depth_ = 0;     // bodies being walked by context_stmts (bounded by max_nesting)
     std::vector<int> action_depth_;  // by global action index: levels its body runs, through calls
+    std::vector<std::uint8_t> action_acks_;  // by global action index: `ack`s its body runs, 2 for more than one
 };
 
 }  // namespace meshrun::dsl::check_detail

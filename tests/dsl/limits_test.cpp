@@ -71,7 +71,7 @@ std::string interpolations(int n) { return times("\"{", n) + "1" + times("}\"", 
 std::string chain(int terms) { return "1" + times(" + 1", terms - 1); }
 // `repeat` blocks inside each other, the first at column 10; `n` statements deep with the `ack`.
 std::string repeats(int n) {
-    return "node n at :1 {\n on c -> " + times("repeat 2 { ", n - 1) + "ack 1" + times(" }", n - 1) + "\n}\n";
+    return "node n at :1 {\n on c -> " + times("repeat 1 { ", n - 1) + "ack 1" + times(" }", n - 1) + "\n}\n";
 }
 std::string afters(int n) {
     return "node n at :1 {\n pin p = out gpiochip0 1\n on c -> " + times("after 1s -> ", n - 1) + "toggle p\n}\n";
@@ -125,7 +125,7 @@ TEST_CASE("statements nest up to the limit, counting the expressions inside them
 
     // 200 blocks and the `ack` are 201 levels: 55 parentheses more fit, 56 do not.
     auto in_blocks = [](int open) {
-        return "node n at :1 {\n on c -> " + times("repeat 2 { ", 200) + "ack " + parens(open) + times(" }", 200) +
+        return "node n at :1 {\n on c -> " + times("repeat 1 { ", 200) + "ack " + parens(open) + times(" }", 200) +
                "\n}\n";
     };
     checks_clean(*compile(in_blocks(55)));

@@ -40,6 +40,7 @@ namespace meshrun::dsl {
     X(bad_url, "bad-url")                                   \
     X(unreachable_rule, "unreachable-rule")                 \
     X(message_storm, "message-storm")                       \
+    X(ignored_ack, "ignored-ack")                           \
     X(unused_pin, "unused-pin")                             \
     X(unused_action, "unused-action")                       \
     X(drive_output, "drive-output")                         \
