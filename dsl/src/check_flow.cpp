@@ -233,7 +233,10 @@ void Checker::check_depth(int index, const std::vector<Stmt>& body, Span root, c
         }
         if (!deepest) return;
         if (level > max_nesting) {
-            const Span span = deepest->kind == Stmt::Kind::call ? deepest->target.span : deepest->span;
+            // The statement's first word: a block's span runs to its end.
+            Span span = deepest->kind == Stmt::Kind::call ? deepest->target.span : deepest->span;
+            if (deepest->kind == Stmt::Kind::repeat || deepest->kind == Stmt::Kind::after)
+                span.end = span.begin + (deepest->kind == Stmt::Kind::repeat ? 6 : 5);
             error(Kind::too_deep, span,
                   "nested too deeply: more than " + std::to_string(max_nesting) +
                       " levels of statements, counting the bodies of the actions run")

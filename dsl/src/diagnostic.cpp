@@ -71,6 +71,18 @@ std::string_view severity_color(Severity s) {
 constexpr std::size_t excerpt_width = 100;
 constexpr std::size_t excerpt_lead = 40;
 
+// One character of a line: its length in bytes and its width in cells as
+// shown (utf8::cells). Printable ASCII, nearly every character, is not decoded.
+struct Step {
+    std::size_t size, cells;
+};
+Step step(std::string_view line, std::size_t at) {
+    const auto b = static_cast<unsigned char>(line[at]);
+    if (b >= 0x20 && b < 0x7F) return {1, 1};
+    const utf8::Char c = utf8::decode(line, at);
+    return {c.size, utf8::cells(c)};
+}
+
 // `   14 |     send led to buzer/signal` and `      |             ^~~~~`.
 // The line is shown as utf8::show shows each character: never a control byte.
 // The caret line copies the line's tabs, so that both align on a terminal.
@@ -82,41 +94,65 @@ void render_excerpt(std::string& out, const SourceFile& f, Span span, Style styl
     const std::size_t begin = std::min<std::size_t>(std::max<std::size_t>(span.begin, first) - first, line.size());
     const std::size_t end = std::clamp<std::size_t>(std::max<std::size_t>(span.end, first) - first, begin, line.size());
 
-    // Cells before the span, and in the whole line.
-    std::size_t lead = 0, total = 0;
-    for (std::size_t at = 0; at < line.size();) {
-        const utf8::Char c = utf8::decode(line, at);
-        if (at == begin) lead = total;
-        total += utf8::cells(c);
+    // Cells before the span (`lead`), and in the line (`total`) as far as the
+    // window can reach: past `reach`, the line is cut after the window anyway.
+    const std::size_t lead = utf8::width(line.substr(0, begin));
+    const std::size_t reach = std::max(lead + excerpt_width - excerpt_lead, excerpt_width) + 1;
+    std::size_t total = lead, at = begin;
+    while (at < line.size() && total < reach) {
+        const Step c = step(line, at);
+        total += c.cells;
         at += c.size;
     }
-    if (begin >= line.size()) lead = total;
-    std::size_t from = 0, to = total;  // the cells shown
+    // The cells shown: [from, to).
+    std::size_t from = 0, to = total;
     if (total > excerpt_width) {
         from = std::min(lead > excerpt_lead ? lead - excerpt_lead : 0, total - excerpt_width);
         to = from + excerpt_width;
     }
+    const bool cut_after = at < line.size() || to < total;
 
     std::string shown, pad;
     std::size_t caret = 0, cell = 0;
+    at = 0;
     if (from > 0) {
         shown += "...";
         pad += "   ";
     }
-    for (std::size_t at = 0; at < line.size() && cell < to;) {
+    while (at < line.size() && cell < from) {  // the part cut off
+        if (cell + 8 <= from && utf8::printable8(line, at)) {
+            at += 8;
+            cell += 8;
+            continue;
+        }
+        const Step c = step(line, at);
+        cell += c.cells;
+        at += c.size;
+    }
+    while (at < line.size()) {
+        if (const char b = line[at]; b >= 0x20 && b < 0x7F) {  // printable ASCII: as it is, one cell
+            if (cell + 1 > to) break;
+            shown += b;
+            if (at < begin)
+                pad += ' ';
+            else if (at < end)
+                ++caret;
+            ++cell;
+            ++at;
+            continue;
+        }
         const utf8::Char c = utf8::decode(line, at);
         const utf8::Shown s = utf8::show(line, at, c);
-        if (cell >= from && cell + s.cells <= to) {
-            shown += s.text;
-            if (at < begin)
-                pad.append(c.code == '\t' && c.valid ? std::string("\t") : std::string(s.cells, ' '));
-            else if (at < end)
-                caret += s.cells;
-        }
+        if (cell + s.cells > to) break;
+        shown += s.text;
+        if (at < begin)
+            pad.append(c.valid && c.code == '\t' ? std::string("\t") : std::string(s.cells, ' '));
+        else if (at < end)
+            caret += s.cells;
         cell += s.cells;
         at += c.size;
     }
-    if (to < total) shown += "...";
+    if (cut_after) shown += "...";
     fmt::format_to(std::back_inserter(out), "{:>5} | {}\n", loc.line, shown);
     fmt::format_to(std::back_inserter(out), "      | {}{}^{}{}\n", pad, style(green),
                    std::string(std::max<std::size_t>(caret, 1) - 1, '~'), style(reset));

@@ -258,6 +258,7 @@ private:
     std::string plain_string(const Tree& n, const char* what);
     void stmts(const Tree& parent, std::size_t from, std::vector<Stmt>& out);
     void stmt(const Tree& n, Stmt& s);
+    [[gnu::noinline]] void simple_stmt(const Tree& n, Stmt& s);
     void node(const Tree& n);
     void test(const Tree& n);
     void top_item(const Tree& n, bool is_root);
@@ -414,6 +415,7 @@ Expr Parser::climb(const Children& items, std::size_t& i, int min_precedence, in
 
 Expr Parser::expr(const Tree& list, int& height) {
     const Children items = list.children();
+    if (items.size() == 1) return operand(items[0], height);  // no operator: the common case
     std::size_t i = 0;
     return climb(items, i, 1, height);
 }
@@ -478,9 +480,26 @@ void Parser::stmts(const Tree& parent, std::size_t from, std::vector<Stmt>& out)
     for (std::size_t i = from; i < c.size(); ++i) stmt(c[i], out.emplace_back());
 }
 
+// Blocks (`after`, `repeat`) recurse, every other statement is built out of
+// line: the frame of a nest of blocks then holds no temporaries of the others.
 void Parser::stmt(const Tree& n, Stmt& s) {
     ++stmt_depth_;  // the grammar keeps this within max_nesting
     s.span = span(n);
+    if (n.is_type<g::after_stmt>()) {
+        s.kind = Stmt::Kind::after;
+        s.delay = duration(n.child(0));
+        stmts(n, 1, s.body);
+    } else if (n.is_type<g::repeat_stmt>()) {
+        s.kind = Stmt::Kind::repeat;
+        s.count = count(n.child(0));
+        stmts(n, 1, s.body);
+    } else {
+        simple_stmt(n, s);
+    }
+    --stmt_depth_;
+}
+
+void Parser::simple_stmt(const Tree& n, Stmt& s) {
     using K = Stmt::Kind;
     const Children c = n.children();
     if (n.is_type<g::toggle_stmt>()) {
@@ -497,14 +516,6 @@ void Parser::stmt(const Tree& n, Stmt& s) {
     } else if (n.is_type<g::log_stmt>()) {
         s.kind = K::log;
         s.expr = expr(c.at(0));
-    } else if (n.is_type<g::after_stmt>()) {
-        s.kind = K::after;
-        s.delay = duration(c.at(0));
-        stmts(n, 1, s.body);
-    } else if (n.is_type<g::repeat_stmt>()) {
-        s.kind = K::repeat;
-        s.count = count(c.at(0));
-        stmts(n, 1, s.body);
     } else if (n.is_type<g::assign_stmt>()) {
         s.kind = K::assign;
         s.target = ident(c.at(0));
@@ -513,7 +524,6 @@ void Parser::stmt(const Tree& n, Stmt& s) {
         s.kind = K::call;
         s.target = ident(n);
     }
-    --stmt_depth_;
 }
 
 void Parser::node(const Tree& n) {

@@ -111,14 +111,43 @@ bool hidden(char32_t code) {
 }
 
 std::size_t cells(const Char& c) {
-    if (!c.valid) return 4;  // \xff
+    if (c.code >= 0x20 && c.code < 0x7F) return 1;  // printable ASCII, the common case
+    if (!c.valid) return 4;                          // \xff
     if (c.code < 0x80 && hidden(c.code)) return c.code == '\r' ? 2 : 4;
     if (hidden(c.code)) return c.code < 0x1000 ? 6 : 8;  // \u{85}, \u{202e}: all hidden ones fit these
     if (in(c.code, zero_width, std::size(zero_width))) return 0;
     return in(c.code, wide, std::size(wide)) ? 2 : 1;
 }
 
+bool printable8(std::string_view text, std::size_t at) {
+    if (at + 8 > text.size()) return false;
+    std::uint64_t word = 0;
+    std::memcpy(&word, text.data() + at, 8);
+    constexpr std::uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    // No byte with its high bit set, none below 0x20, none equal to 0x7F (bytes that are zero after
+    // a subtraction or an xor set their high bit in `(x - ones) & ~x`).
+    const std::uint64_t below = (word - 0x20 * ones) & ~word;
+    const std::uint64_t del = word ^ (0x7F * ones);
+    return ((word | below | ((del - ones) & ~del)) & highs) == 0;
+}
+
+std::size_t width(std::string_view text) {
+    std::size_t total = 0;
+    for (std::size_t at = 0; at < text.size();) {
+        if (printable8(text, at)) {
+            at += 8;
+            total += 8;
+            continue;
+        }
+        const Char c = decode(text, at);
+        total += cells(c);
+        at += c.size;
+    }
+    return total;
+}
+
 Shown show(std::string_view text, std::size_t at, const Char& c) {
+    if (c.code >= 0x20 && c.code < 0x7F) return Shown{std::string(1, text[at]), 1};
     if (!c.valid || (c.code < 0x80 && hidden(c.code))) {
         if (c.valid && c.code == '\r') return Shown{"\\r", 2};
         return Shown{fmt::format("\\x{:02x}", static_cast<unsigned char>(text[at])), 4};

@@ -40,6 +40,11 @@ struct Shown {
 Shown show(std::string_view text, std::size_t at, const Char& c);
 std::size_t cells(const Char& c);  // show(...).cells, without making the text
 
+// Whether the 8 bytes at `at` are all printable ASCII (one cell each, shown as they are).
+bool printable8(std::string_view text, std::size_t at);
+// The cells `text` takes when shown.
+std::size_t width(std::string_view text);
+
 // `text` with every hidden character and invalid byte escaped, for a terminal.
 std::string printable(std::string_view text);
 

@@ -55,6 +55,13 @@ TEST_CASE("UTF-8 is decoded strictly: no overlong forms, surrogates or code poin
     CHECK(utf8::find_invalid("0123456789abcdef\xFF") == 16);
     CHECK(utf8::length("K\xC3\xBC" "che") == 5);
     CHECK(utf8::printable("a\x1b[31m\tb\r\xFF\xE2\x80\xAE\xC3\xBC") == "a\\x1b[31m\tb\\r\\xff\\u{202e}\xC3\xBC");
+    // Eight printable ASCII bytes at once, from space to tilde; anything else is not.
+    CHECK(utf8::printable8(" ~azAZ09", 0));
+    for (const char* other : {"abc\x7F" "defg", "abcdefg\x1F", "\tbcdefgh", "abcdefg\xC3", "abc"}) {
+        INFO(other);
+        CHECK_FALSE(utf8::printable8(other, 0));
+    }
+    CHECK(utf8::width("0123456789\t\xE4\xB8\xAD\x1b\xFF\xCC\x81") == 10 + 1 + 2 + 4 + 4 + 0);
 }
 
 TEST_CASE("an invalid byte anywhere is an error at it, one per line", "[dsl][utf8]") {
