@@ -145,7 +145,7 @@ printf '"%s"\n' '\x0A' '\x09' '\x0D\x0A' '\xEF\xBB\xBF' '\xC3\xBC' '\xE4\xB8\xAD
 # 2 KiB inputs and half the speed.
 # A 1 MiB stack (ulimit -s): recursion that an input drives overflows it at an
 # eighth of the depth that overflows the usual 8 MiB, so within -max_len. The
-# front end at max_nesting needs at most half of it under the sanitizers.
+# front end at max_nesting needs about half of it under the sanitizers.
 # -entropic=0: the entropic schedule ran 1.7x fewer inputs a second here.
 # ASan's quarantine of freed memory is kept to 64 MiB (256 by default): the
 # process stays near 160 MB instead of 470.
@@ -153,7 +153,7 @@ workdir="$(mktemp -d "${TMPDIR:-/tmp}/meshrun-fuzz-run.XXXXXX")"
 log="$build/fuzz.log"
 trap 'rm -rf "$workdir"' EXIT
 
-echo "run_fuzz: fuzzing for ${seconds} s with $n seeds (log: $log)"
+echo "run_fuzz: fuzzing for ${seconds} s with $n seeds${*:+ and flags $*} (log: $log)"
 start=$(date +%s)
 status=0
 (
