@@ -20,6 +20,10 @@ std::string_view kind_name(Kind k) {
     return names[static_cast<std::size_t>(k)];
 }
 
+bool stops_checks(Kind k) {
+    return k == Kind::syntax || k == Kind::too_deep || k == Kind::include_not_found || k == Kind::include_cycle;
+}
+
 std::string_view severity_name(Severity s) {
     switch (s) {
         case Severity::error: return "error";

@@ -49,13 +49,6 @@ void check_span(const meshrun::dsl::Span& span, const meshrun::dsl::SourceManage
     }
 }
 
-// Errors after which compile_file skips the checks: they would repeat them.
-bool stops_checks(const meshrun::dsl::Diagnostic& d) {
-    using meshrun::dsl::Kind;
-    return d.kind == Kind::syntax || d.kind == Kind::too_deep || d.kind == Kind::include_not_found ||
-           d.kind == Kind::include_cycle;
-}
-
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
@@ -78,7 +71,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     dsl::Diagnostics diags;
     std::string text(reinterpret_cast<const char*>(data), size);
     dsl::Program program = dsl::parse_text("fuzz.mesh", std::move(text), sm, diags);
-    if (std::none_of(diags.all().begin(), diags.all().end(), stops_checks)) {
+    if (std::none_of(diags.all().begin(), diags.all().end(),
+                     [](const dsl::Diagnostic& d) { return dsl::stops_checks(d.kind); })) {
         dsl::check(program, diags);
     }
     diags.sort_by_position();

@@ -54,6 +54,10 @@ enum class Kind {
 
 std::string_view kind_name(Kind k);
 
+// Errors that leave the program incomplete (syntax, too deep, includes): after
+// one of them compile_file skips the checks, which would only repeat it.
+bool stops_checks(Kind k);
+
 enum class Severity { error, warning, note };
 
 std::string_view severity_name(Severity s);
