@@ -182,7 +182,14 @@ Summary Checker::run() {
     declare_nodes();
     s.channels = channel_names_.size();
     action_vertex_base_ = channel_names_.size();
+    measure_actions();
     for (std::size_t i = 0; i < nodes_.size(); ++i) check_node_bodies(static_cast<int>(i));
+    // Actions run from message rules (outside `after`): their own bodies may ack twice.
+    for (std::size_t a = 0; a < actions_.size(); ++a) {
+        if (!(action_ctx_seen_[a] & 1u)) continue;
+        std::optional<AckSite> first;
+        check_acks(action_node_[a], actions_[a]->body, first);
+    }
     check_recursion();
     check_storms();
     check_tests();
@@ -528,6 +535,11 @@ void Checker::check_node_bodies(int index) {
         if (rule.guard) check_expr(index, *rule.guard, checked);
         const int vertex = kind == RuleKind::channel ? static_cast<int>(ni.channel_base) + ref : -1;
         check_stmts(index, vertex, rule.body, 0, -1, checked);
+        if (!n.actions.empty()) check_depth(index, rule.body, rule.source.span, "rule");
+        if (kind == RuleKind::channel) {
+            std::optional<AckSite> first;
+            check_acks(index, rule.body, first);
+        }
     }
     for (const Timer& t : n.timers) {
         if (t.period.micros == 0 || t.period.micros > max_duration)
@@ -537,6 +549,7 @@ void Checker::check_node_bodies(int index) {
         Context ctx;
         ctx.root = Root::timer;
         check_stmts(index, -1, t.body, 0, -1, &ctx);
+        if (!n.actions.empty()) check_depth(index, t.body, t.period.span, "timer");
     }
     for (std::size_t a = 0; a < n.actions.size(); ++a) {
         const int global = static_cast<int>(ni.action_base + a);

@@ -108,6 +108,10 @@ void Checker::run_action(int index, int a, Span call, const Context& ctx, Where 
 }
 
 void Checker::context_stmts(int index, const std::vector<Stmt>& body, const Context& ctx, Where here) {
+    // Bodies nest at most max_nesting deep through every chain of calls, or that is
+    // reported (check_depth); a walk that would go deeper stops here.
+    if (context_depth_ >= max_nesting) return;
+    ++context_depth_;
     for (const Stmt& s : body) {
         switch (s.kind) {
             case Stmt::Kind::assign:
@@ -134,6 +138,191 @@ void Checker::context_stmts(int index, const std::vector<Stmt>& body, const Cont
                 if (const Names* names = find(index, s.target.name); names && names->action >= 0)
                     run_action(index, static_cast<int>(nodes_[static_cast<std::size_t>(index)].action_base) + names->action,
                                s.target.span, ctx, here);
+                break;
+        }
+    }
+    --context_depth_;
+}
+
+// ---------------------------------------------------------------------------
+// how deep bodies run: a statement is one level, the body of a block or of an
+// action it runs one level below it (see max_nesting)
+
+// The levels `s` runs, capped at max_nesting + 1 (all that matters is whether it is more).
+int Checker::stmt_depth(int index, const Stmt& s) const {
+    int below = 0;
+    if (s.kind == Stmt::Kind::after || s.kind == Stmt::Kind::repeat) {
+        below = body_depth(index, s.body);
+    } else if (s.kind == Stmt::Kind::call) {
+        if (const Names* names = find(index, s.target.name); names && names->action >= 0)
+            below = action_depth_[nodes_[static_cast<std::size_t>(index)].action_base + static_cast<std::size_t>(names->action)];
+    }
+    return std::min(1 + below, max_nesting + 1);
+}
+
+// Recurses once per nested block: the parser keeps that within max_nesting.
+int Checker::body_depth(int index, const std::vector<Stmt>& body) const {
+    int depth = 0;
+    for (const Stmt& s : body) depth = std::max(depth, stmt_depth(index, s));
+    return depth;
+}
+
+// action_depth_ and action_acks_ of every action, each worked out after the actions it runs
+// (depth-first, without recursion: a chain of calls may be as long as the file).
+// An action on a cycle of calls counts the call that closes it as 0 (it is
+// reported as recursive).
+void Checker::measure_actions() {
+    const std::size_t count = actions_.size();
+    action_depth_.assign(count, 0);
+    action_acks_.assign(count, 0);
+    if (count == 0) return;
+    // Each action's callees: first[a] .. first[a + 1] in `callees`.
+    std::vector<std::size_t> first(count + 1, 0);
+    std::vector<int> callees;
+    for (std::size_t a = 0; a < count; ++a) {
+        const int index = action_node_[a];
+        const std::size_t base = nodes_[static_cast<std::size_t>(index)].action_base;
+        auto collect = [&](auto& self, const std::vector<Stmt>& body) -> void {
+            for (const Stmt& s : body) {
+                if (s.kind == Stmt::Kind::after || s.kind == Stmt::Kind::repeat) self(self, s.body);
+                if (s.kind != Stmt::Kind::call) continue;
+                if (const Names* names = find(index, s.target.name); names && names->action >= 0)
+                    callees.push_back(static_cast<int>(base) + names->action);
+            }
+        };
+        collect(collect, actions_[a]->body);
+        first[a + 1] = callees.size();
+    }
+    std::vector<std::uint8_t> color(count, white);
+    std::vector<std::pair<std::size_t, std::size_t>> stack;  // (action, next callee)
+    for (std::size_t start = 0; start < count; ++start) {
+        if (color[start] != white) continue;
+        stack.push_back({start, first[start]});
+        color[start] = on_stack;
+        while (!stack.empty()) {
+            auto& [a, next] = stack.back();
+            if (next < first[a + 1]) {
+                const auto callee = static_cast<std::size_t>(callees[next++]);
+                if (color[callee] == white) {
+                    color[callee] = on_stack;
+                    stack.push_back({callee, first[callee]});
+                }
+                continue;
+            }
+            action_depth_[a] = body_depth(action_node_[a], actions_[a]->body);
+            action_acks_[a] = static_cast<std::uint8_t>(body_acks(action_node_[a], actions_[a]->body));
+            color[a] = done;
+            stack.pop_back();
+        }
+    }
+}
+
+// Reports where running `body`, the body of the rule or timer at `root`, goes
+// deeper than max_nesting: the first statement past it on the deepest path.
+void Checker::check_depth(int index, const std::vector<Stmt>& body, Span root, const char* what) {
+    if (body_depth(index, body) <= max_nesting) return;
+    const std::vector<Stmt>* at = &body;
+    for (int level = 1;; ++level) {
+        const Stmt* deepest = nullptr;
+        int most = 0;
+        for (const Stmt& s : *at) {
+            if (const int d = stmt_depth(index, s); d > most) {
+                most = d;
+                deepest = &s;
+            }
+        }
+        if (!deepest) return;
+        if (level > max_nesting) {
+            // The statement's first word: a block's span runs to its end.
+            Span span = deepest->kind == Stmt::Kind::call ? deepest->target.span : deepest->span;
+            if (deepest->kind == Stmt::Kind::repeat || deepest->kind == Stmt::Kind::after)
+                span.end = span.begin + (deepest->kind == Stmt::Kind::repeat ? 6 : 5);
+            error(Kind::too_deep, span,
+                  "nested too deeply: more than " + std::to_string(max_nesting) +
+                      " levels of statements, counting the bodies of the actions run")
+                .notes.push_back({root, std::string("counting from this ") + what + ", through the actions it runs"});
+            return;
+        }
+        if (deepest->kind == Stmt::Kind::call) {
+            const Names* names = find(index, deepest->target.name);
+            if (!names || names->action < 0) return;  // not so: only a run action is deeper than 1
+            at = &actions_[nodes_[static_cast<std::size_t>(index)].action_base + static_cast<std::size_t>(names->action)]->body;
+        } else {
+            at = &deepest->body;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// `ack`s of one firing: the first one replies, any other is ignored. A body has
+// no condition, so two `ack`s on its way (an action run counting with its own,
+// an `ack` in `repeat N` with N over 1) are certain to be one too many.
+
+// How many times running `body` acks: 0, 1, or 2 for more than once. An `after`
+// body does not count: it runs after the reply (an `ack` there is misplaced).
+int Checker::body_acks(int index, const std::vector<Stmt>& body) const {
+    int acks = 0;
+    for (const Stmt& s : body) {
+        if (s.kind == Stmt::Kind::ack) {
+            ++acks;
+        } else if (s.kind == Stmt::Kind::repeat) {
+            const int inner = body_acks(index, s.body);
+            acks += s.count.value > 1 ? 2 * inner : inner;
+        } else if (s.kind == Stmt::Kind::call) {
+            if (const Names* names = find(index, s.target.name); names && names->action >= 0)
+                acks += action_acks_[nodes_[static_cast<std::size_t>(index)].action_base + static_cast<std::size_t>(names->action)];
+        }
+        if (acks >= 2) return 2;
+    }
+    return acks;
+}
+
+void Checker::ignored_ack(Span at, std::string message, const AckSite& first) {
+    auto& d = warning(Kind::ignored_ack, at, std::move(message));
+    if (first.span.begin == at.begin && first.span.file == at.file) return;
+    d.notes.push_back({first.span, first.action.empty() ? "the reply goes out at this `ack`"
+                                                        : "the reply goes out at the first `ack` of action " +
+                                                              bt(first.action) + ", run here"});
+}
+
+// Walks a body of a message rule, or of an action run from one, in the order it
+// runs; `first` is the firing's first `ack` so far.
+void Checker::check_acks(int index, const std::vector<Stmt>& body, std::optional<AckSite>& first) {
+    for (const Stmt& s : body) {
+        switch (s.kind) {
+            case Stmt::Kind::ack:
+                if (first)
+                    ignored_ack(s.span, "this `ack` is ignored: the firing has already replied", *first);
+                else
+                    first = AckSite{s.span, {}};
+                break;
+            case Stmt::Kind::call: {
+                const Names* names = find(index, s.target.name);
+                if (!names || names->action < 0) break;
+                const std::size_t g = nodes_[static_cast<std::size_t>(index)].action_base + static_cast<std::size_t>(names->action);
+                if (action_acks_[g] == 0) break;
+                if (first)
+                    ignored_ack(s.target.span,
+                                "action " + bt(s.target.name) + " acknowledges, but the firing has already replied: "
+                                                                "its `ack` is ignored",
+                                *first);
+                else
+                    first = AckSite{s.target.span, s.target.name};
+                break;
+            }
+            case Stmt::Kind::repeat: {
+                const bool replied = first.has_value();
+                check_acks(index, s.body, first);
+                if (replied || !first || s.count.value < 2) break;
+                // The first `ack` is in this body: every round after the first runs it again.
+                const std::string what = first->action.empty() ? "this `ack` runs" : "action " + bt(first->action) + " acknowledges";
+                ignored_ack(first->span,
+                            what + " in each of the " + std::to_string(s.count.value) +
+                                " rounds of `repeat`: only the first round replies, the others' `ack` is ignored",
+                            *first);
+                break;
+            }
+            default:
                 break;
         }
     }

@@ -268,6 +268,22 @@ private:
     static std::string root_text(const Context& ctx);
     static std::string where_text(const Where& w, const Context& ctx);
 
+    // --- how deep bodies run, through the actions they run (check_flow.cpp) ---
+    void measure_actions();
+    int stmt_depth(int node, const Stmt& s) const;
+    int body_depth(int node, const std::vector<Stmt>& body) const;
+    void check_depth(int node, const std::vector<Stmt>& body, Span root, const char* what);
+
+    // --- `ack`s of one firing (check_flow.cpp) ---
+    int body_acks(int node, const std::vector<Stmt>& body) const;
+    // The first `ack` of a firing: an `ack`, or the run of an action that acks (`action` names it).
+    struct AckSite {
+        Span span;
+        std::string_view action;
+    };
+    void check_acks(int node, const std::vector<Stmt>& body, std::optional<AckSite>& first);
+    void ignored_ack(Span at, std::string message, const AckSite& first);
+
     // --- cycles (check_flow.cpp) ---
     void check_recursion();
     void check_storms();
@@ -303,6 +319,9 @@ private:
     std::vector<Edge> calls_;  // every call between actions (global action indices), for recursion
 
     std::vector<Frame> chain_;  // action calls from the root being walked
+    int context_depth_ = 0;     // bodies being walked by context_stmts (bounded by max_nesting)
+    std::vector<int> action_depth_;  // by global action index: levels its body runs, through calls
+    std::vector<std::uint8_t> action_acks_;  // by global action index: `ack`s its body runs, 2 for more than one
 };
 
 }  // namespace meshrun::dsl::check_detail

@@ -8,9 +8,8 @@ namespace meshrun::dsl {
 Compiled compile_file(const std::string& path, SourceManager& sm, Diagnostics& diags) {
     Compiled out;
     out.program = parse_file(path, sm, diags);
-    const bool syntax_errors = std::any_of(diags.all().begin(), diags.all().end(), [](const Diagnostic& d) {
-        return d.kind == Kind::syntax || d.kind == Kind::include_not_found || d.kind == Kind::include_cycle;
-    });
+    const bool syntax_errors = std::any_of(diags.all().begin(), diags.all().end(),
+                                           [](const Diagnostic& d) { return stops_checks(d.kind); });
     if (!syntax_errors) out.summary = check(out.program, diags);
     return out;
 }

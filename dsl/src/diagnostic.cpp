@@ -7,6 +7,8 @@
 
 #include "meshrun/dsl/diagnostic.hpp"
 
+#include "utf8.hpp"
+
 namespace meshrun::dsl {
 
 std::string_view kind_name(Kind k) {
@@ -16,6 +18,10 @@ std::string_view kind_name(Kind k) {
 #undef MESHRUN_X
     };
     return names[static_cast<std::size_t>(k)];
+}
+
+bool stops_checks(Kind k) {
+    return k == Kind::syntax || k == Kind::too_deep || k == Kind::include_not_found || k == Kind::include_cycle;
 }
 
 std::string_view severity_name(Severity s) {
@@ -64,25 +70,102 @@ std::string_view severity_color(Severity s) {
     return s == Severity::error ? red : s == Severity::warning ? magenta : cyan;
 }
 
-// `   14 |     send led to buzer/signal` and `      |             ^~~~~`
+// A source line is shown whole up to this many cells; a longer one is cut
+// around the span, from `excerpt_lead` cells before it, with `...` where cut.
+constexpr std::size_t excerpt_width = 100;
+constexpr std::size_t excerpt_lead = 40;
+
+// One character of a line: its length in bytes and its width in cells as
+// shown (utf8::cells). Printable ASCII, nearly every character, is not decoded.
+struct Step {
+    std::size_t size, cells;
+};
+Step step(std::string_view line, std::size_t at) {
+    const auto b = static_cast<unsigned char>(line[at]);
+    if (b >= 0x20 && b < 0x7F) return {1, 1};
+    const utf8::Char c = utf8::decode(line, at);
+    return {c.size, utf8::cells(c)};
+}
+
+// `   14 |     send led to buzer/signal` and `      |             ^~~~~`.
+// The line is shown as utf8::show shows each character: never a control byte.
+// The caret line copies the line's tabs, so that both align on a terminal.
 void render_excerpt(std::string& out, const SourceFile& f, Span span, Style style) {
     const Location loc = f.locate(span.begin);
     const std::string_view line = f.line_text(loc.line);
-    fmt::format_to(std::back_inserter(out), "{:>5} | {}\n", loc.line, line);
-    std::string caret;
-    const std::size_t col = std::min<std::size_t>(loc.column - 1, line.size());
-    for (std::size_t i = 0; i < col; ++i) caret += line[i] == '\t' ? '\t' : ' ';
-    // The span is underlined up to the end of its first line.
-    const std::size_t len = std::min<std::size_t>(span.end > span.begin ? span.end - span.begin : 1,
-                                                  std::max<std::size_t>(line.size() - col, 1));
-    fmt::format_to(std::back_inserter(out), "      | {}{}^{}{}\n", caret, style(green), std::string(len - 1, '~'),
-                   style(reset));
+    const std::size_t first = static_cast<std::size_t>(line.data() - f.text.data());
+    // The span within the line, in bytes: [begin, end), up to the end of its first line.
+    const std::size_t begin = std::min<std::size_t>(std::max<std::size_t>(span.begin, first) - first, line.size());
+    const std::size_t end = std::clamp<std::size_t>(std::max<std::size_t>(span.end, first) - first, begin, line.size());
+
+    // Cells before the span (`lead`), and in the line (`total`) as far as the
+    // window can reach: past `reach`, the line is cut after the window anyway.
+    const std::size_t lead = utf8::width(line.substr(0, begin));
+    const std::size_t reach = std::max(lead + excerpt_width - excerpt_lead, excerpt_width) + 1;
+    std::size_t total = lead, at = begin;
+    while (at < line.size() && total < reach) {
+        const Step c = step(line, at);
+        total += c.cells;
+        at += c.size;
+    }
+    // The cells shown: [from, to).
+    std::size_t from = 0, to = total;
+    if (total > excerpt_width) {
+        from = std::min(lead > excerpt_lead ? lead - excerpt_lead : 0, total - excerpt_width);
+        to = from + excerpt_width;
+    }
+    const bool cut_after = at < line.size() || to < total;
+
+    std::string shown, pad;
+    std::size_t caret = 0, cell = 0;
+    at = 0;
+    if (from > 0) {
+        shown += "...";
+        pad += "   ";
+    }
+    while (at < line.size() && cell < from) {  // the part cut off
+        if (cell + 8 <= from && utf8::printable8(line, at)) {
+            at += 8;
+            cell += 8;
+            continue;
+        }
+        const Step c = step(line, at);
+        cell += c.cells;
+        at += c.size;
+    }
+    while (at < line.size()) {
+        if (const char b = line[at]; b >= 0x20 && b < 0x7F) {  // printable ASCII: as it is, one cell
+            if (cell + 1 > to) break;
+            shown += b;
+            if (at < begin)
+                pad += ' ';
+            else if (at < end)
+                ++caret;
+            ++cell;
+            ++at;
+            continue;
+        }
+        const utf8::Char c = utf8::decode(line, at);
+        const utf8::Shown s = utf8::show(line, at, c);
+        if (cell + s.cells > to) break;
+        shown += s.text;
+        if (at < begin)
+            pad.append(c.valid && c.code == '\t' ? std::string("\t") : std::string(s.cells, ' '));
+        else if (at < end)
+            caret += s.cells;
+        cell += s.cells;
+        at += c.size;
+    }
+    if (cut_after) shown += "...";
+    fmt::format_to(std::back_inserter(out), "{:>5} | {}\n", loc.line, shown);
+    fmt::format_to(std::back_inserter(out), "      | {}{}^{}{}\n", pad, style(green),
+                   std::string(std::max<std::size_t>(caret, 1) - 1, '~'), style(reset));
 }
 
 std::string location(const SourceManager& sm, Span span) {
     const SourceFile& f = sm.file(span.file);
     const Location loc = f.locate(span.begin);
-    return fmt::format("{}:{}:{}", f.path, loc.line, loc.column);
+    return fmt::format("{}:{}:{}", utf8::printable(f.path), loc.line, loc.column);
 }
 
 }  // namespace
@@ -92,12 +175,12 @@ std::string render_text(const Diagnostic& d, const SourceManager& sm, RenderOpti
     std::string out;
     fmt::format_to(std::back_inserter(out), "{}{}:{} {}{}:{} {}{}{} [{}]\n", style(bold), location(sm, d.span),
                    style(reset), style(severity_color(d.severity)), severity_name(d.severity), style(reset),
-                   style(bold), d.message, style(reset), kind_name(d.kind));
+                   style(bold), utf8::printable(d.message), style(reset), kind_name(d.kind));
     render_excerpt(out, sm.file(d.span.file), d.span, style);
     for (const Note& n : d.notes) {
         const Span at = n.span.value_or(d.span);
         fmt::format_to(std::back_inserter(out), "{}{}:{} {}note:{} {}\n", style(bold), location(sm, at), style(reset),
-                       style(cyan), style(reset), n.message);
+                       style(cyan), style(reset), utf8::printable(n.message));
         if (n.span) render_excerpt(out, sm.file(at.file), at, style);
     }
     return out;

@@ -117,8 +117,9 @@ struct expr;
 struct escaped_char : one<'"', '\\', 'n', '{', '}'> {};
 struct str_escape : if_must<one<'\\'>, escaped_char> {};
 struct str_chars : plus<not_one<'"', '\\', '{', '\n'>> {};
+struct interp_expr : seq<expr> {};
 struct interp_close : one<'}'> {};
-struct str_interp : if_must<one<'{'>, _, expr, _, interp_close> {};
+struct str_interp : if_must<one<'{'>, _, interp_expr, _, interp_close> {};
 struct string_close : one<'"'> {};
 struct string_lit : if_must<one<'"'>, star<sor<peek<not_one<'"', '\\', '{', '\n'>, str_chars>, str_escape,
                                               peek<one<'{'>, str_interp>>>, string_close> {};
@@ -304,7 +305,8 @@ struct file : seq<__, star<top_entry, __>, eof> {};
 
 template<typename Rule> inline constexpr const char* message = nullptr;
 #define MESHRUN_MSG(rule, text) template<> inline constexpr const char* message<rule> = text;
-MESHRUN_MSG(escaped_char, "unknown escape; use `\\\"`, `\\\\`, `\\n`, `\\{` or `\\}`")
+MESHRUN_MSG(escaped_char, "the escapes are `\\\"`, `\\\\`, `\\n`, `\\{` and `\\}`")
+MESHRUN_MSG(interp_expr, "expected an expression after `{` in the string")
 MESHRUN_MSG(interp_close, "expected `}` to close the interpolation")
 MESHRUN_MSG(string_close, "expected `\"` to close the string")
 MESHRUN_MSG(random_open, "expected `(` after `random`")
@@ -375,10 +377,6 @@ MESHRUN_MSG(kw_etcd, "expected `etcd` after `discovery`")
 MESHRUN_MSG(discovery_url, "expected a URL in quotes, as in `\"http://127.0.0.1:2379\"`")
 MESHRUN_MSG(top_end, "expected a newline or `;` after the item")
 #undef MESHRUN_MSG
-
-struct errors {
-    template<typename Rule> static constexpr const char* message = grammar::message<Rule>;
-};
 
 // clang-format on
 

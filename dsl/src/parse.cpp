@@ -2,6 +2,7 @@
 // this file turns each tree into AST nodes with their spans, splices includes,
 // and turns PEGTL's failures into diagnostics.
 #include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -12,6 +13,7 @@
 
 #include "grammar.hpp"
 #include "meshrun/dsl/frontend.hpp"
+#include "utf8.hpp"
 
 namespace meshrun::dsl {
 
@@ -63,36 +65,80 @@ struct FlatTree {
     const char* text = nullptr;
     std::vector<FlatNode> nodes;
     std::vector<std::uint32_t> open;  // indices of the selected rules being matched
+    int nesting = 0;                  // nesting rules being matched (see max_nesting)
+};
+
+// The rules through which the grammar recurses: every cycle of rules passes
+// through one of them, so counting them bounds the parser's recursion.
+using nesting_rules = rule_set<g::paren, g::random_call, g::str_interp, g::not_expr, g::neg_expr, g::stmt>;
+
+// A syntax error, thrown where the parse cannot go on: a rule with a message
+// failed (a `must`), or the text nests too deeply. It carries no more than
+// that: PEGTL's parse_error would work out a line and column by reading the
+// text again from its start, for every error.
+struct Failure {
+    enum class What : std::uint8_t {
+        expected,  // `message` says what was expected
+        too_deep,  // more than max_nesting levels
+        name,      // a name was expected (a reserved word is not one)
+        escape,    // an unknown escape in a string: `offset` is just after the `\`
+        brace,     // a `{` in a string that starts no interpolation
+    };
+    std::uint32_t offset = 0;
+    const char* message = nullptr;  // null: a rule without a message of its own
+    What what = What::expected;
 };
 
 template<typename Rule>
-struct control : pegtl::must_if<g::errors, pegtl::normal, false>::control<Rule> {
-        using base = typename pegtl::must_if<g::errors, pegtl::normal, false>::template control<Rule>;
+constexpr Failure::What failure_kind() {
+    using W = Failure::What;
+    if constexpr (std::is_base_of_v<g::name, Rule>) return W::name;
+    if constexpr (std::is_same_v<Rule, g::escaped_char>) return W::escape;
+    if constexpr (std::is_same_v<Rule, g::interp_expr> || std::is_same_v<Rule, g::interp_close>) return W::brace;
+    return W::expected;
+}
 
+template<typename Rule>
+struct control : pegtl::normal<Rule> {
+    template<typename ParseInput>
+    static std::uint32_t offset(const ParseInput& in, const FlatTree& t) {
+        return static_cast<std::uint32_t>(in.current() - t.text);
+    }
     template<typename ParseInput>
     static void start(const ParseInput& in, FlatTree& t) {
+        if constexpr (nesting_rules::contains<Rule>) {
+            if (++t.nesting > max_nesting) throw Failure{offset(in, t), nullptr, Failure::What::too_deep};
+        }
         if constexpr (selected_rules::contains<Rule>) {
             t.open.push_back(static_cast<std::uint32_t>(t.nodes.size()));
-            const auto at = static_cast<std::uint32_t>(in.current() - t.text);
+            const auto at = offset(in, t);
             t.nodes.push_back(FlatNode{&rule_id<Rule>, at, at, 1});
         }
     }
     template<typename ParseInput>
     static void success(const ParseInput& in, FlatTree& t) {
+        if constexpr (nesting_rules::contains<Rule>) --t.nesting;
         if constexpr (selected_rules::contains<Rule>) {
             FlatNode& n = t.nodes[t.open.back()];
-            n.end = static_cast<std::uint32_t>(in.current() - t.text);
+            n.end = offset(in, t);
             n.size = static_cast<std::uint32_t>(t.nodes.size() - t.open.back());
             t.open.pop_back();
         }
     }
+    // A rule with a message never fails quietly: its failure is a syntax error
+    // (that is what a `must` is), wherever it is used.
     template<typename ParseInput>
     static void failure(const ParseInput& in, FlatTree& t) {
+        if constexpr (nesting_rules::contains<Rule>) --t.nesting;
         if constexpr (selected_rules::contains<Rule>) {
             t.nodes.resize(t.open.back());
             t.open.pop_back();
         }
-        base::failure(in, t);
+        if constexpr (g::message<Rule> != nullptr) raise(in, t);
+    }
+    template<typename ParseInput>
+    [[noreturn]] static void raise(const ParseInput& in, FlatTree& t) {
+        throw Failure{offset(in, t), g::message<Rule>, failure_kind<Rule>()};
     }
 };
 
@@ -152,23 +198,28 @@ bool is_name_byte(char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
 }
 
-// The offending token at `offset`, for "found `...`" and for the caret's length.
+// The offending token at `offset`, for "found `...`" and for the caret's
+// length: a word, or one whole character; empty at the end of a line.
 Span token_at(std::uint32_t file, const std::string& text, std::uint32_t offset) {
     std::uint32_t end = offset;
     if (offset < text.size()) {
         if (is_name_byte(text[offset])) {
             while (end < text.size() && (is_name_byte(text[end]) || text[end] == '-')) ++end;
-        } else if (text[offset] != '\n') {
-            end = offset + 1;
+        } else if (text[offset] != '\n' && text.compare(offset, 2, "\r\n") != 0) {
+            end = offset + utf8::decode(text, offset).size;
         }
     }
     return Span{file, offset, end};
 }
 
+// What was found, for a message: quoted, escaped for a terminal, and cut short.
 std::string describe_found(const std::string& text, Span tok) {
+    constexpr std::size_t most = 40;
     if (tok.begin >= text.size()) return "end of file";
     if (tok.begin == tok.end) return "end of line";
-    return "`" + text.substr(tok.begin, tok.end - tok.begin) + "`";
+    const std::string_view found = std::string_view(text).substr(tok.begin, tok.end - tok.begin);
+    if (found.size() > most) return "`" + utf8::printable(found.substr(0, most)) + "...`";
+    return "`" + utf8::printable(found) + "`";
 }
 
 class Parser {
@@ -176,7 +227,8 @@ public:
     Parser(SourceManager& sm, Diagnostics& diags, Program& program)
         : sm_(sm), diags_(diags), program_(program) {}
 
-    void parse_source(std::uint32_t file_id, bool is_root);
+    // `included_at`: the include that reads the file; none for the root file.
+    void parse_source(std::uint32_t file_id, std::optional<Span> included_at);
     std::uint32_t load(const std::string& path, Span from, bool& ok);
 
 private:
@@ -187,26 +239,47 @@ private:
     Ident ident(const Tree& n) const { return Ident{n.string(), span(n)}; }
     Count count(const Tree& n) const;
     Duration duration(const Tree& n) const;
-    Expr expr(const Tree& list);  // a node whose children are `operand (op operand)*`
-    Expr climb(const Children& items, std::size_t& i, int min_precedence);
-    Expr operand(const Tree& n);
-    Expr string_expr(const Tree& n);
+    // An expression: a node whose children are `operand (op operand)*`. Each
+    // function that builds one also counts its `height` in levels (max_nesting).
+    Expr expr(const Tree& list) {
+        int height = 0;
+        return expr(list, height);
+    }
+    Expr expr(const Tree& list, int& height);
+    Expr climb(const Children& items, std::size_t& i, int min_precedence, int& height);
+    Expr operand(const Tree& n, int& height);
+    Expr string_expr(const Tree& n) {
+        int height = 0;
+        return string_expr(n, height);
+    }
+    Expr string_expr(const Tree& n, int& height);
+    bool deeper(int& height, Span at, bool chain);
+    void too_deep(Span at, bool chain);
     std::string plain_string(const Tree& n, const char* what);
     void stmts(const Tree& parent, std::size_t from, std::vector<Stmt>& out);
     void stmt(const Tree& n, Stmt& s);
+    [[gnu::noinline]] void simple_stmt(const Tree& n, Stmt& s);
     void node(const Tree& n);
     void test(const Tree& n);
     void top_item(const Tree& n, bool is_root);
 
-    void syntax_error(const std::string& text, std::uint32_t offset, std::string message);
+    Diagnostic* syntax_error(const std::string& text, std::uint32_t offset, std::string message);
+    void syntax_error(const std::string& text, const Failure& f);
+    void check_utf8(const std::string& text, std::size_t from);
+    void escape_error(const std::string& text, const Failure& f);
 
     SourceManager& sm_;
     Diagnostics& diags_;
     Program& program_;
     std::uint32_t file_ = 0;
-    struct Open { std::string canonical, path; };
+    struct Open {
+        std::string canonical, path;
+        std::optional<Span> included_at;
+    };
     std::vector<Open> include_stack_;  // the files being read, for cycles
     bool seen_item_ = false;                  // a `mesh` line must come first
+    int stmt_depth_ = 0;     // the level of the statement being built (0 outside statements)
+    bool too_deep_ = false;  // the item being built is too deep (reported once): stop building
 };
 
 Count Parser::count(const Tree& n) const {
@@ -242,7 +315,7 @@ Duration Parser::duration(const Tree& n) const {
     return d;
 }
 
-Expr Parser::string_expr(const Tree& n) {
+Expr Parser::string_expr(const Tree& n, int& height) {
     Expr e;
     e.kind = Expr::Kind::string;
     e.span = span(n);
@@ -267,9 +340,12 @@ Expr Parser::string_expr(const Tree& n) {
             t.span.file = file_;
             t.span.end = span(c).end;
         } else {  // str_interp
-            e.operands.push_back(expr(c));
+            int part = 0;
+            e.operands.push_back(expr(c, part));
+            height = std::max(height, part);
         }
     }
+    if (e.has_interpolation()) deeper(height, Span{file_, n.begin(), n.begin() + 1}, false);
     return e;
 }
 
@@ -313,14 +389,19 @@ BinOp binop(const Tree& n) {
                      : BinOp::ge;
 }
 
-Expr Parser::climb(const Children& items, std::size_t& i, int min_precedence) {
-    Expr lhs = operand(items.at(i++));
-    while (i < items.size()) {
+// The loop builds a chain of one precedence (`a + b + c`, left-associative)
+// without recursion; it recurses once per tighter precedence level only.
+Expr Parser::climb(const Children& items, std::size_t& i, int min_precedence, int& height) {
+    Expr lhs = operand(items.at(i++), height);
+    while (i < items.size() && !too_deep_) {
         const Tree& op = items[i];
         const int p = precedence(op);
         if (p < min_precedence) break;
         ++i;
-        Expr rhs = climb(items, i, p + 1);
+        int rhs_height = 0;
+        Expr rhs = climb(items, i, p + 1, rhs_height);
+        height = std::max(height, rhs_height);
+        if (!deeper(height, span(op), true)) break;
         Expr b;
         b.kind = Expr::Kind::binary;
         b.op = binop(op);
@@ -332,13 +413,35 @@ Expr Parser::climb(const Children& items, std::size_t& i, int min_precedence) {
     return lhs;
 }
 
-Expr Parser::expr(const Tree& list) {
+Expr Parser::expr(const Tree& list, int& height) {
     const Children items = list.children();
+    if (items.size() == 1) return operand(items[0], height);  // no operator: the common case
     std::size_t i = 0;
-    return climb(items, i, 1);
+    return climb(items, i, 1, height);
 }
 
-Expr Parser::operand(const Tree& n) {
+// One level more for the expression being built, `height` levels high so far.
+// False (reported once) when that makes the item deeper than max_nesting: the
+// caller stops building, so that no AST deeper than that is ever made.
+bool Parser::deeper(int& height, Span at, bool chain) {
+    ++height;
+    if (too_deep_) return false;
+    if (stmt_depth_ + height <= max_nesting) return true;
+    too_deep(at, chain);
+    return false;
+}
+
+void Parser::too_deep(Span at, bool chain) {
+    too_deep_ = true;
+    auto& d = diags_.error(Kind::too_deep, at,
+                           "nested too deeply: more than " + std::to_string(max_nesting) +
+                               " levels of statements, parentheses and operators");
+    if (chain)
+        d.notes.push_back({std::nullopt, "a chain of operators nests one level per operator: "
+                                         "`a + b + c` is `(a + b) + c`"});
+}
+
+Expr Parser::operand(const Tree& n, int& height) {
     Expr e;
     e.span = span(n);
     using K = Expr::Kind;
@@ -346,7 +449,7 @@ Expr Parser::operand(const Tree& n) {
         e.kind = K::number;
         e.text = n.string();
     } else if (n.is_type<g::string_lit>()) {
-        return string_expr(n);
+        return string_expr(n, height);
     } else if (n.is_type<g::name>()) {
         e.kind = K::name;
         e.text = n.string();
@@ -355,15 +458,18 @@ Expr Parser::operand(const Tree& n) {
     } else if (n.is_type<g::tick_expr>()) {
         e.kind = K::tick;
     } else if (n.is_type<g::paren>()) {
-        Expr inner = expr(n);
+        Expr inner = expr(n, height);
+        deeper(height, Span{file_, n.begin(), n.begin() + 1}, false);
         inner.span = e.span;  // the parentheses belong to it
         return inner;
     } else if (n.is_type<g::random_call>() || n.is_type<g::not_expr>()) {
         e.kind = n.is_type<g::random_call>() ? K::random : K::not_;
-        e.operands.push_back(expr(n));
+        e.operands.push_back(expr(n, height));
+        deeper(height, Span{file_, n.begin(), n.begin() + (e.kind == K::random ? 6u : 3u)}, false);
     } else if (n.is_type<g::neg_expr>()) {
         e.kind = K::neg;
-        e.operands.push_back(operand(n.child(0)));
+        e.operands.push_back(operand(n.child(0), height));
+        deeper(height, Span{file_, n.begin(), n.begin() + 1}, false);
     }
     return e;
 }
@@ -374,8 +480,26 @@ void Parser::stmts(const Tree& parent, std::size_t from, std::vector<Stmt>& out)
     for (std::size_t i = from; i < c.size(); ++i) stmt(c[i], out.emplace_back());
 }
 
+// Blocks (`after`, `repeat`) recurse, every other statement is built out of
+// line: the frame of a nest of blocks then holds no temporaries of the others.
 void Parser::stmt(const Tree& n, Stmt& s) {
+    ++stmt_depth_;  // the grammar keeps this within max_nesting
     s.span = span(n);
+    if (n.is_type<g::after_stmt>()) {
+        s.kind = Stmt::Kind::after;
+        s.delay = duration(n.child(0));
+        stmts(n, 1, s.body);
+    } else if (n.is_type<g::repeat_stmt>()) {
+        s.kind = Stmt::Kind::repeat;
+        s.count = count(n.child(0));
+        stmts(n, 1, s.body);
+    } else {
+        simple_stmt(n, s);
+    }
+    --stmt_depth_;
+}
+
+void Parser::simple_stmt(const Tree& n, Stmt& s) {
     using K = Stmt::Kind;
     const Children c = n.children();
     if (n.is_type<g::toggle_stmt>()) {
@@ -392,14 +516,6 @@ void Parser::stmt(const Tree& n, Stmt& s) {
     } else if (n.is_type<g::log_stmt>()) {
         s.kind = K::log;
         s.expr = expr(c.at(0));
-    } else if (n.is_type<g::after_stmt>()) {
-        s.kind = K::after;
-        s.delay = duration(c.at(0));
-        stmts(n, 1, s.body);
-    } else if (n.is_type<g::repeat_stmt>()) {
-        s.kind = K::repeat;
-        s.count = count(c.at(0));
-        stmts(n, 1, s.body);
     } else if (n.is_type<g::assign_stmt>()) {
         s.kind = K::assign;
         s.target = ident(c.at(0));
@@ -594,12 +710,17 @@ void Parser::top_item(const Tree& n, bool is_root) {
         const fs::path base = fs::path(sm_.file(file_).path).parent_path();
         const std::string path = (base / rel).lexically_normal().string();
         const Span at = span(n);
+        if (include_stack_.size() > static_cast<std::size_t>(max_include_depth)) {
+            diags_.error(Kind::too_deep, at,
+                         "includes nested too deeply: more than " + std::to_string(max_include_depth) + " files deep");
+            return;
+        }
         program_.includes.push_back({path, at});
         bool ok = false;
         const std::uint32_t id = load(path, at, ok);
         if (!ok) return;
         const std::uint32_t saved = file_;
-        parse_source(id, false);
+        parse_source(id, at);
         file_ = saved;
     } else if (n.is_type<g::secret_decl>()) {
         program_.secrets.push_back(ident(c.at(0)));
@@ -612,9 +733,75 @@ void Parser::top_item(const Tree& n, bool is_root) {
     }
 }
 
-void Parser::syntax_error(const std::string& text, std::uint32_t offset, std::string message) {
+Diagnostic* Parser::syntax_error(const std::string& text, std::uint32_t offset, std::string message) {
     const Span tok = token_at(file_, text, offset);
-    diags_.error(Kind::syntax, tok, message + ", found " + describe_found(text, tok));
+    const utf8::Char found = tok.begin < tok.end ? utf8::decode(text, tok.begin) : utf8::Char{};
+    if (!found.valid) return nullptr;  // an invalid byte, reported as such (check_utf8)
+    auto& d = diags_.error(Kind::syntax, tok, message + ", found " + describe_found(text, tok));
+    if (found.code >= 0x80 && !utf8::hidden(found.code))
+        d.notes.push_back({std::nullopt, "names and keywords are ASCII letters, digits, `_` and `-`; "
+                                         "other text belongs in a string"});
+    return &d;
+}
+
+// Source files are UTF-8. Each line with an invalid byte is an error at the
+// first one (for the first ten such lines of a file; a note counts the rest).
+void Parser::check_utf8(const std::string& text, std::size_t from) {
+    constexpr int most = 10;
+    int reported = 0, more = 0;
+    Diagnostic* last = nullptr;
+    for (std::size_t at = utf8::find_invalid(text, from); at != std::string::npos;) {
+        if (reported < most) {
+            ++reported;
+            const Span byte{file_, static_cast<std::uint32_t>(at), static_cast<std::uint32_t>(at + 1)};
+            last = &diags_.error(Kind::invalid_utf8, byte,
+                                 "invalid UTF-8 (byte " + describe_found(text, byte) + "): a .mesh file is read as UTF-8");
+        } else {
+            ++more;
+        }
+        const std::size_t eol = text.find('\n', at);
+        if (eol == std::string::npos) break;
+        at = utf8::find_invalid(text, eol + 1);
+    }
+    if (more > 0)
+        last->notes.push_back({std::nullopt, std::to_string(more) + " more line" + (more == 1 ? "" : "s") +
+                                                 " of this file hold invalid UTF-8"});
+}
+
+void Parser::syntax_error(const std::string& text, const Failure& f) {
+    if (f.what == Failure::What::too_deep) {
+        too_deep(token_at(file_, text, f.offset), false);
+        return;
+    }
+    if (f.what == Failure::What::escape) {
+        escape_error(text, f);
+        return;
+    }
+    // Rules without a message of their own (never expected) say no more than this.
+    Diagnostic* d = syntax_error(text, f.offset, f.message ? f.message : "unexpected input");
+    if (!d) return;
+    if (f.what == Failure::What::brace) {
+        d->notes.push_back({std::nullopt, "in a string, `{` starts an interpolation such as `{value}`; "
+                                          "to write a brace, escape it: `\\{` or `\\}`"});
+    } else if (f.what == Failure::What::name) {
+        const std::string_view word = sm_.text(d->span);
+        if (g::name::scan(word.data(), word.data() + word.size()) == word.size() && g::name::is_reserved(word))
+            d->notes.push_back({std::nullopt, "`" + std::string(word) + "` is a reserved word, which cannot be a name"});
+    }
+}
+
+// `\t` in a string: the escape named whole, and the escapes there are.
+void Parser::escape_error(const std::string& text, const Failure& f) {
+    const Span after = token_at(file_, text, f.offset);
+    if (after.begin == after.end) {  // the `\` ends the line or the file
+        diags_.error(Kind::syntax, Span{file_, f.offset - 1, f.offset},
+                     "expected an escaped character after `\\`, found " + describe_found(text, after) + "; " + f.message);
+        return;
+    }
+    const std::uint32_t end = f.offset + utf8::decode(text, f.offset).size;
+    const std::string escape = "\\" + utf8::printable(std::string_view(text).substr(f.offset, end - f.offset));
+    auto& d = diags_.error(Kind::syntax, Span{file_, f.offset - 1, end}, "unknown escape `" + escape + "`; " + f.message);
+    if (text[f.offset] == 't') d.notes.push_back({std::nullopt, "a string may hold a tab as it is"});
 }
 
 // Reads a file for an include; reports a missing file or a cycle at `from`.
@@ -623,29 +810,35 @@ std::uint32_t Parser::load(const std::string& path, Span from, bool& ok) {
     std::error_code ec;
     const fs::path canonical = fs::weakly_canonical(path, ec);
     const std::string key = ec ? path : canonical.string();
-    for (const auto& open : include_stack_) {
-        if (open.canonical == key) {
-            auto& d = diags_.error(Kind::include_cycle, from, "include cycle: `" + path + "` is already being read");
-            for (const auto& p : include_stack_) d.notes.push_back({std::nullopt, "included from `" + p.path + "`"});
-            return 0;
-        }
+    for (std::size_t k = 0; k < include_stack_.size(); ++k) {
+        if (include_stack_[k].canonical != key) continue;
+        // The cycle: each file from the one read again includes the next, at its own include line.
+        auto& d = diags_.error(Kind::include_cycle, from, "include cycle: `" + path + "` is already being read");
+        for (std::size_t j = k + 1; j < include_stack_.size(); ++j)
+            d.notes.push_back({include_stack_[j].included_at,
+                               "`" + include_stack_[j - 1].path + "` includes `" + include_stack_[j].path + "` here"});
+        return 0;
     }
     bool readable = false;
     std::string text = read_file(path, readable);
     if (!readable) {
-        diags_.error(Kind::include_not_found, from, "cannot read included file `" + path + "`");
+        diags_.error(Kind::include_not_found, from,
+                     "cannot read included file `" + path + "`: " + std::strerror(errno ? errno : ENOENT));
         return 0;
     }
     ok = true;
     return sm_.add(path, key, std::move(text));
 }
 
-void Parser::parse_source(std::uint32_t file_id, bool is_root) {
+void Parser::parse_source(std::uint32_t file_id, std::optional<Span> included_at) {
+    const bool is_root = !included_at;
     file_ = file_id;
     const SourceFile& src = sm_.file(file_id);
-    include_stack_.push_back({src.canonical.empty() ? src.path : src.canonical, src.path});
+    include_stack_.push_back({src.canonical.empty() ? src.path : src.canonical, src.path, included_at});
     const std::string& text = src.text;
-    Input in(text.data(), text.data() + text.size(), src.path);
+    const std::size_t start = src.line_starts[0];  // after a byte order mark
+    check_utf8(text, start);
+    Input in(text.data() + start, text.data() + text.size(), src.path);
     FlatTree tree;
     tree.text = text.data();
     while (true) {
@@ -655,18 +848,16 @@ void Parser::parse_source(std::uint32_t file_id, bool is_root) {
         try {
             tree.nodes.clear();
             tree.open.clear();
+            tree.nesting = 0;
             if (pegtl::parse<g::top_entry, pegtl::nothing, control>(in, tree)) {
+                too_deep_ = false;
                 top_item(Tree(tree, 0), is_root);
                 file_ = file_id;
                 continue;
             }
             syntax_error(text, offset, "expected `node`, `test`, `include`, `mesh`, `secret` or `discovery`");
-        } catch (const pegtl::parse_error& e) {
-            const auto& pos = e.positions().front();
-            std::string msg(e.message());
-            // Rules without a message of their own (never expected) fall back to PEGTL's wording.
-            if (msg.rfind("parse error", 0) == 0) msg = "unexpected input";
-            syntax_error(text, static_cast<std::uint32_t>(pos.byte), std::move(msg));
+        } catch (const Failure& f) {
+            syntax_error(text, f);
         }
         // Recover at the next line that starts a top-level item, so that one
         // mistake costs one item, not the rest of the file.
@@ -712,7 +903,7 @@ Program parse_text(std::string name, std::string text, SourceManager& sm, Diagno
     std::error_code ec;
     const std::string canonical = fs::weakly_canonical(name, ec).string();
     const std::uint32_t id = sm.add(name, ec ? name : canonical, std::move(text));
-    parser.parse_source(id, true);
+    parser.parse_source(id, std::nullopt);
     return program;
 }
 

@@ -3,12 +3,16 @@
 
 #include "meshrun/dsl/source.hpp"
 
+#include "utf8.hpp"
+
 namespace meshrun::dsl {
 
 Location SourceFile::locate(std::uint32_t offset) const {
+    offset = std::clamp(offset, line_starts[0], static_cast<std::uint32_t>(text.size()));
     const auto it = std::upper_bound(line_starts.begin(), line_starts.end(), offset);
-    const auto line = static_cast<std::uint32_t>(it - line_starts.begin());  // >= 1: line_starts[0] == 0
-    return Location{line, offset - line_starts[line - 1] + 1};
+    const auto line = static_cast<std::uint32_t>(it - line_starts.begin());  // >= 1: offset >= line_starts[0]
+    const std::string_view before = std::string_view(text).substr(line_starts[line - 1], offset - line_starts[line - 1]);
+    return Location{line, static_cast<std::uint32_t>(utf8::length(before)) + 1};
 }
 
 std::string_view SourceFile::line_text(std::uint32_t line) const {
@@ -20,7 +24,8 @@ std::string_view SourceFile::line_text(std::uint32_t line) const {
 }
 
 std::uint32_t SourceManager::add(std::string path, std::string canonical, std::string text) {
-    SourceFile f{std::move(path), std::move(canonical), std::move(text), {0}};
+    const bool bom = std::string_view(text).starts_with("\xEF\xBB\xBF");
+    SourceFile f{std::move(path), std::move(canonical), std::move(text), {bom ? 3u : 0u}};
     f.line_starts.reserve(f.text.size() / 32 + 1);
     const char* const begin = f.text.data();
     const char* const end = begin + f.text.size();

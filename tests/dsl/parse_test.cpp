@@ -251,7 +251,9 @@ TEST_CASE("a syntax error says what was expected where, and what was found", "[d
     const Case cases[] = {
         {"node buzzer at localhost:8766\n", "expected `{` after the node name (or `at HOST:PORT`), found end of line", "1:30"},
         {"node n at :1 {\n on c -> send 1 to buzzer\n}\n", "expected `/` between node and channel, as in `buzzer/signal`, found end of line", "2:26"},
-        {"node n at :1 {\n on c -> log \"a\\q\"\n}\n", "unknown escape; use `\\\"`, `\\\\`, `\\n`, `\\{` or `\\}`, found `q`", "2:17"},
+        {"node n at :1 {\n on c -> log \"a\\q\"\n}\n", "unknown escape `\\q`; the escapes are `\\\"`, `\\\\`, `\\n`, `\\{` and `\\}`", "2:16"},
+        {"node n at :1 {\n on c -> log \"a\\tb\"\n}\n", "unknown escape `\\t`; the escapes are `\\\"`, `\\\\`, `\\n`, `\\{` and `\\}`", "2:16"},
+        {"node n at :1 {\n on c -> log \"{}\"\n}\n", "expected an expression after `{` in the string, found `}`", "2:16"},
         {"node n at :1 {\n on c -> log \"abc\n}\n", "expected `\"` to close the string, found end of line", "2:18"},
         {"node n {\n pin p = out gpiochip0 17 pullup\n}\n", "expected a pin option (`active_low`, `initial`, `pull_up`, `pull_down`, `debounce`) or the end of the line, found `pullup`", "2:27"},
         {"node n {\n every 1 -> {}\n}\n", "expected a duration such as `1s` or `250ms` after `every`, found `1`", "2:8"},
@@ -272,6 +274,30 @@ TEST_CASE("a syntax error says what was expected where, and what was found", "[d
         const Location loc = p->sm.file(0).locate(d.span.begin);
         CHECK(std::to_string(loc.line) + ":" + std::to_string(loc.column) == c.at);
     }
+}
+
+TEST_CASE("syntax errors in strings and names say what to write instead", "[dsl][parse]") {
+    auto note_of = [](const std::string& text) {
+        auto p = parse(text);
+        INFO(p->errors());
+        REQUIRE(p->diags.all().size() == 1);
+        REQUIRE(p->diags.all()[0].notes.size() == 1);
+        return p->diags.all()[0].notes[0].message;
+    };
+    const std::string brace = "in a string, `{` starts an interpolation such as `{value}`; to write a brace, escape it: `\\{` or `\\}`";
+    CHECK(note_of("node n at :1 {\n on c -> log \"{}\"\n}\n") == brace);
+    CHECK(note_of("node n at :1 {\n on c -> ack \"{\\\"ok\\\": true}\"\n}\n") == brace);  // JSON
+    CHECK(note_of("node n at :1 {\n on c -> ack \"{value x}\"\n}\n") == brace);
+    CHECK(note_of("node n at :1 {\n on c -> log \"a\\tb\"\n}\n") == "a string may hold a tab as it is");
+    CHECK(note_of("node test at :1 {}\n") == "`test` is a reserved word, which cannot be a name");
+    CHECK(note_of("node n {\n pin on = out gpiochip0 1\n}\n") == "`on` is a reserved word, which cannot be a name");
+    CHECK(note_of("node n at :1 {\n on c -> send 1 to n/value\n}\n") ==
+          "`value` is a reserved word, which cannot be a name");
+
+    auto p = parse("node n at :1 {\n on c -> log \"a\\");
+    REQUIRE(p->diags.all().size() == 1);
+    CHECK(p->diags.all()[0].message ==
+          "expected an escaped character after `\\`, found end of file; the escapes are `\\\"`, `\\\\`, `\\n`, `\\{` and `\\}`");
 }
 
 TEST_CASE("after a syntax error the parser goes on with the next top-level item", "[dsl][parse]") {
@@ -312,14 +338,44 @@ TEST_CASE("includes splice files relative to the includer and report in the righ
         CHECK(d2.all()[0].kind == Kind::include_not_found);
         CHECK(sm2.text(d2.all()[0].span) == "include \"nowhere.mesh\"");
     }
-    SECTION("a cycle is an error at the include that closes it") {
+    SECTION("a cycle is an error at the include that closes it, with a note at each include of the cycle") {
         write(dir / "sub" / "b.mesh", "include \"../root.mesh\"\n");
         SourceManager sm2;
         Diagnostics d2;
         (void)parse_file((dir / "root.mesh").string(), sm2, d2);
         REQUIRE(d2.all().size() == 1);
-        CHECK(d2.all()[0].kind == Kind::include_cycle);
-        CHECK(sm2.file(d2.all()[0].span.file).path == (dir / "sub" / "b.mesh").string());
+        const Diagnostic& d = d2.all()[0];
+        CHECK(d.kind == Kind::include_cycle);
+        CHECK(sm2.file(d.span.file).path == (dir / "sub" / "b.mesh").string());
+        REQUIRE(d.notes.size() == 2);
+        REQUIRE(d.notes[0].span);
+        CHECK(sm2.file(d.notes[0].span->file).path == (dir / "root.mesh").string());
+        CHECK(sm2.text(*d.notes[0].span) == "include \"sub/a.mesh\"");
+        CHECK(d.notes[0].message.ends_with("root.mesh` includes `" + (dir / "sub" / "a.mesh").string() + "` here"));
+        REQUIRE(d.notes[1].span);
+        CHECK(sm2.file(d.notes[1].span->file).path == (dir / "sub" / "a.mesh").string());
+        CHECK(sm2.text(*d.notes[1].span) == "include \"b.mesh\"");
+    }
+    SECTION("an unreadable include says why") {
+        auto message = [&](const std::string& include) {
+            write(dir / "sub" / "b.mesh", "include \"" + include + "\"\n");
+            SourceManager sm2;
+            Diagnostics d2;
+            (void)parse_file((dir / "root.mesh").string(), sm2, d2);
+            REQUIRE(d2.all().size() == 1);
+            CHECK(d2.all()[0].kind == Kind::include_not_found);
+            return d2.all()[0].message;
+        };
+        CHECK(message("nowhere.mesh").ends_with("nowhere.mesh`: No such file or directory"));
+        fs::create_directories(dir / "sub" / "adir.mesh");
+        CHECK(message("adir.mesh").ends_with("adir.mesh`: Is a directory"));
+        write(dir / "sub" / "secret.mesh", "node s {}\n");
+        fs::permissions(dir / "sub" / "secret.mesh", fs::perms::none);
+        if (std::ifstream(dir / "sub" / "secret.mesh")) {
+            WARN("running as root: a file without permissions is still readable, not tested");
+        } else {
+            CHECK(message("secret.mesh").ends_with("secret.mesh`: Permission denied"));
+        }
     }
     fs::remove_all(dir);
 }

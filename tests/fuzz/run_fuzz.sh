@@ -5,24 +5,30 @@
 #
 # Builds BUILD_DIR/fuzz_check with clang++ (CXX, default clang++) from every
 # dsl/src/*.cpp and tests/fuzz/fuzz_check.cpp, under ASan, UBSan and libFuzzer.
-# Seeds a corpus from tests/dsl/data/*.mesh and topologies/**/*.mesh, then
-# fuzzes for FUZZ_SECONDS seconds (60). New inputs accumulate in
-# BUILD_DIR/fuzz-corpus; a crashing, leaking or hanging input is saved in
-# BUILD_DIR/fuzz-artifacts/ and the script exits non-zero. On success it
-# prints `fuzz: N executions in S s, no crash`.
+# Seeds a corpus from tests/dsl/data/*.mesh, topologies/**/*.mesh and the
+# generated inputs below (deep nesting, long lines, odd bytes), then fuzzes
+# for FUZZ_SECONDS seconds (30). New inputs accumulate in BUILD_DIR/fuzz-corpus
+# (FUZZ_CORPUS to put them elsewhere); a crashing, leaking or hanging input is
+# saved in BUILD_DIR/fuzz-artifacts/ and the script exits non-zero. On success
+# it prints `fuzz: N executions in S s (R/s), no crash`. Extra arguments after
+# BUILD_DIR go to libFuzzer (say -runs=N for a campaign).
 set -euo pipefail
 
-if [[ $# -ne 1 || "$1" == -* ]]; then
-    echo "usage: $0 BUILD_DIR" >&2
+if [[ $# -lt 1 || "$1" == -* ]]; then
+    echo "usage: $0 BUILD_DIR [LIBFUZZER_FLAG...]" >&2
     exit 2
 fi
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 mkdir -p "$1"
 build="$(cd "$1" && pwd)"
+shift
 cxx="${CXX:-clang++}"
-seconds="${FUZZ_SECONDS:-60}"
-flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined)
+seconds="${FUZZ_SECONDS:-30}"
+# stack-depth: how deep an input drives the stack is a coverage feature, so the
+# fuzzer keeps inputs that nest deeper than any before.
+flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+       -fsanitize-coverage=stack-depth)
 
 shopt -s nullglob globstar
 
@@ -65,7 +71,7 @@ rm -f "$build/fuzz_check"
 "$cxx" "${flags[@]}" "${objects[@]}" -lfmt -o "$build/fuzz_check"
 
 # The corpus: what earlier runs found, plus this tree's examples as seeds.
-corpus="$build/fuzz-corpus"
+corpus="${FUZZ_CORPUS:-$build/fuzz-corpus}"
 seeds="$build/fuzz-seeds"
 artifacts="$build/fuzz-artifacts"
 rm -rf "$seeds"
@@ -76,35 +82,88 @@ for f in "$root"/tests/dsl/data/*.mesh "$root"/topologies/**/*.mesh; do
     n=$((n + 1))
 done
 
+# Generated seeds: what the examples lack, each within -max_len. Nesting at
+# the limit (max_nesting, 256 levels: the `ack` or `toggle` is one), just past
+# it, and far past it, in each recursive shape of the grammar; actions running
+# actions; long lines, odd bytes and wide characters for the rendering. Before
+# nesting was limited, parens-700 crashed the front end at once (a stack
+# overflow at about 600 levels, on the stack the fuzzer runs with, below), and
+# the others took a few mutations to get there.
+times() {  # times TEXT N: TEXT, N times over
+    local out=""
+    for ((i = 0; i < $2; i++)); do out+="$1"; done
+    printf '%s' "$out"
+}
+seed() {  # seed NAME TEXT
+    printf '%s' "$2" >"$seeds/gen-$1.mesh"
+    n=$((n + 1))
+}
+rule() { printf 'node n at :1 {\n    pin p = out gpiochip0 17\n    on c -> %s\n}\n' "$1"; }
+for depth in 255 300 700; do seed "parens-$depth" "$(rule "ack $(times '(' "$depth")1$(times ')' "$depth")")"; done
+for depth in 255 300 480; do seed "interpolation-$depth" "$(rule "ack $(times '"{' "$depth")1$(times '}"' "$depth")")"; done
+for depth in 255 300 480; do seed "not-$depth" "$(rule "ack $(times 'not ' "$depth")1")"; done
+for depth in 255 300 1900; do seed "minus-$depth" "$(rule "ack $(times '-' "$depth")1")"; done
+seed "random-245" "$(rule "ack $(times 'random(' 245)1$(times ')' 245)")"
+for parens in 105 106; do  # 150 blocks, the `ack` and its parentheses: 256 levels, then 257
+    seed "blocks-$((151 + parens))" "$(rule "$(times 'repeat 1 {' 150)ack $(times '(' "$parens")p$(times ')' "$parens")$(times '}' 150)")"
+done
+seed "after-150" "$(rule "$(times 'after 1s -> ' 150)toggle p")"
+for terms in 256 400; do seed "sum-$terms" "$(rule "ack 1$(times ' + 1' $((terms - 1)))")"; done
+seed "or-300" "$(rule "ack p$(times ' or p' 300)")"
+# A rule runs a0, each action runs the next inside 40 blocks, the last acks: 124 levels.
+calls="node n at :1 {\n on c -> a0\n"
+for i in 0 1 2; do
+    next="a$((i + 1))"
+    [[ $i -eq 2 ]] && next="ack 1"
+    calls+=" action a$i { $(times 'repeat 1 {' 40)$next$(times '}' 40) }\n"
+done
+seed "calls-124" "$(printf "$calls}\n")"
+seed "long-line" "$(rule "ack \"$(times 'abcdefghij' 90)\" + q + \"$(times 'klmnopqrst' 80)\"")"
+seed "long-line-wide" "$(rule "log \"$(times 'ü中' 200){x}$(times '€' 150)\" + q")"
+printf '\xef\xbb\xbfnode k\xc3\xbcche at :1 {\n on c -> ack "\x1b[31m\xff\xe2\x80\xae{}\\t"\n}\n\x00\x01\x7f\r\n' >"$seeds/gen-bytes.mesh"
+n=$((n + 1))
+
 # A dictionary of the language's words and punctuation helps the mutator.
 dict="$build/mesh.dict"
 words=(mesh include secret env discovery etcd node at test pin action every on when toggle
        send to ack log after repeat value tick random not and or in out active_low initial
        pull_up pull_down debounce times drive advance expect within received gpiochip0
        localhost 127.0.0.1 '[::1]' us ms s m h '->' '==' '!=' '<=' '>=' '\"' '\\' '\n'
-       '\{' '\}' '{' '}' '/' '.' ':' ';' '"' '#' 'http://127.0.0.1:2379')
+       '\{' '\}' '{' '}' '/' '.' ':' ';' '"' '#' 'http://127.0.0.1:2379'
+       '(' ')' '+' '-' '=' '<' '>' '{value}' 'random(' 'repeat 2 {' 'after 1s ->' '"{')
 for w in "${words[@]}"; do
     w="${w//\\/\\\\}"   # libFuzzer's dictionary escapes backslashes and quotes
     w="${w//\"/\\\"}"
     printf '"%s"\n' "$w"
 done > "$dict"
+# Bytes as they are (a newline, a tab, a byte order mark, UTF-8 and not), in libFuzzer's \xNN.
+printf '"%s"\n' '\x0A' '\x09' '\x0D\x0A' '\xEF\xBB\xBF' '\xC3\xBC' '\xE4\xB8\xAD' '\xE2\x80\xAE' '\xFF' '\x1B' >> "$dict"
 
 # Run from an empty directory: relative includes in fuzz inputs then find nothing.
-# -entropic=0: with this grammar's ~30k coverage features, the entropic
-# schedule's bookkeeping took three quarters of the time (about 4x fewer runs).
+# -max_len=2048: an input costs about its length, and 2 KiB holds a file of a
+# few nodes or a nesting of 600 parentheses; at 4096 the corpus drifted to
+# 2 KiB inputs and half the speed.
+# A 1 MiB stack (ulimit -s): recursion that an input drives overflows it at an
+# eighth of the depth that overflows the usual 8 MiB, so within -max_len. The
+# front end at max_nesting needs about half of it under the sanitizers.
+# -entropic=0: the entropic schedule ran 1.7x fewer inputs a second here.
+# ASan's quarantine of freed memory is kept to 64 MiB (256 by default): the
+# process stays near 160 MB instead of 470.
 workdir="$(mktemp -d "${TMPDIR:-/tmp}/meshrun-fuzz-run.XXXXXX")"
 log="$build/fuzz.log"
 trap 'rm -rf "$workdir"' EXIT
 
-echo "run_fuzz: fuzzing for ${seconds} s with $n seeds (log: $log)"
+echo "run_fuzz: fuzzing for ${seconds} s with $n seeds${*:+ and flags $*} (log: $log)"
 start=$(date +%s)
 status=0
 (
     cd "$workdir"
-    TMPDIR="$workdir" "$build/fuzz_check" "$corpus" "$seeds" \
+    ulimit -s 1024
+    TMPDIR="$workdir" ASAN_OPTIONS="quarantine_size_mb=64${ASAN_OPTIONS:+:$ASAN_OPTIONS}" \
+        "$build/fuzz_check" "$corpus" "$seeds" \
         -dict="$dict" -entropic=0 \
-        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
-        -print_final_stats=1 -artifact_prefix="$artifacts/"
+        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=2048 \
+        -print_final_stats=1 -artifact_prefix="$artifacts/" "$@"
 ) >"$log" 2>&1 || status=$?
 elapsed=$(( $(date +%s) - start ))
 
@@ -120,4 +179,5 @@ execs="$(sed -n 's/^stat::number_of_executed_units: *\([0-9][0-9]*\).*/\1/p' "$l
 if [[ -z "$execs" ]]; then
     execs="$(sed -n 's/^#\([0-9][0-9]*\).*/\1/p' "$log" | tail -n 1)"
 fi
-echo "fuzz: ${execs:-0} executions in ${elapsed} s, no crash"
+rate="$(sed -n 's/^stat::average_exec_per_sec: *\([0-9][0-9]*\).*/\1/p' "$log" | tail -n 1)"
+echo "fuzz: ${execs:-0} executions in ${elapsed} s (${rate:-?}/s), no crash"

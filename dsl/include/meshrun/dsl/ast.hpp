@@ -11,6 +11,21 @@
 
 namespace meshrun::dsl {
 
+// How deep a program may nest, in levels. A level is a statement (one inside another's body is
+// one level deeper; a call runs the action's body one level below it) and, inside an expression,
+// a parenthesis, `not`, unary `-`, `random(...)`, a string with `{...}` in it, and each binary
+// operator (`a + b + c` is `(a + b) + c`: two levels). Anything deeper is a `too-deep` error,
+// found by the parser (its grammar and its tree-to-AST walk) and, for actions run from actions,
+// by the checker. So in a program without errors, statements are at most `max_nesting` levels
+// deep through every chain of calls, and every expression at most `max_nesting` high: each walk
+// that recurses over the AST or the event graph lowered from it (the parser's, the checker's,
+// engine/src/lower.cpp, eval.cpp, draw.cpp and the runtime's bodies and calls) recurses at most
+// about 2 x max_nesting times, whatever the file says.
+inline constexpr int max_nesting = 256;
+
+// Includes from included files: at most this many files deep (the parser reads them recursively).
+inline constexpr int max_include_depth = 64;
+
 struct Ident {
     std::string name;
     Span span;

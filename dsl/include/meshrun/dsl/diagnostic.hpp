@@ -14,8 +14,10 @@ namespace meshrun::dsl {
 // editors key on them, and docs/diagnostics.md explains each one.
 #define MESHRUN_DIAGNOSTIC_KINDS(X)                         \
     X(syntax, "syntax")                                     \
+    X(invalid_utf8, "invalid-utf8")                         \
     X(include_not_found, "include-not-found")               \
     X(include_cycle, "include-cycle")                       \
+    X(too_deep, "too-deep")                                 \
     X(unknown_node, "unknown-node")                         \
     X(unknown_channel, "unknown-channel")                   \
     X(unknown_pin, "unknown-pin")                           \
@@ -39,6 +41,7 @@ namespace meshrun::dsl {
     X(not_available, "not-available")                       \
     X(unreachable_rule, "unreachable-rule")                 \
     X(message_storm, "message-storm")                       \
+    X(ignored_ack, "ignored-ack")                           \
     X(unused_pin, "unused-pin")                             \
     X(unused_action, "unused-action")                       \
     X(drive_output, "drive-output")                         \
@@ -52,6 +55,10 @@ enum class Kind {
 };
 
 std::string_view kind_name(Kind k);
+
+// Errors that leave the program incomplete (syntax, too deep, includes): after
+// one of them compile_file skips the checks, which would only repeat it.
+bool stops_checks(Kind k);
 
 enum class Severity { error, warning, note };
 

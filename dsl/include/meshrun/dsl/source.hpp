@@ -18,14 +18,14 @@ struct Span {
 
 struct Location {
     std::uint32_t line = 0;    // 1-based
-    std::uint32_t column = 0;  // 1-based, in bytes
+    std::uint32_t column = 0;  // 1-based, in characters (code points): a tab is one, so is `ü`
 };
 
 struct SourceFile {
     std::string path;      // as the user named it (or as resolved from an include)
     std::string canonical; // canonical path, for include cycles; empty for in-memory text
-    std::string text;
-    std::vector<std::uint32_t> line_starts;  // byte offset of each line
+    std::string text;  // as read, UTF-8 (a byte order mark at its start is not part of line 1)
+    std::vector<std::uint32_t> line_starts;  // byte offset of each line; the first is 3 after a byte order mark
 
     Location locate(std::uint32_t offset) const;
     std::string_view line_text(std::uint32_t line) const;  // without its newline
