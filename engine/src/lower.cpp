@@ -116,7 +116,8 @@ private:
         if (r.pattern) {
             out.pattern = r.pattern->literal_text();
             // As written: a string pattern keeps its quotes (`on mode "auto"`), a number is bare.
-            out.label += " " + (r.pattern->kind == dsl::Expr::Kind::string ? quoted(*out.pattern) : *out.pattern);
+            out.label += ' ';
+            out.label += r.pattern->kind == dsl::Expr::Kind::string ? quoted(*out.pattern) : *out.pattern;
         }
         if (r.guard) {
             out.guard = expr(*r.guard);

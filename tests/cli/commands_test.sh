@@ -126,7 +126,7 @@ run "check -: includes from the current directory" 0 -- "$meshrun" check -
 has_line "check -: the included node counted" out.txt "<stdin>: ok: 2 nodes, 1 channel, 1 pin, 1 rule, 1 timer, 0 actions, 0 tests"
 cp root.mesh in.txt
 run "check -: includes resolve against the current directory only" 1 -- bash -c "cd parts && \"\$0\" check -" "$meshrun"
-has "check -: a missing include named" err.txt "<stdin>:1:1: error: cannot read included file \`parts/buzzer.mesh\` [include-not-found]"
+has "check -: a missing include named" err.txt "<stdin>:1:1: error: cannot read included file \`parts/buzzer.mesh\`: No such file or directory [include-not-found]"
 cp good.mesh in.txt
 run "check - beside a file" 1 -- "$meshrun" check good.mesh - bad.mesh
 has_line "check - beside files: each summarised" out.txt "<stdin>: ok: 2 nodes, 1 channel, 1 pin, 1 rule, 1 timer, 0 actions, 1 test"
