@@ -4,20 +4,12 @@
 # unwritable --junit and a --filter that matches nothing.
 # Usage: commands_test.sh MESHRUN   (run from anywhere; writes its files to a temp dir)
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/checks.sh"  # ok, fail, has, has_line, lacks, count
 meshrun=${1:?usage: commands_test.sh MESHRUN}
 case $meshrun in /*) ;; *) meshrun=$PWD/$meshrun ;; esac
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cd "$tmp"
-failures=0
-pass=0
-
-ok() { pass=$((pass + 1)); }
-fail() {  # fail NAME WHY [FILE]: FILE is shown, indented
-  echo "FAIL: $1: $2"
-  if [ $# -ge 3 ] && [ -f "$3" ]; then sed 's/^/  | /' "$3"; fi
-  failures=$((failures + 1))
-}
 # run NAME WANT_STATUS -- command...: stdout in out.txt, stderr in err.txt. Standard input is
 # in.txt when it exists, else empty. The command is killed after 10 s: a command that should
 # refuse and runs instead fails rather than hanging.
@@ -31,15 +23,6 @@ run() {
   if [ "$got" -eq "$want" ]; then ok; else
     fail "$name" "exit $got, wanted $want"; sed 's/^/  out: /' out.txt | head -20; sed 's/^/  err: /' err.txt | head -20
   fi
-}
-has() {  # has NAME FILE TEXT: some line of FILE contains TEXT
-  if grep -qF -- "$3" "$2"; then ok; else fail "$1" "$2 does not contain '$3'" "$2"; fi
-}
-has_line() {  # has_line NAME FILE LINE: some line of FILE is exactly LINE
-  if grep -qxF -- "$3" "$2"; then ok; else fail "$1" "$2 has no line '$3'" "$2"; fi
-}
-lacks() {  # lacks NAME FILE TEXT
-  if grep -qF -- "$3" "$2"; then fail "$1" "$2 contains '$3'" "$2"; else ok; fi
 }
 empty() {  # empty NAME FILE
   if [ ! -s "$2" ]; then ok; else fail "$1" "$2 is not empty" "$2"; fi

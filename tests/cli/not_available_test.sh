@@ -4,20 +4,12 @@
 # warn [not-available], `test` runs the scenarios (on loopback, where neither applies) and warns.
 # Usage: not_available_test.sh MESHRUN   (run from anywhere; writes its files to a temp dir)
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/checks.sh"  # ok, fail, has, has_line, lacks, count
 meshrun=${1:?usage: not_available_test.sh MESHRUN}
 case $meshrun in /*) ;; *) meshrun=$PWD/$meshrun ;; esac
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cd "$tmp"
-failures=0
-pass=0
-
-ok() { pass=$((pass + 1)); }
-fail() {  # fail NAME WHY [FILE]: FILE is shown, indented
-  echo "FAIL: $1: $2"
-  if [ $# -ge 3 ] && [ -f "$3" ]; then sed 's/^/  | /' "$3"; fi
-  failures=$((failures + 1))
-}
 # run NAME WANT_STATUS -- command...: stdout in out.txt, stderr in err.txt; killed after 10 s, so
 # that a command that should refuse the file and runs it instead fails rather than hanging.
 run() {
@@ -27,19 +19,6 @@ run() {
   if [ "$got" -eq "$want" ]; then ok; else
     fail "$name" "exit $got, wanted $want"; sed 's/^/  out: /' out.txt | head -20; sed 's/^/  err: /' err.txt | head -20
   fi
-}
-has() {  # has NAME FILE TEXT: some line of FILE contains TEXT
-  if grep -qF -- "$3" "$2"; then ok; else fail "$1" "$2 does not contain '$3'" "$2"; fi
-}
-has_line() {  # has_line NAME FILE LINE: some line of FILE is exactly LINE
-  if grep -qxF -- "$3" "$2"; then ok; else fail "$1" "$2 has no line '$3'" "$2"; fi
-}
-lacks() {  # lacks NAME FILE TEXT
-  if grep -qF -- "$3" "$2"; then fail "$1" "$2 contains '$3'" "$2"; else ok; fi
-}
-count() {  # count NAME FILE TEXT N: N lines of FILE contain TEXT
-  local got; got=$(grep -cF -- "$3" "$2")
-  if [ "$got" -eq "$4" ]; then ok; else fail "$1" "$got lines with '$3', wanted $4" "$2"; fi
 }
 
 cat >secure.mesh <<'MESH'

@@ -4,20 +4,12 @@
 # where in the scenario and how to raise it; --max-steps and --timeout move the limits.
 # Usage: limits_test.sh MESHRUN   (run from anywhere; writes its files to a temp dir)
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/checks.sh"  # ok, fail, has, has_line, lacks, count
 meshrun=${1:?usage: limits_test.sh MESHRUN}
 case $meshrun in /*) ;; *) meshrun=$PWD/$meshrun ;; esac
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cd "$tmp"
-failures=0
-pass=0
-
-ok() { pass=$((pass + 1)); }
-fail() {  # fail NAME WHY [FILE]: FILE is shown, indented
-  echo "FAIL: $1: $2"
-  if [ $# -ge 3 ] && [ -f "$3" ]; then sed 's/^/  | /' "$3"; fi
-  failures=$((failures + 1))
-}
 # run NAME WANT_STATUS MAX_SECONDS -- command...: stdout in out.txt, stderr in err.txt, both in
 # all.txt; the command is killed after 3 * MAX_SECONDS (so that a hang fails instead of hanging),
 # and fails when it took longer than MAX_SECONDS.
@@ -34,12 +26,6 @@ run() {
     fail "$name" "exit $got, wanted $want (after $ms ms)"; sed 's/^/  out: /' out.txt | head -20; sed 's/^/  err: /' err.txt | head -20
   fi
   if [ "$ms" -le $((max * 1000)) ]; then ok; else fail "$name" "took $ms ms, more than $max s"; fi
-}
-has() {  # has NAME FILE TEXT: some line of FILE contains TEXT
-  if grep -qF -- "$3" "$2"; then ok; else fail "$1" "$2 does not contain '$3'" "$2"; fi
-}
-has_line() {  # has_line NAME FILE LINE: some line of FILE is exactly LINE
-  if grep -qxF -- "$3" "$2"; then ok; else fail "$1" "$2 has no line '$3'" "$2"; fi
 }
 has_re() {  # has_re NAME FILE REGEX (extended, whole line)
   if grep -qxE -- "$3" "$2"; then ok; else fail "$1" "$2 has no line matching /$3/" "$2"; fi

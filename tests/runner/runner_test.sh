@@ -3,6 +3,7 @@
 # time, determinism, debounce and `within`, --filter, --junit, bad usage, rule coverage.
 # Usage: runner_test.sh MESHRUN   (run from anywhere; works on copies of its fixtures in a temp dir)
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/checks.sh"  # ok, fail, has, has_line, lacks, count
 meshrun=${1:?usage: runner_test.sh MESHRUN}
 case $meshrun in /*) ;; *) meshrun=$PWD/$meshrun ;; esac
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -10,15 +11,6 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cp "$here"/*.mesh "$tmp"/
 cd "$tmp"   # diagnostics then name the fixtures by their bare file names
-failures=0
-pass=0
-
-ok() { pass=$((pass + 1)); }
-fail() {  # fail NAME WHY [FILE]: FILE is shown, indented
-  echo "FAIL: $1: $2"
-  if [ $# -ge 3 ] && [ -f "$3" ]; then sed 's/^/  | /' "$3"; fi
-  failures=$((failures + 1))
-}
 run() {  # run NAME WANT_STATUS -- command...: stdout in out.txt, stderr in err.txt, both in all.txt
   local name=$1 want=$2; shift 3
   "$@" >out.txt 2>err.txt
@@ -28,17 +20,8 @@ run() {  # run NAME WANT_STATUS -- command...: stdout in out.txt, stderr in err.
     fail "$name" "exit $got, wanted $want"; sed 's/^/  out: /' out.txt; sed 's/^/  err: /' err.txt
   fi
 }
-has() {  # has NAME FILE TEXT: some line of FILE contains TEXT
-  if grep -qF -- "$3" "$2"; then ok; else fail "$1" "$2 does not contain '$3'" "$2"; fi
-}
-has_line() {  # has_line NAME FILE LINE: some line of FILE is exactly LINE
-  if grep -qxF -- "$3" "$2"; then ok; else fail "$1" "$2 has no line '$3'" "$2"; fi
-}
 has_re() {  # has_re NAME FILE REGEX (extended, whole line)
   if grep -qxE -- "$3" "$2"; then ok; else fail "$1" "$2 has no line matching /$3/" "$2"; fi
-}
-lacks() {  # lacks NAME FILE TEXT
-  if grep -qF -- "$3" "$2"; then fail "$1" "$2 contains '$3'" "$2"; else ok; fi
 }
 last_line() {  # last_line NAME FILE LINE: the last line of FILE is exactly LINE
   local got; got=$(tail -n 1 "$2")
