@@ -11,6 +11,8 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${MESHRUN_BUILD_DIR:-$root/build}
+# ccache keyed on paths relative to the clone: a fresh clone elsewhere (CI's) hits the cache.
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$root} CCACHE_NOHASHDIR=${CCACHE_NOHASHDIR:-true}
 
 packages=(
   cmake ninja-build g++ pkg-config ccache            # toolchain
