@@ -59,7 +59,13 @@ std::optional<std::string> read_stdin() {
     std::string text;
     char buffer[65536];
     std::size_t n;
-    while ((n = std::fread(buffer, 1, sizeof buffer, stdin)) > 0) text.append(buffer, n);
+    while ((n = std::fread(buffer, 1, sizeof buffer, stdin)) > 0) {
+        text.append(buffer, n);
+        if (text.size() > dsl::max_source_size) {
+            errno = EFBIG;
+            return std::nullopt;
+        }
+    }
     if (std::ferror(stdin)) return std::nullopt;
     return text;
 }

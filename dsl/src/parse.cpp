@@ -189,9 +189,19 @@ std::string read_file(const std::string& path, bool& ok) {
     std::ifstream in(path, std::ios::binary);
     ok = static_cast<bool>(in);
     if (!ok) return {};
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return std::move(ss).str();
+    // A .mesh file is text a person writes: past max_source_size (`/dev/zero`, a log file
+    // named by mistake) it is refused (errno EFBIG) instead of read until memory runs out.
+    std::string text;
+    char buffer[65536];
+    while (in.read(buffer, sizeof buffer) || in.gcount() > 0) {
+        text.append(buffer, static_cast<std::size_t>(in.gcount()));
+        if (text.size() > max_source_size) {
+            errno = EFBIG;
+            ok = false;
+            return {};
+        }
+    }
+    return text;
 }
 
 bool is_name_byte(char c) {

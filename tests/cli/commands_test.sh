@@ -149,5 +149,12 @@ run "filter: nothing matches" 1 -- "$meshrun" test good.mesh --filter "no such t
 has_line "filter: said so" err.txt "meshrun: error: no test title contains \`no such title\` (1 test in 1 file)"
 run "filter: something matches" 0 -- "$meshrun" test good.mesh --filter "tick"
 
+# A file that never ends (or is far too large for a topology) is refused, not read until memory runs out.
+run "check /dev/zero: refused" 2 -- "$meshrun" check /dev/zero
+has_line "check /dev/zero: too large" err.txt "meshrun: error: cannot read \`/dev/zero\`: File too large"
+printf 'include "/dev/zero"\n' >zero.mesh
+run "include /dev/zero: an error of the file" 1 -- "$meshrun" check zero.mesh
+has "include /dev/zero: too large" err.txt "cannot read included file \`/dev/zero\`: File too large"
+
 echo "$pass passed, $failures failed"
 [ "$failures" -eq 0 ]

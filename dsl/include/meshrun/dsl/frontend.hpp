@@ -9,6 +9,9 @@
 
 namespace meshrun::dsl {
 
+// The largest source file read (16 MiB): a larger one is refused as too large (EFBIG).
+constexpr std::size_t max_source_size = 16 << 20;
+
 // Parses one file and every file it includes, spliced in order. Syntax errors,
 // missing includes and include cycles are reported in `diags`. The file's own
 // `mesh` line names the program; a `mesh` line in an included file is ignored.
