@@ -441,12 +441,15 @@ int usage_error(const CLI::App& app, const CLI::ParseError& e) {
     return exit_usage;
 }
 
-// `--seed`, `--max-steps`: digits only (CLI11 alone would read -1 as 2^64 - 1).
+// `--seed`, `--max-steps`: digits only (CLI11 alone would read -1 as 2^64 - 1), and no more
+// than 64 bits hold (CLI11 would take 2^64 as 2^64 - 1 without a word).
 const CLI::Validator whole_number(
     [](std::string& text) {
-        return !text.empty() && text.find_first_not_of("0123456789") == std::string::npos
-                   ? std::string()
-                   : fmt::format("`{}` is not a whole number from 0 up", text);
+        const bool digits = !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
+        errno = 0;
+        if (digits) std::strtoull(text.c_str(), nullptr, 10);
+        return digits && errno != ERANGE ? std::string()
+                                         : fmt::format("`{}` is not a whole number from 0 to 18446744073709551615", text);
     },
     "");
 

@@ -126,6 +126,9 @@ for cmd in "test good.mesh" "up good.mesh" "run good.mesh --node buzzer --sim"; 
   lacks "$cmd --seed -1: no test ran" out.txt "passed"
 done
 run "--seed 1.5" 2 -- "$meshrun" test good.mesh --seed 1.5
+run "--seed 2^64" 2 -- "$meshrun" test good.mesh --seed 18446744073709551616
+has "--seed 2^64: out of range" err.txt "is not a whole number from 0 to 18446744073709551615"
+run "--seed 2^64 - 1" 0 -- "$meshrun" test good.mesh --seed 18446744073709551615
 
 # 5. Nothing to run: a file with no node (up), a node that would do nothing (run).
 run "up: a file with no node" 1 -- "$meshrun" up empty.mesh
