@@ -176,7 +176,10 @@ struct SendWalker {
     const Node& node;
     const std::string& from;
     std::vector<Link>& out;
-    std::vector<int> calling;  // actions on the way here: the checker forbids recursion, but never loop
+    // Actions already walked from this rule: each is drawn once, however often it is called, so
+    // that actions that call the next one twice cannot make the walk exponential (and a recursion,
+    // which the checker forbids, could not loop).
+    std::vector<bool> walked = std::vector<bool>(node.actions.size());
 
     void walk(const std::vector<Op>& body, std::vector<std::string>& context) {
         for (const Op& op : body) {
@@ -194,12 +197,11 @@ struct SendWalker {
                     break;
                 case Op::Kind::call: {
                     if (op.action < 0 || static_cast<std::size_t>(op.action) >= node.actions.size()) break;
-                    if (std::find(calling.begin(), calling.end(), op.action) != calling.end()) break;
-                    calling.push_back(op.action);
+                    if (walked[static_cast<std::size_t>(op.action)]) break;
+                    walked[static_cast<std::size_t>(op.action)] = true;
                     context.push_back("via " + node.actions[op.action].name);
                     walk(node.actions[op.action].body, context);
                     context.pop_back();
-                    calling.pop_back();
                     break;
                 }
                 default: break;
@@ -258,14 +260,14 @@ Picture picture(const Graph& graph) {
             if (source.kind == Source::Kind::timer) {
                 // A timer has one body, and no rule of its own in the language: its sends leave the timer.
                 std::vector<std::string> context;
-                for (const Rule& rule : source.rules) SendWalker{graph, node, box.id, pic.sends, {}}.walk(rule.body, context);
+                for (const Rule& rule : source.rules) SendWalker{graph, node, box.id, pic.sends}.walk(rule.body, context);
                 continue;
             }
             for (const Rule& rule : source.rules) {
                 Box r{node.name + ".rule." + std::to_string(++rules), rule_label(rule, node), Shape::rule};
                 cluster.links.push_back(Link{box.id, r.id, {}});
                 std::vector<std::string> context;
-                SendWalker{graph, node, r.id, pic.sends, {}}.walk(rule.body, context);
+                SendWalker{graph, node, r.id, pic.sends}.walk(rule.body, context);
                 cluster.boxes.push_back(std::move(r));
             }
         }

@@ -537,6 +537,7 @@ struct NodeRt {
         std::uint64_t fires = 0;  // for coverage
     };
     std::unordered_map<const Rule*, RuleRt> rules;
+    mutable std::vector<signed char> action_waits;  // per action: -1 not known yet, else whether it can wait
     struct PinWrite {
         bool written = false;
         Micros at{0};
@@ -556,7 +557,7 @@ struct NodeRt {
     Repeated session_failures{"connections"};  // ended in an error: a client's fault, not the node's
 
     NodeRt(FleetCore& f, const Node& s, std::uint64_t seed)
-        : fleet(f), spec(s), received(s.sources.size()), rng(seed), room(f.io.get_executor()) {
+        : fleet(f), spec(s), received(s.sources.size()), action_waits(s.actions.size(), -1), rng(seed), room(f.io.get_executor()) {
         for (const Source& src : spec.sources)
             for (const Rule& r : src.rules) rules[&r].waits = can_wait(r.body);
     }
@@ -613,9 +614,16 @@ struct NodeRt {
         for (const Op& op : body) {
             if (op.kind == Op::Kind::send) return true;
             if (op.kind == Op::Kind::repeat && can_wait(op.body)) return true;
-            if (op.kind == Op::Kind::call && can_wait(spec.actions[static_cast<std::size_t>(op.action)].body)) return true;
+            if (op.kind == Op::Kind::call && action_can_wait(op.action)) return true;
         }
         return false;
+    }
+
+    // Worked out once an action: actions that call the next one twice would make it exponential.
+    bool action_can_wait(int action) const {
+        signed char& known = action_waits[static_cast<std::size_t>(action)];
+        if (known < 0) known = can_wait(spec.actions[static_cast<std::size_t>(action)].body) ? 1 : 0;
+        return known == 1;
     }
 
     // The reply to a message, when its rule runs to the end without waiting;

@@ -363,3 +363,22 @@ node clock { every 1s -> send "auto" to panel/mode }
     CHECK(dot.find("on tick") == std::string::npos);
     CHECK(dot.find("\"clock.timer.1\" -> \"panel.ch.mode\" [label=\"send\"") != std::string::npos);
 }
+
+TEST_CASE("actions that each call the next one twice are drawn once each, not 2^N times", "[engine]") {
+    // a0 calls a1 twice, a1 calls a2 twice, ...: 2^60 paths to the send at the end.
+    std::string text = "node hub at localhost:8800 {\n    action a60 { send \"x\" to sink/in }\n";
+    for (int i = 59; i >= 0; --i) {
+        std::string next = "a";
+        next += std::to_string(i + 1);
+        text.append("    action a").append(std::to_string(i)).append(" { ").append(next).append("; ").append(next).append(" }\n");
+    }
+    text += "    on go -> { a0; ack \"ok\" }\n}\nnode sink at localhost:8801 { on in -> ack \"got\" }\n";
+    dsl::SourceManager sm;
+    dsl::Diagnostics diags;
+    auto program = dsl::parse_text("chain.mesh", text, sm, diags);
+    dsl::check(program, diags);
+    REQUIRE_FALSE(diags.has_errors());
+    const Graph graph = lower(program);
+    const std::string dot = to_dot(graph);
+    CHECK(count(dot, "[label=\"send") == 1);
+}
