@@ -26,12 +26,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 
 import websockets
 
-STEP = 10.0  # the bound on any single wait, in seconds
-HOST = "127.0.0.1"
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from checks import HOST, STEP, CheckFailed, expect, free_port, run_checks, wait_for_port  # noqa: E402
 
 MESH = """\
 node echo at 127.0.0.1:{port} {{
@@ -53,34 +52,6 @@ INJECTIONS = [
 
 TIMESTAMP = r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3})"
 UTC_PLUS_14 = datetime.timezone(datetime.timedelta(hours=14))
-
-
-class CheckFailed(Exception):
-    pass
-
-
-def expect(cond, message):
-    if not cond:
-        raise CheckFailed(message)
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port, proc):
-    deadline = time.monotonic() + STEP
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        try:
-            with socket.create_connection((HOST, port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 class Session:
@@ -239,7 +210,6 @@ def main():
         print(f"usage: {sys.argv[0]} PATH/TO/meshrun", file=sys.stderr)
         return 2
     binary = os.path.abspath(sys.argv[1])
-    passed, failed = 0, 0
     with tempfile.TemporaryDirectory(prefix="meshrun-log-") as tmp:
         port = free_port()
         mesh = os.path.join(tmp, "log.mesh")
@@ -255,19 +225,7 @@ def main():
             ("2. --timestamps --log json: `time` in local ISO 8601 beside time_us", check_timestamps_json),
             ("2. --help describes --timestamps", check_help),
         ]
-        for name, fn in checks:
-            try:
-                fn(binary, mesh, port)
-                print(f"ok   {name}", flush=True)
-                passed += 1
-            except CheckFailed as e:
-                print(f"FAIL {name}: {e}", flush=True)
-                failed += 1
-            except Exception as e:  # noqa: BLE001 - an unexpected error is a failed check, with its trace
-                print(f"FAIL {name}: {type(e).__name__}: {e}", flush=True)
-                traceback.print_exc(file=sys.stdout)
-                failed += 1
-    print(f"{passed} passed, {failed} failed")
+        failed = run_checks([(name, lambda fn=fn: fn(binary, mesh, port)) for name, fn in checks])
     return 1 if failed else 0
 
 

@@ -21,29 +21,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 
 import websockets
 import websockets.exceptions
 
-STEP = 10.0  # the bound on any single wait, in seconds
-HOST = "127.0.0.1"
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from checks import HOST, STEP, CheckFailed, expect, free_port, run_checks  # noqa: E402
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-class CheckFailed(Exception):
-    pass
-
-
-def expect(cond, message):
-    if not cond:
-        raise CheckFailed(message)
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 class Node:
@@ -582,20 +566,7 @@ CHECKS = [
 
 def main():
     meshrun = os.path.abspath(sys.argv[1])
-    passed = failed = 0
-    for check in CHECKS:
-        started = time.monotonic()
-        try:
-            check(meshrun)
-            passed += 1
-            print(f"ok    {check.__name__} ({time.monotonic() - started:.1f} s)", flush=True)
-        except Exception as e:  # noqa: BLE001 -- every failure is reported, then the next check runs
-            failed += 1
-            print(f"FAIL  {check.__name__}: {e}", flush=True)
-            if not isinstance(e, CheckFailed):
-                traceback.print_exc()
-    print(f"{passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    sys.exit(1 if run_checks([(check.__name__, lambda check=check: check(meshrun)) for check in CHECKS]) else 0)
 
 
 if __name__ == "__main__":

@@ -36,8 +36,8 @@ import websockets
 import websockets.exceptions
 
 MAX_MESSAGE = 64 * 1024   # the node's limit on one message
-STEP = 10.0               # the bound on any single wait, in seconds
-HOST = "127.0.0.1"
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from checks import HOST, STEP, CheckFailed, expect, free_port, wait_for_port  # noqa: E402
 
 MESH = """\
 # written by tests/wire/wire_test.py
@@ -51,36 +51,6 @@ node buzzer at 127.0.0.1:{port} {{
     on echo -> ack "{{value}}"
 }}
 """
-
-
-class CheckFailed(Exception):
-    pass
-
-
-def expect(cond, message):
-    if not cond:
-        raise CheckFailed(message)
-
-
-# ---- processes and ports -------------------------------------------------------------------------
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port, proc, timeout=STEP):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        try:
-            with socket.create_connection((HOST, port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 def stop(proc):
