@@ -185,15 +185,16 @@ std::string shown(std::string_view message) {
 }
 
 // The completion of a detached coroutine: what escapes it is logged, never swallowed.
-auto or_log(Logger& log, std::string node, std::string what) {
-    return [&log, node = std::move(node), what = std::move(what)](std::exception_ptr e) {
+// `node` is a name of the graph, which outlives every coroutine of the fleet.
+auto or_log(Logger& log, std::string_view node, std::string what) {
+    return [&log, node, what = std::move(what)](std::exception_ptr e) {
         if (!e) return;
         try {
             std::rethrow_exception(e);
         } catch (const std::exception& x) {
-            log.line(node, fmt::format("error: {} stopped: {}", what, x.what()));
+            log.line(std::string(node), fmt::format("error: {} stopped: {}", what, x.what()));
         } catch (...) {
-            log.line(node, fmt::format("error: {} stopped", what));
+            log.line(std::string(node), fmt::format("error: {} stopped", what));
         }
     };
 }
