@@ -1,0 +1,60 @@
+// What a running fleet tells those who watch it: the test runner's pin histories,
+// the metrics, and later the dashboard are observers; none of them is built into
+// the runtime. Every event comes on the fleet's thread, in the order it happened.
+//
+// Indices are the graph's: `node` into Graph::nodes, `source` into Node::sources
+// (channels come first), `pin` into Node::pins, `edge` into Node::edges. Times are
+// on the fleet's clock. An observer must not call back into the fleet.
+#pragma once
+
+#include <cstddef>
+#include <string_view>
+
+#include "meshrun/engine/graph.hpp"
+
+namespace meshrun::engine {
+
+enum class LinkState {
+    connecting,  // opening a connection to the target
+    up,          // connected: requests go out
+    down,        // the connection ended (why says how)
+    retrying,    // waiting out its backoff before the next attempt
+};
+std::string_view to_string(LinkState state);
+
+class Observer {
+public:
+    virtual ~Observer() = default;
+
+    // A node is serving (its port listens, its pins are held, its timers run).
+    virtual void node_started(int /*node*/, Micros /*at*/) {}
+
+    // A message arrived on a channel; the reply the channel gave it.
+    virtual void message_in(int /*node*/, int /*source*/, std::string_view /*payload*/) {}
+    virtual void reply_out(int /*node*/, int /*source*/, std::string_view /*reply*/) {}
+
+    // A rule's firing started.
+    virtual void rule_fired(int /*node*/, const Rule& /*rule*/) {}
+
+    // An output was written (even to the level it had); `by` is the rule whose firing
+    // wrote it (null: none).
+    virtual void pin_written(int /*node*/, int /*pin*/, int /*level*/, const Rule* /*by*/, Micros /*at*/) {}
+    // An input changed as its rules see it (after its debounce).
+    virtual void input_edge(int /*node*/, int /*pin*/, int /*level*/, Micros /*at*/) {}
+
+    // A `send` handed a message to the link of an edge; the link's acknowledgement
+    // came after `latency`, or the message was dropped (the peer refused it).
+    virtual void message_sent(int /*node*/, int /*edge*/) {}
+    virtual void acked(int /*node*/, int /*edge*/, Micros /*latency*/) {}
+    virtual void dropped(int /*node*/, int /*edge*/, std::string_view /*why*/) {}
+    // The link of an edge changed state; `why` says why it went down or retries.
+    virtual void link_state(int /*node*/, int /*edge*/, LinkState /*state*/, std::string_view /*why*/) {}
+    // The messages a link holds (queued, in flight, and waiting for room), of at most `limit` queued.
+    virtual void link_queue(int /*node*/, int /*edge*/, std::size_t /*held*/, std::size_t /*limit*/) {}
+
+    // A client's connection to a node (websocket or HTTP) opened, or closed.
+    virtual void connection_opened(int /*node*/) {}
+    virtual void connection_closed(int /*node*/) {}
+};
+
+}  // namespace meshrun::engine
