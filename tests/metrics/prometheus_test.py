@@ -72,26 +72,27 @@ def promtool_check(text, what):
 
 
 class Fleet:
-    """`meshrun up FILE --metrics PORT`; its log goes to a file, read as it grows."""
+    """`meshrun up FILE --metrics PORT`; its log goes to a file of its own (appended to), read as it
+    grows through another open file, so that reading never moves where it writes."""
 
     def __init__(self, meshrun, mesh):
         self.metrics_port = free_port()
-        self.log_file = tempfile.TemporaryFile("w+")
+        fd, self.log_path = tempfile.mkstemp(prefix="meshrun-up-", suffix=".log")
+        os.close(fd)
         self.started = time.time()
-        self.proc = subprocess.Popen(
-            [meshrun, "up", mesh, "--metrics", str(self.metrics_port), "--color", "never"],
-            stdout=self.log_file, stderr=subprocess.STDOUT, text=True)
-        self.ports = {}
+        with open(self.log_path, "a") as out:
+            self.proc = subprocess.Popen(
+                [meshrun, "up", mesh, "--metrics", str(self.metrics_port), "--color", "never"],
+                stdout=out, stderr=subprocess.STDOUT)
+        self.ports = {}  # node: the port of its `listening on` line
+
+    def raw_log(self):
+        with open(self.log_path) as f:
+            return f.read()
 
     def log(self):
         """(node, text) of every line so far."""
-        self.log_file.flush()
-        self.log_file.seek(0)
-        return [(m.group(1), m.group(2)) for m in map(LOG_LINE.match, self.log_file.read().splitlines()) if m]
-
-    def raw_log(self):
-        self.log_file.seek(0)
-        return self.log_file.read()
+        return [(m.group(1), m.group(2)) for m in map(LOG_LINE.match, self.raw_log().splitlines()) if m]
 
     def lines(self, node, pattern):
         return [text for n, text in self.log() if n == node and re.fullmatch(pattern, text)]
@@ -113,7 +114,7 @@ class Fleet:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(STEP)
-        self.log_file.close()
+        os.unlink(self.log_path)
 
 
 class Prometheus:
@@ -183,6 +184,7 @@ def main():
                + fleet.raw_log())
 
     def check_healthz():
+        expect(fleet.ports, "no node's port")
         for node, port in fleet.ports.items():
             status, kind, body = http_get(port, "/healthz")
             expect(status == 200, f"{node}'s /healthz answers {status}: {body}")
@@ -197,6 +199,7 @@ def main():
         expect(isinstance(json.loads(body).get("uptime_seconds"), (int, float)), f"the fleet's /healthz: {body}")
 
     def check_promtool():
+        expect(fleet.ports, "no node's port")
         for what, port in [("the fleet", fleet.metrics_port)] + list(fleet.ports.items()):
             status, kind, body = http_get(port, "/metrics")
             expect(status == 200, f"{what}'s /metrics answers {status}: {body}")
@@ -267,7 +270,7 @@ def main():
                f"process_start_time_seconds {value(s, 'process_start_time_seconds')}, started {fleet.started}")
 
     def check_node_agrees_with_fleet():
-        expect("fleet" in state, "no figures of the fleet")
+        expect("fleet" in state and fleet.ports, "no figures of the fleet, or no node's port")
         for node, port in fleet.ports.items():
             status, _, body = http_get(port, "/metrics")
             expect(status == 200, f"{node}'s /metrics answers {status}")
