@@ -19,6 +19,7 @@ packages=(
   tao-pegtl-dev libboost-dev libgpiod-dev libfmt-dev  # the libraries meshrun is made of
   libcli11-dev nlohmann-json3-dev
   catch2 python3 python3-websockets clang-14 libclang-rt-14-dev          # tests: Catch2, bench generator, libFuzzer
+  prometheus                                         # tests: promtool and a Prometheus server (2.42)
 )
 
 setup() {
