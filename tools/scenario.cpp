@@ -43,6 +43,43 @@ std::string seconds(Micros t) {
     return t.count() % 1000 == 0 ? fmt::format("{:.3f} s", s) : fmt::format("{:.6f} s", s);
 }
 
+// What the runner checks that the fleet itself keeps no record of: the levels each
+// pin took, each output's last write, and the rules that fired.
+class History final : public Observer {
+public:
+    explicit History(const Graph& graph) {
+        for (const Node& n : graph.nodes) pins_.emplace_back(n.pins.size());
+    }
+    struct Pin {
+        std::vector<int> levels;  // writes of an output (even of its level), changes of an input; the first 10,000
+        bool written = false;     // the last write of an output:
+        Micros at{0};
+        const Rule* by = nullptr;
+        int level = 0;
+    };
+    const Pin& pin(int node, int pin) const { return pins_[static_cast<std::size_t>(node)][static_cast<std::size_t>(pin)]; }
+    const std::map<const Rule*, std::uint64_t>& fired() const { return fired_; }
+
+    void pin_written(int node, int pin, int level, const Rule* by, Micros at) override {
+        Pin& p = at_(node, pin);
+        remember(p, level);
+        p.written = true;
+        p.at = at;
+        p.by = by;
+        p.level = level;
+    }
+    void input_edge(int node, int pin, int level, Micros) override { remember(at_(node, pin), level); }
+    void rule_fired(int, const Rule& rule) override { ++fired_[&rule]; }
+
+private:
+    Pin& at_(int node, int pin) { return pins_[static_cast<std::size_t>(node)][static_cast<std::size_t>(pin)]; }
+    static void remember(Pin& p, int level) {
+        if (p.levels.size() < 10'000) p.levels.push_back(level);
+    }
+    std::vector<std::vector<Pin>> pins_;
+    std::map<const Rule*, std::uint64_t> fired_;
+};
+
 int pin_index(const Node& node, const std::string& name) {
     for (std::size_t i = 0; i < node.pins.size(); ++i)
         if (node.pins[i].name == name) return static_cast<int>(i);
@@ -52,13 +89,14 @@ int pin_index(const Node& node, const std::string& name) {
 class Scenario {
 public:
     Scenario(const Graph& graph, const dsl::SourceManager& sources, std::uint64_t seed, Limits limits)
-        : graph_(graph), sources_(sources), limits_(limits), pins_(graph.nodes.size()),
-          fleet_(graph, pins_.front(), log_, options(graph, seed, clock_, pins_)) {}
+        : graph_(graph), sources_(sources), limits_(limits), pins_(graph.nodes.size()), history_(graph),
+          fleet_(graph, pins_.front(), log_, options(graph, seed, clock_, pins_, history_)) {}
 
     static FleetOptions options(const Graph& graph, std::uint64_t seed, Clock& clock,
-                                std::vector<drivers::SimDriver>& pins) {
+                                std::vector<drivers::SimDriver>& pins, History& history) {
         FleetOptions o;
         o.clock = &clock;
+        o.observers.push_back(&history);
         for (auto& p : pins) o.node_pins.push_back(&p);  // every node its own board
         for (std::size_t i = 0; i < graph.nodes.size(); ++i) o.nodes.push_back(static_cast<int>(i));
         o.any_port = true;
@@ -79,7 +117,7 @@ public:
         return std::nullopt;
     }
 
-    const Fleet& fleet() const { return fleet_; }
+    const History& history() const { return history_; }
 
 private:
     std::string fail(dsl::Span at, std::string message, std::vector<dsl::Note> notes = {}) {
@@ -179,10 +217,10 @@ private:
                 if (holds()) return std::nullopt;
                 clock_.advance_to(deadline);
                 const int level = fleet_.pin_level(node, pin);
-                const auto w = fleet_.last_write(node, pin);
+                const History::Pin& w = history_.pin(node, pin);
                 std::string why;
                 if (w.written) {
-                    why = fmt::format("last written {} at {} by `{}`", w.level, seconds(w.at), w.rule);
+                    why = fmt::format("last written {} at {} by `{}`", w.level, seconds(w.at), w.by ? w.by->label : "");
                 } else if (n.pins[static_cast<std::size_t>(pin)].output) {
                     why = fmt::format("never written: it is still at its initial level {}",
                                       n.pins[static_cast<std::size_t>(pin)].initial);
@@ -211,7 +249,7 @@ private:
             case K::expect_history: {
                 const Node& n = graph_.nodes[static_cast<std::size_t>(node)];
                 std::string got;
-                for (int level : fleet_.pin_history(node, pin_index(n, s.member.name)))
+                for (int level : history_.pin(node, pin_index(n, s.member.name)).levels)
                     got += (got.empty() ? "" : " ") + std::to_string(level);
                 std::string want;
                 for (char c : literal(*s.expect))
@@ -238,6 +276,7 @@ private:
     std::vector<drivers::SimDriver> pins_;  // per node
     Capture log_;
     VirtualClock clock_;
+    History history_;
     Fleet fleet_;
 };
 
@@ -257,9 +296,7 @@ TestOutcome ScenarioRunner::run(const dsl::Test& test) {
             out.passed = false;
             out.failure = std::move(*failure);
         }
-        for (std::size_t n = 0; n < graph_.nodes.size(); ++n)
-            for (const Source& s : graph_.nodes[n].sources)
-                for (const Rule& r : s.rules) fired_[&r] += scenario.fleet().fired(static_cast<int>(n), r);
+        for (const auto& [rule, times] : scenario.history().fired()) fired_[rule] += times;
     }
     out.wall_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     return out;

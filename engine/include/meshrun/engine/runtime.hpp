@@ -15,6 +15,7 @@
 
 #include "meshrun/drivers/pin.hpp"
 #include "meshrun/engine/graph.hpp"
+#include "meshrun/engine/observer.hpp"
 
 namespace meshrun::engine {
 
@@ -75,6 +76,11 @@ struct FleetOptions {
     std::size_t queue_limit = 1000;
     // On stop(): how long links may go on delivering what they hold.
     std::chrono::milliseconds grace{0};
+    // How long a link waits for a message's acknowledgement before it takes the
+    // connection for dead and sends the message again on a new one (0: for ever).
+    std::chrono::milliseconds ack_timeout{30'000};
+    // Told of everything the fleet does, in order, on its thread (observer.hpp).
+    std::vector<Observer*> observers;
 };
 
 class Fleet {
@@ -100,20 +106,9 @@ public:
     // calls `done` with the reply (on the fleet's thread).
     void inject(int node, const std::string& channel, std::string value, std::function<void(std::string)> done);
 
-    // What a node has seen and done, for tests and status pages.
+    // What a node has seen, for tests and status pages (the rest is the observers').
     std::uint64_t received(int node, std::string_view channel) const;
     int pin_level(int node, int pin) const;
-    struct PinWrite {
-        bool written = false;
-        Micros at{0};       // on the fleet's clock
-        std::string rule;   // the label of the rule whose firing wrote it
-        int level = 0;
-    };
-    PinWrite last_write(int node, int pin) const;
-    // The levels a pin took, in order: writes of an output (even of its level), changes
-    // of an input as its rules saw them. The first 10,000.
-    std::vector<int> pin_history(int node, int pin) const;
-    std::uint64_t fired(int node, const Rule& rule) const;
     // Stops listening and timers, closes every connection with a close frame, gives
     // links the grace period to deliver what they hold (a warning names what was
     // not delivered), then run() returns.

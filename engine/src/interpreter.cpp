@@ -1,0 +1,385 @@
+#include "interpreter.hpp"
+
+#include <stdexcept>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "failures.hpp"
+#include "meshrun/engine/eval.hpp"
+
+namespace meshrun::engine {
+
+namespace {
+
+// Bounds on what one message can make a node do. A firing is stopped (an error, its
+// reply says so) past max_steps statements, so that no rule holds its node (and its
+// signals) for long; an `after` past max_delays pending on its node is refused.
+constexpr std::uint64_t max_steps = 10'000'000;
+constexpr std::size_t max_delays = 10'000;
+
+void count_step(Firing& f) {
+    if (++f.steps > max_steps)
+        throw std::runtime_error(fmt::format("stopped after {} statements and repeat rounds, the most one firing may run",
+                                             max_steps));
+}
+
+}  // namespace
+
+Interpreter::Interpreter(const Graph& graph, int node, Clock& clock, Logger& log, NodeHost& host,
+                         const std::vector<Observer*>& observers, std::uint64_t seed)
+    : graph_(graph),
+      spec_(graph.nodes[static_cast<std::size_t>(node)]),
+      node_(node),
+      clock_(clock),
+      log_(log),
+      host_(host),
+      observers_(observers),
+      received_(spec_.sources.size()),
+      action_waits_(spec_.actions.size(), -1),
+      rng_(seed) {
+    for (const Source& src : spec_.sources)
+        for (const Rule& r : src.rules) waits_[&r] = can_wait(r.body);
+}
+
+// ---- pins and timers ----------------------------------------------------------
+
+void Interpreter::start_pins(drivers::PinDriver& driver, const std::function<void(std::function<void()>)>& post) {
+    for (std::size_t i = 0; i < spec_.pins.size(); ++i) {
+        const Pin& p = spec_.pins[i];
+        drivers::LineConfig cfg;
+        cfg.chip = p.chip;
+        cfg.line = p.line;
+        cfg.direction = p.output ? drivers::Direction::output : drivers::Direction::input;
+        cfg.active_low = p.active_low;
+        cfg.bias = p.bias == Pin::Bias::pull_up     ? drivers::Bias::pull_up
+                   : p.bias == Pin::Bias::pull_down ? drivers::Bias::pull_down
+                                                    : drivers::Bias::none;
+        cfg.initial = p.initial;
+        cfg.consumer = fmt::format("meshrun:{}:{}:{}", graph_.name, spec_.name, p.name);
+        drivers::ChangeHandler on_change;
+        if (!p.output) {
+            const int pin = static_cast<int>(i);
+            on_change = [this, pin, post](int level) { post([this, pin, level] { on_input(pin, level, clock_.now()); }); };
+        }
+        try {
+            lines_.push_back(driver.request(cfg, std::move(on_change)));
+        } catch (const drivers::LineError& e) {
+            throw PinError(p.span, fmt::format("node `{}` cannot have pin `{}`: {}", spec_.name, p.name, e.summary), e.help);
+        } catch (const std::exception& e) {
+            throw PinError(p.span, fmt::format("node `{}` cannot have pin `{}`: {}", spec_.name, p.name, e.what()));
+        }
+        pins_.push_back({});
+        if (!p.output) pins_.back().reported = pins_.back().pending = lines_.back()->read();
+    }
+}
+
+int Interpreter::read_pin(int pin) const {
+    const Pin& p = spec_.pins[static_cast<std::size_t>(pin)];
+    return p.output ? lines_[static_cast<std::size_t>(pin)]->read() : pins_[static_cast<std::size_t>(pin)].reported;
+}
+
+void Interpreter::write_pin(int pin, int level, const Firing& f) {
+    lines_[static_cast<std::size_t>(pin)]->write(level);
+    const Micros at = clock_.now();
+    tell([&](Observer& o) { o.pin_written(node_, pin, level, f.rule, at); });
+}
+
+// A change is reported once it has held for the whole debounce time from when it
+// happened; a change back before that cancels it. The same for every driver.
+void Interpreter::on_input(int pin, int level, Micros when) {
+    PinState& st = pins_[static_cast<std::size_t>(pin)];
+    st.pending = level;
+    const std::uint64_t generation = ++st.generation;
+    const Micros debounce = spec_.pins[static_cast<std::size_t>(pin)].debounce;
+    if (debounce.count() == 0) {
+        report(pin);
+        return;
+    }
+    clock_.call_at(std::max(clock_.now(), when + debounce), [this, pin, generation] {
+        if (pins_[static_cast<std::size_t>(pin)].generation == generation) report(pin);
+    });
+}
+
+void Interpreter::report(int pin) {
+    PinState& st = pins_[static_cast<std::size_t>(pin)];
+    if (st.pending == st.reported) return;
+    st.reported = st.pending;
+    const Micros at = clock_.now();
+    tell([&](Observer& o) { o.input_edge(node_, pin, st.reported, at); });
+    for (const Source& s : spec_.sources) {
+        if (s.kind != Source::Kind::pin || s.pin != pin) continue;
+        auto f = std::make_shared<Firing>();
+        f->value = std::to_string(st.reported);
+        if (const Rule* r = match(s, *f)) fire(*r, std::move(f));
+    }
+}
+
+void Interpreter::start_timers() {
+    const Micros origin = clock_.now();
+    for (const Source& s : spec_.sources)
+        if (s.kind == Source::Kind::timer) start_timer(s, 0, origin);
+}
+
+void Interpreter::start_timer(const Source& s, std::int64_t tick, Micros origin) {
+    if (s.times && tick >= *s.times) return;
+    const Micros due = origin + s.period * (tick + 1);
+    clock_.call_at(due, [this, &s, tick, origin] {
+        if (host_.stopping()) return;
+        auto f = std::make_shared<Firing>();
+        f->tick = tick;
+        fire(s.rules.front(), std::move(f));
+        start_timer(s, tick + 1, origin);
+    });
+}
+
+// ---- firings ----------------------------------------------------------------
+
+std::optional<std::string> Interpreter::deliver(Message& message, Reply later) {
+    const auto source = static_cast<std::size_t>(message.channel);
+    ++received_[source];
+    tell([&](Observer& o) { o.message_in(node_, message.channel, message.payload); });
+    // A rule that cannot wait runs in the reused firing, at once: the common case, and the fast one.
+    std::shared_ptr<Firing> shared;
+    if (scratch_busy_) shared = std::make_shared<Firing>();
+    Firing* f = shared ? shared.get() : &scratch_;
+    f->value = std::move(message.payload);
+    f->message = true;
+    f->reply.reset();
+    f->steps = 0;
+    f->rule = match(spec_.sources[source], *f);
+    if (f->rule) {
+        tell([&](Observer& o) { o.rule_fired(node_, *f->rule); });
+        if (waits_.at(f->rule) && !shared) {
+            shared = std::make_shared<Firing>();
+            shared->value = std::move(f->value);
+            shared->message = true;
+            shared->rule = f->rule;
+            f = shared.get();
+        }
+        f->stack.push_back({&f->rule->body, 0, 1});
+        scratch_busy_ = !shared;
+        run(*f, shared);
+        scratch_busy_ = false;
+    }
+    if (!f->reply && !f->rule) f->reply = "n/a";
+    if (f->reply) {
+        ++replied_;
+        tell([&](Observer& o) { o.reply_out(node_, message.channel, *f->reply); });
+        return std::move(*f->reply);
+    }
+    // It waits on a send before its `ack` (or its end): the reply comes later.
+    f->on_reply = [this, channel = message.channel, later = std::move(later)](std::string text) {
+        ++replied_;
+        tell([&](Observer& o) { o.reply_out(node_, channel, text); });
+        later(std::move(text));
+    };
+    return std::nullopt;
+}
+
+void Interpreter::fire(const Rule& rule, std::shared_ptr<Firing> f) {
+    if (skip(rule)) return;
+    tell([&](Observer& o) { o.rule_fired(node_, rule); });
+    f->rule = &rule;
+    start(rule.body, std::move(f), waits_.at(&rule));
+}
+
+void Interpreter::start(const std::vector<Op>& body, std::shared_ptr<Firing> f, bool waits) {
+    f->stack.push_back({&body, 0, 1});
+    run(*f, waits ? f : nullptr);
+}
+
+// Runs a firing until its program ends or it waits for a send's delivery; the
+// delivery runs it on from there. `owner` is the firing's own pointer when it can wait.
+void Interpreter::run(Firing& f, const std::shared_ptr<Firing>& owner) {
+    f.running = true;
+    try {
+        while (!f.stack.empty()) {
+            if (f.sending) {
+                if (f.waiting) {
+                    f.running = false;
+                    return;
+                }
+                after_send(f);
+            }
+            Firing::Frame& frame = f.stack.back();
+            if (frame.next == frame.body->size()) {
+                if (--frame.rounds > 0) {
+                    count_step(f);
+                    frame.next = 0;
+                } else {
+                    f.stack.pop_back();
+                }
+                continue;
+            }
+            const Op& op = (*frame.body)[frame.next++];
+            count_step(f);
+            if (op.kind == Op::Kind::repeat) {
+                if (op.count <= 0) continue;
+                count_step(f);
+                f.stack.push_back({&op.body, 0, op.count});
+            } else if (op.kind == Op::Kind::call) {
+                f.stack.push_back({&spec_.actions[static_cast<std::size_t>(op.action)].body, 0, 1});
+            } else {
+                step(op, f, owner);
+            }
+        }
+    } catch (const std::exception& e) {
+        f.stack.clear();
+        f.sending = nullptr;
+        failed(f, e);
+    }
+    f.running = false;
+    if (f.message && !f.reply) reply(f, "n/a");
+}
+
+void Interpreter::step(const Op& op, Firing& f, const std::shared_ptr<Firing>& owner) {
+    switch (op.kind) {
+        case Op::Kind::write: write_pin(op.pin, truthy(eval(op.expr, f)) ? 1 : 0, f); break;
+        case Op::Kind::toggle: write_pin(op.pin, lines_[static_cast<std::size_t>(op.pin)]->read() ? 0 : 1, f); break;
+        case Op::Kind::ack:
+            if (f.message && !f.reply) reply(f, eval(op.expr, f));
+            break;
+        case Op::Kind::log: log(eval(op.expr, f)); break;
+        case Op::Kind::after: {
+            // The body runs later with the value and tick it was scheduled with.
+            if (delays_ >= max_delays)
+                throw std::runtime_error(fmt::format("{} delays (`after`) are pending on this node already, the most it holds",
+                                                     max_delays));
+            ++delays_;
+            auto later = std::make_shared<Firing>();
+            later->rule = f.rule;
+            later->value = f.value;
+            later->tick = f.tick;
+            const std::vector<Op>* then = &op.body;
+            const bool wait = can_wait(op.body);
+            clock_.call_at(clock_.now() + op.delay, [this, then, later, wait] {
+                --delays_;
+                if (host_.stopping()) return;
+                if (wait && host_.full()) {
+                    if (skipped_++ == 0) log("skipping a delayed body that sends while a queue is full");
+                    return;
+                }
+                start(*then, later, wait);
+            });
+            break;
+        }
+        case Op::Kind::send: {
+            std::string payload = eval(op.expr, f);
+            const Edge& e = spec_.edges[static_cast<std::size_t>(op.edge)];
+            log(fmt::format("> sending payload: {} to {}/{}", shown(payload),
+                            graph_.nodes[static_cast<std::size_t>(e.node)].name, e.channel));
+            ++sent_;
+            f.sending = &op;
+            f.waiting = true;
+            std::shared_ptr<Firing> self = owner;  // a body that can send always runs with its owner
+            host_.send(op.edge, std::move(payload), [this, self](Delivery d) {
+                self->delivered = std::move(d);
+                self->waiting = false;
+                if (!self->running) run(*self, self);
+            });
+            break;
+        }
+        case Op::Kind::repeat:
+        case Op::Kind::call: break;  // run() steps into these
+    }
+}
+
+// A send came back: its acknowledgement is logged; a refusal is the firing's reply,
+// unless it replied already.
+void Interpreter::after_send(Firing& f) {
+    const Edge& e = spec_.edges[static_cast<std::size_t>(f.sending->edge)];
+    f.sending = nullptr;
+    Delivery d = std::move(*f.delivered);
+    f.delivered.reset();
+    if (!d.refused) {
+        log(fmt::format("< {}", shown(d.ack)));
+    } else if (f.message && !f.reply) {
+        reply(f, fmt::format("error: the message to {}/{} was dropped: {}", graph_.nodes[static_cast<std::size_t>(e.node)].name,
+                             e.channel, *d.refused));
+    }
+}
+
+void Interpreter::reply(Firing& f, std::string text) {
+    f.reply = std::move(text);
+    if (!f.on_reply) return;
+    auto to = std::move(f.on_reply);
+    f.on_reply = nullptr;
+    to(*f.reply);
+}
+
+// A firing that fails (a pin write refused, a chip gone) is logged with its node and
+// rule; a message's firing still answers, with the error, and the node goes on.
+void Interpreter::failed(Firing& f, const std::exception& e) {
+    log(fmt::format("error: `{}` failed: {}", f.rule ? f.rule->label : std::string("a firing"), e.what()));
+    if (f.message && !f.reply) reply(f, fmt::format("error: {}", e.what()));
+}
+
+std::string Interpreter::eval(const Expr& e, const Firing& f) {
+    EvalContext ctx{f.value, f.tick, [this](int pin) { return read_pin(pin); }, &rng_};
+    return engine::eval(e, ctx);
+}
+
+const Rule* Interpreter::match(const Source& source, const Firing& f) {
+    for (const Rule& r : source.rules) {
+        if (r.pattern && *r.pattern != f.value) continue;
+        if (r.guard && !truthy(eval(*r.guard, f))) continue;
+        return &r;
+    }
+    return nullptr;
+}
+
+// ---- back pressure ------------------------------------------------------------
+
+// While a firing waits for room in a full link, firings not started by a message
+// that could send are skipped (counted, logged once), not piled up behind it.
+bool Interpreter::skip(const Rule& rule) {
+    if (!host_.full() || !waits_.at(&rule)) return false;
+    if (skipped_++ == 0) log(fmt::format("skipping firings of `{}` while a queue is full", rule.label));
+    return true;
+}
+
+void Interpreter::resumed() {
+    if (skipped_ == 0) return;
+    log(fmt::format("sending again: {} firing{} of timers, inputs and delays {} skipped while a queue was full", skipped_,
+                    skipped_ == 1 ? "" : "s", skipped_ == 1 ? "was" : "were"));
+    skipped_ = 0;
+}
+
+// Whether running `body` can wait (on a send's acknowledgement). Rules that cannot
+// are run at once in the reused firing.
+bool Interpreter::can_wait(const std::vector<Op>& body) const {
+    for (const Op& op : body) {
+        if (op.kind == Op::Kind::send) return true;
+        if (op.kind == Op::Kind::repeat && can_wait(op.body)) return true;
+        if (op.kind == Op::Kind::call && action_can_wait(op.action)) return true;
+    }
+    return false;
+}
+
+// Worked out once an action: actions that call the next one twice would make it exponential.
+bool Interpreter::action_can_wait(int action) const {
+    signed char& known = action_waits_[static_cast<std::size_t>(action)];
+    if (known < 0) known = can_wait(spec_.actions[static_cast<std::size_t>(action)].body) ? 1 : 0;
+    return known == 1;
+}
+
+std::string Interpreter::status(std::string_view links) const {
+    nlohmann::json j;
+    j["node"] = spec_.name;
+    j["channels"] = nlohmann::json::array();
+    nlohmann::json per_channel = nlohmann::json::object();
+    for (std::size_t i = 0; i < spec_.sources.size(); ++i) {
+        const Source& s = spec_.sources[i];
+        if (s.kind != Source::Kind::channel) continue;
+        j["channels"].push_back(s.name);
+        per_channel[s.name] = received_[i];
+    }
+    j["pins"] = nlohmann::json::object();
+    for (std::size_t i = 0; i < spec_.pins.size(); ++i) j["pins"][spec_.pins[i].name] = read_pin(static_cast<int>(i));
+    j["counters"] = {{"received", per_channel}, {"replied", replied_}, {"sent", sent_}};
+    j["links"] = nlohmann::json::parse(links);
+    return j.dump();
+}
+
+}  // namespace meshrun::engine

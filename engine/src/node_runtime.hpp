@@ -1,0 +1,95 @@
+// A fleet's shared state and one node's runtime around its interpreter: the port
+// it listens on, its sessions, its links, the watches on its input lines.
+// Included by the runtime's translation unit only.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <set>
+#include <vector>
+
+#include "asio_support.hpp"
+#include "failures.hpp"
+#include "interpreter.hpp"
+
+namespace meshrun::engine {
+
+struct NodeRt;
+template<class Ws> class BasicLink;
+// A link over plain TCP; over TLS it is BasicLink of another stream.
+using Link = BasicLink<websocket::stream<TcpStream>>;
+
+struct FleetCore {
+    FleetCore(const Graph& g, drivers::PinDriver& p, Logger& l, FleetOptions o);
+    const Graph& graph;
+    drivers::PinDriver& pins;
+    Logger& log;
+    FleetOptions options;
+    asio::io_context io{1};  // one thread runs every node of the fleet
+    std::unique_ptr<SteadyClock> steady;
+    Clock* clock = nullptr;
+    std::vector<Observer*> observers;  // the options'
+    std::vector<std::unique_ptr<NodeRt>> nodes;
+    std::vector<std::uint16_t> ports;  // per graph node
+    std::vector<bool> here;            // per graph node: whether it runs in this fleet
+    std::vector<std::string> bound;    // per graph node here: the address it listens on
+    bool stopping = false;
+    // Connections open, and the most there may be: the descriptor limit less what links,
+    // pins and the process itself need, so that a crowd of clients can never take the
+    // descriptor a link needs to deliver what it holds.
+    std::size_t connections = 0, max_connections = 0;
+    std::uint64_t in_flight = 0;       // requests sent and not yet acknowledged
+    std::unique_ptr<NodeRt> tester;    // the test runner, as a node that only sends
+    std::map<std::pair<int, std::string>, std::unique_ptr<Link>> test_links;
+    std::optional<Acceptor> metrics_acceptor;  // --metrics: the whole fleet's on one port
+
+    // Where to reach a node on this machine: the address it listens on (loopback in
+    // place of every interface), or IPv4's loopback.
+    std::string loopback_of(int node) const {
+        const std::string& a = bound[static_cast<std::size_t>(node)];
+        if (a.empty() || a == "0.0.0.0") return "127.0.0.1";
+        return a == "::" ? "::1" : a;
+    }
+    template<typename F> void tell(F&& event) {
+        for (Observer* o : observers) event(*o);
+    }
+};
+
+struct NodeRt final : NodeHost {
+    // `node` is the graph's index; the test runner's sender is a node of its own graph.
+    NodeRt(FleetCore& f, const Graph& graph, int node, std::uint64_t seed);
+    ~NodeRt() override;
+
+    void send(int edge, std::string payload, std::function<void(Delivery)> done) override;
+    bool full() const override { return waiting > 0; }
+    bool stopping() const override { return fleet.stopping; }
+
+    void log(std::string_view text) { interp.log(text); }
+    Executor executor() { return fleet.io.get_executor(); }
+    const Node& spec() const { return interp.spec(); }
+    int index() const { return interp.index(); }
+    // A sender waits for room in a full link; it has room again.
+    void wait_for_room() { ++waiting; }
+    void done_waiting();
+    void start_pins();
+    task<void> watch_edges(int pin, std::shared_ptr<EdgeWatch> watch);
+    std::string status() const;
+
+    FleetCore& fleet;
+    Interpreter interp;
+    std::vector<std::shared_ptr<EdgeWatch>> edge_watches;
+    std::vector<std::unique_ptr<Link>> links;  // per edge
+    std::optional<Acceptor> acceptor;
+    Micros started{0};
+    // Open websocket sessions, by id: how to close each when the node stops.
+    std::map<std::uint64_t, std::function<void()>> sessions;
+    std::uint64_t next_session = 0;
+    // Firings waiting for room in a full link. While there are any, sessions read no
+    // more messages (the clients' TCP windows fill: back pressure), and timers and
+    // input edges do not start firings that could send (they are counted instead).
+    std::uint64_t waiting = 0;
+    Signal room;
+    Repeated session_failures{"connections"};  // ended in an error: a client's fault, not the node's
+};
+
+}  // namespace meshrun::engine
