@@ -1,15 +1,21 @@
 // The fleet's figures for Prometheus: the exact lines Metrics renders for events of
 // topologies/arduino.mesh (tests/metrics/events.hpp), every series at 0 from the start,
 // label escaping, the histogram's cumulative buckets, links' states, one node's exposition,
-// and the process's figures. promtool checks the same renders (tests/metrics/promtool_check.sh).
+// the process's figures; and the real fleet on virtual time with the metrics as its observer.
+// promtool checks the same renders (tests/metrics/promtool_check.sh).
+#include <chrono>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 
 #include "events.hpp"
+#include "manual_clock.hpp"
+#include "meshrun/drivers/sim.hpp"
 #include "meshrun/engine/metrics.hpp"
+#include "meshrun/engine/runtime.hpp"
 
 using namespace meshrun::engine;
 using meshrun::test::arduino_graph;
@@ -262,4 +268,71 @@ TEST_CASE("metrics: the process's figures as the client libraries name them", "[
     CHECK(value("process_start_time_seconds") > 1.6e9);
     CHECK(has_line(text, "# TYPE process_cpu_seconds_total counter"));
     CHECK(has_line(text, "# TYPE process_open_fds gauge"));
+}
+
+// The real fleet on virtual time (real websockets on loopback, simulated pins) with the metrics
+// among its observers: what they render is what the fleet itself counted.
+namespace {
+
+struct NoLog final : Logger {
+    void line(const std::string&, std::string_view) override {}
+};
+
+// Runs the fleet's ready work and the virtual clock's callbacks up to `to`, each until 30 ms of real
+// time pass with nothing to do.
+void run_until(Fleet& fleet, meshrun::test::ManualClock& clock, Micros to) {
+    for (bool more = true; more;) {
+        for (auto idle_since = std::chrono::steady_clock::now();
+             std::chrono::steady_clock::now() - idle_since < std::chrono::milliseconds(30);)
+            if (fleet.poll() + fleet.run_one_for(std::chrono::milliseconds(2)) > 0) idle_since = std::chrono::steady_clock::now();
+        more = !clock.due.empty() && clock.due.begin()->first <= to && clock.step();
+    }
+}
+
+}  // namespace
+
+TEST_CASE("metrics: the arduino fleet on virtual time renders what the fleet counted", "[metrics]") {
+    const Graph g = checked_arduino();
+    meshrun::test::ManualClock clock;
+    NoLog log;
+    // Every node here, each on a board of its own, on free ports; random(P) as `meshrun test` seeds it.
+    std::vector<meshrun::drivers::SimDriver> boards(g.nodes.size());
+    FleetOptions options;
+    options.seed = 1;
+    options.clock = &clock;
+    options.any_port = true;
+    for (std::size_t i = 0; i < g.nodes.size(); ++i) {
+        options.nodes.push_back(static_cast<int>(i));
+        options.node_pins.push_back(&boards[i]);
+    }
+    Metrics metrics(g, options.nodes);
+    options.observers = {&metrics};
+    Fleet fleet(g, boards[0], log, options);
+    fleet.start();
+    run_until(fleet, clock, Micros(5'000'000));
+    const std::string text = metrics.render();
+    INFO(text);
+    const int iopin = g.find("iopin"), buzzer = g.find("buzzer");
+    REQUIRE(fleet.received(iopin, "datafeed") == 5);
+    CHECK(has_line(text, R"(meshrun_messages_received_total{node="iopin",channel="datafeed"} 5)"));
+    CHECK(has_line(text, fmt::format(R"(meshrun_messages_received_total{{node="buzzer",channel="signal"}} {})",
+                                     fleet.received(buzzer, "signal"))));
+    // With --seed 1 the horn goes 0 0 0 0 1 1 1 1 1 0 0 0 0 1 1 (the file's own test says so).
+    CHECK(lines(text, "meshrun_rule_firings_total{") ==
+          std::vector<std::string>{R"(meshrun_rule_firings_total{node="clock",rule="every 1s 5 times"} 5)",
+                                   R"(meshrun_rule_firings_total{node="iopin",rule="on datafeed"} 5)",
+                                   R"(meshrun_rule_firings_total{node="buzzer",rule="on signal 1"} 7)",
+                                   R"(meshrun_rule_firings_total{node="buzzer",rule="on signal"} 8)"});
+    CHECK(has_line(text, fmt::format(R"(meshrun_pin_level{{node="buzzer",pin="horn"}} {})", fleet.pin_level(buzzer, 0))));
+    CHECK(has_line(text, R"(meshrun_pin_writes_total{node="iopin",pin="led"} 15)"));
+    CHECK(has_line(text, R"(meshrun_replies_sent_total{node="iopin",channel="datafeed"} 5)"));
+    CHECK(has_line(text, R"(meshrun_ack_latency_seconds_count{node="clock",target="iopin/datafeed"} 5)"));
+    CHECK(has_line(text, R"(meshrun_ack_latency_seconds_count{node="iopin",target="buzzer/signal"} 15)"));
+    CHECK(has_line(text, R"(meshrun_messages_sent_total{node="iopin",target="buzzer/signal"} 15)"));
+    CHECK(has_line(text, R"(meshrun_link_up{node="iopin",target="buzzer/signal"} 1)"));
+    CHECK(has_line(text, R"(meshrun_link_reconnects_total{node="clock",target="iopin/datafeed"} 0)"));
+    CHECK(has_line(text, R"(meshrun_connections_open{node="buzzer"} 1)"));
+    CHECK(lines(text, R"(meshrun_node_start_time_seconds{node="clock"} 0)").empty());
+    fleet.stop();
+    run_until(fleet, clock, Micros(6'000'000));
 }
