@@ -174,6 +174,8 @@ struct RunOptions {
     std::string color = "auto";
     std::size_t queue_limit = 1000;
     double grace = 5;
+    double ack_timeout = 30;
+    std::optional<std::string> metrics;
     bool timestamps = false;
 };
 
@@ -246,11 +248,14 @@ int run_fleet(const RunOptions& opt, bool one_node) {
     fleet_options.local = !one_node;  // `up`: the whole fleet (or --only's part) on this machine
     fleet_options.queue_limit = opt.queue_limit;
     fleet_options.grace = std::chrono::milliseconds(static_cast<std::int64_t>(opt.grace * 1000));
+    fleet_options.ack_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(opt.ack_timeout * 1000));
+    fleet_options.metrics = opt.metrics;
     fleet_options.seed = opt.seed;
     fleet_options.handle_signals = true;
 
     std::vector<std::string> names;
     for (int i : fleet_options.nodes) names.push_back(graph->nodes[static_cast<std::size_t>(i)].name);
+    if (opt.metrics) names.push_back("meshrun");  // its line that says where the metrics are
     const engine::LogOptions log_options{use_color(opt.color, STDOUT_FILENO), opt.timestamps};
     auto logger = opt.log == "json" ? engine::make_json_logger(log_options) : engine::make_text_logger(names, log_options);
     // `run` drives the board's real lines unless --sim; `up` runs every node on simulated
@@ -524,18 +529,31 @@ int main(int argc, char** argv) {
                         "while its queue is full")
             ->check(CLI::Range(std::size_t{1}, std::size_t{1'000'000}))
             ->default_str("1000");
+        // CLI::Range lets `nan` through: a number of seconds is checked by hand.
+        const auto seconds = [](double most) {
+            return CLI::Validator(
+                [most](const std::string& text) {
+                    char* end = nullptr;
+                    const double v = std::strtod(text.c_str(), &end);
+                    return *end == '\0' && v >= 0 && v <= most ? std::string()
+                                                              : fmt::format("a number of seconds from 0 to {}", most);
+                },
+                "SECONDS");
+        };
         sub->add_option("--grace", run.grace,
                         "Seconds to go on delivering held messages after SIGINT or SIGTERM; then what is left "
                         "is named in a warning (a second signal stops at once)")
-            ->check(CLI::Validator(
-                [](const std::string& text) {
-                    // CLI::Range lets `nan` through; a grace is a plain number of seconds.
-                    char* end = nullptr;
-                    const double v = std::strtod(text.c_str(), &end);
-                    return *end == '\0' && v >= 0 && v <= 3600 ? std::string() : "a number of seconds from 0 to 3600";
-                },
-                "SECONDS"))
+            ->check(seconds(3600))
             ->default_str("5");
+        sub->add_option("--ack-timeout", run.ack_timeout,
+                        "Seconds a link waits for a message's acknowledgement; then it takes the connection for "
+                        "dead and sends the message again on a new one (0: wait for ever)")
+            ->check(seconds(86400))
+            ->default_str("30");
+        sub->add_option("--metrics", run.metrics,
+                        "Also serve /metrics (Prometheus) and /healthz of every node here on this port of "
+                        "127.0.0.1, or on ADDR:PORT; each node with a port serves its own there too")
+            ->type_name("[ADDR:]PORT");
         sub->add_flag("--timestamps", run.timestamps,
                       "Start each log line with the local time, 2026-11-30 14:03:05.123 (JSON: add `time`)");
     };

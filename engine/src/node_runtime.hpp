@@ -11,6 +11,7 @@
 #include "asio_support.hpp"
 #include "failures.hpp"
 #include "interpreter.hpp"
+#include "meshrun/engine/metrics.hpp"
 
 namespace meshrun::engine {
 
@@ -28,7 +29,8 @@ struct FleetCore {
     asio::io_context io{1};  // one thread runs every node of the fleet
     std::unique_ptr<SteadyClock> steady;
     Clock* clock = nullptr;
-    std::vector<Observer*> observers;  // the options'
+    Metrics metrics;                   // what /metrics shows
+    std::vector<Observer*> observers;  // the options' and the metrics
     std::vector<std::unique_ptr<NodeRt>> nodes;
     std::vector<std::uint16_t> ports;  // per graph node
     std::vector<bool> here;            // per graph node: whether it runs in this fleet
@@ -42,6 +44,7 @@ struct FleetCore {
     std::unique_ptr<NodeRt> tester;    // the test runner, as a node that only sends
     std::map<std::pair<int, std::string>, std::unique_ptr<Link>> test_links;
     std::optional<Acceptor> metrics_acceptor;  // --metrics: the whole fleet's on one port
+    Micros started{0};
 
     // Where to reach a node on this machine: the address it listens on (loopback in
     // place of every interface), or IPv4's loopback.

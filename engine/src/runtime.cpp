@@ -106,6 +106,23 @@ asio::ip::address listen_address(asio::io_context& io, const std::string& host) 
     return found.begin()->endpoint().address();
 }
 
+// --metrics PORT, ADDR:PORT or [ADDR]:PORT: the address never wider than written.
+std::pair<asio::ip::address, std::uint16_t> metrics_endpoint(asio::io_context& io, const std::string& spec) {
+    const auto colon = spec.rfind(':');
+    const std::string port_text = colon == std::string::npos ? spec : spec.substr(colon + 1);
+    const std::string host = colon == std::string::npos ? "127.0.0.1" : spec.substr(0, colon);
+    char* end = nullptr;
+    const unsigned long port = std::strtoul(port_text.c_str(), &end, 10);
+    if (port_text.empty() || *end != '\0' || port > 65535 || port_text.find_first_not_of("0123456789") != std::string::npos)
+        throw BadOption(fmt::format("--metrics `{}`: `{}` is not a port (0 to 65535)", spec, port_text));
+    if (host.empty()) throw BadOption(fmt::format("--metrics `{}`: give an address before the colon, or only the port", spec));
+    try {
+        return {listen_address(io, host), static_cast<std::uint16_t>(port)};
+    } catch (const std::exception& e) {
+        throw BadOption(fmt::format("--metrics `{}`: {}", spec, e.what()));
+    }
+}
+
 Acceptor open_acceptor(asio::io_context& io, const tcp::endpoint& endpoint, beast::error_code& ec) {
     Acceptor acceptor(io.get_executor());
     acceptor.open(endpoint.protocol(), ec);
@@ -129,9 +146,10 @@ const Graph& tester_graph() {
 }  // namespace
 
 FleetCore::FleetCore(const Graph& g, drivers::PinDriver& p, Logger& l, FleetOptions o)
-    : graph(g), pins(p), log(l), options(std::move(o)), observers(options.observers) {
+    : graph(g), pins(p), log(l), options(std::move(o)), metrics(g, options.nodes), observers(options.observers) {
     if (!options.clock) steady = std::make_unique<SteadyClock>(io);
     clock = options.clock ? options.clock : steady.get();
+    observers.push_back(&metrics);
 }
 
 struct Fleet::Impl : FleetCore {
@@ -262,6 +280,18 @@ void Fleet::start() {
         node->started = f.clock->now();
         f.tell([&](Observer& o) { o.node_started(node->index(), node->started); });
     }
+    f.started = f.clock->now();
+    if (f.options.metrics) {
+        const auto [address, port] = metrics_endpoint(f.io, *f.options.metrics);
+        beast::error_code ec;
+        Acceptor acceptor = open_acceptor(f.io, tcp::endpoint(address, port), ec);
+        if (ec)
+            throw std::runtime_error(fmt::format("cannot serve metrics on {}: {}", host_port(address.to_string(), port), ec.message()));
+        const auto at = acceptor.local_endpoint();
+        f.metrics_acceptor.emplace(std::move(acceptor));
+        asio::co_spawn(f.io.get_executor(), listen_metrics(f), or_log(f.log, "meshrun", "serving metrics"));
+        f.log.line("meshrun", fmt::format("metrics of every node here on http://{}/metrics", host_port(at.address().to_string(), at.port())));
+    }
     if (f.options.handle_signals) {
         f.signals.emplace(f.io, SIGINT, SIGTERM);
         f.signals->async_wait([this](beast::error_code ec, int) {
@@ -279,6 +309,7 @@ void Fleet::stop() {
     if (f.stopping) return;
     f.stopping = true;
     for (auto& [key, link] : f.test_links) link->stop();
+    if (f.metrics_acceptor) f.metrics_acceptor->close();
     std::size_t held = 0;
     for (auto& node : f.nodes) {
         if (node->acceptor) node->acceptor->close();
@@ -333,6 +364,10 @@ void Fleet::stop() {
 }
 
 std::uint16_t Fleet::port(int node) const { return impl_->ports[static_cast<std::size_t>(node)]; }
+
+std::uint16_t Fleet::metrics_port() const {
+    return impl_->metrics_acceptor ? impl_->metrics_acceptor->local_endpoint().port() : 0;
+}
 
 namespace {
 NodeRt* runtime_of(FleetCore& f, int node) {

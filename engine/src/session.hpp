@@ -7,6 +7,7 @@
 // (TLS) on Beast's own reads and writes.
 #pragma once
 
+#include <cmath>
 #include <type_traits>
 
 #include "link.hpp"
@@ -29,10 +30,44 @@ task<void> http_reply(Stream& stream, const http::request<http::string_body>& re
     beast::get_lowest_layer(stream).socket().shutdown(Socket::shutdown_send, ec);
 }
 
-// The node's health: 200 while it serves, with its name and uptime.
-inline std::string healthz(const NodeRt& node) {
-    const double uptime = static_cast<double>((node.fleet.clock->now() - node.started).count()) / 1e6;
-    return fmt::format("{{\"node\":\"{}\",\"status\":\"serving\",\"uptime_seconds\":{:.3f}}}\n", node.spec().name, uptime);
+// Health: 200 while serving, with the name (a node's, or the nodes' of the process) and uptime.
+inline std::string healthz(const FleetCore& fleet, Micros started, const char* key, nlohmann::json name) {
+    const double uptime = static_cast<double>((fleet.clock->now() - started).count()) / 1e6;
+    nlohmann::json j;
+    j[key] = std::move(name);
+    j["status"] = "serving";
+    j["uptime_seconds"] = std::round(uptime * 1000) / 1000;
+    return j.dump() + "\n";
+}
+
+constexpr const char* metrics_type = "text/plain; version=0.0.4; charset=utf-8";
+
+// GET /healthz and /metrics, and what a request for anything else gets, when `node` is
+// null (the --metrics port) or is no channel of it. True when the request was answered.
+inline task<bool> common_http(FleetCore& fleet, const NodeRt* node, TcpStream& stream, const http::request<http::string_body>& req,
+                              std::string_view path) {
+    // Named locals around co_await: g++ 12 mishandles temporaries (and ?:) there.
+    const bool get = req.method() == http::verb::get || req.method() == http::verb::head;
+    std::string body;
+    if (get && path == "/healthz") {
+        nlohmann::json names = nlohmann::json::array();
+        for (const auto& n : fleet.nodes) names.push_back(n->spec().name);
+        if (node) {
+            body = healthz(fleet, node->started, "node", node->spec().name);
+        } else {
+            body = healthz(fleet, fleet.started, "nodes", names);
+        }
+        co_await http_reply(stream, req, http::status::ok, "application/json", std::move(body));
+    } else if (get && path == "/metrics") {
+        body = fleet.metrics.render(node ? node->index() : -1);
+        co_await http_reply(stream, req, http::status::ok, metrics_type, std::move(body));
+    } else if (path == "/healthz" || path == "/metrics" || (node && path == "/")) {
+        body = fmt::format("{} answers GET only\n", path);
+        co_await http_reply(stream, req, http::status::method_not_allowed, "text/plain", std::move(body));
+    } else {
+        co_return false;
+    }
+    co_return true;
 }
 
 // A channel's websocket, open: reads messages, hands them to the interpreter, sends
@@ -123,12 +158,11 @@ inline task<void> session(NodeRt& node, Socket socket) {
         const bool get = req.method() == http::verb::get || req.method() == http::verb::head;
         if (get && path == "/") {
             co_await http_reply(stream, req, http::status::ok, "application/json", node.status() + "\n");
-        } else if (get && path == "/healthz") {
-            co_await http_reply(stream, req, http::status::ok, "application/json", healthz(node));
-        } else if (path == "/" || path == "/healthz" || path == "/metrics") {
-            co_await http_reply(stream, req, http::status::method_not_allowed, "text/plain",
-                                fmt::format("{} answers GET only\n", path));
-        } else if (channel) {
+            co_return;
+        }
+        const bool answered = co_await common_http(node.fleet, &node, stream, req, path);
+        if (answered) co_return;
+        if (channel) {
             co_await http_reply(stream, req, http::status::upgrade_required, "text/plain",
                                 fmt::format("/{} is a websocket channel: connect with a websocket client\n", channel->name));
         } else {
@@ -209,6 +243,43 @@ inline task<void> listen(NodeRt& node) {
             --node.fleet.connections;
             node.fleet.tell([&](Observer& o) { o.connection_closed(index); });
             or_log(node.fleet.log, node.spec().name, "a connection")(e);
+        });
+    }
+}
+
+// --metrics: the whole process's /metrics and /healthz on a port of its own (a
+// client-only node has no port; Prometheus scrapes one target per process).
+inline task<void> serve_metrics(FleetCore& fleet, Socket socket) {
+    TcpStream stream(std::move(socket));
+    beast::flat_buffer buffer;
+    http::request<http::string_body> req;
+    beast::error_code ec;
+    stream.expires_after(std::chrono::seconds(30));
+    co_await http::async_read(stream, buffer, req, asio::redirect_error(use, ec));
+    if (ec) co_return;
+    std::string_view path(req.target().data(), req.target().size());
+    path = path.substr(0, path.find('?'));
+    const bool answered = co_await common_http(fleet, nullptr, stream, req, path);
+    if (!answered)
+        co_await http_reply(stream, req, http::status::not_found, "text/plain", "this port serves /metrics and /healthz\n");
+}
+
+inline task<void> listen_metrics(FleetCore& fleet) {
+    Backoff backoff(std::chrono::milliseconds(100), std::chrono::milliseconds(1000));
+    while (true) {
+        beast::error_code ec;
+        Socket socket = co_await fleet.metrics_acceptor->async_accept(asio::redirect_error(use, ec));
+        if (ec == asio::error::operation_aborted || !fleet.metrics_acceptor->is_open()) co_return;
+        if (ec || fleet.connections >= fleet.max_connections) {
+            Timer pause(fleet.io.get_executor(), backoff.next());  // out of descriptors: as listen() does
+            co_await pause.async_wait(asio::redirect_error(use, ec));
+            continue;
+        }
+        backoff.reset();
+        ++fleet.connections;
+        asio::co_spawn(fleet.io.get_executor(), serve_metrics(fleet, std::move(socket)), [&fleet](std::exception_ptr e) {
+            --fleet.connections;
+            or_log(fleet.log, "meshrun", "a metrics connection")(e);
         });
     }
 }

@@ -79,6 +79,9 @@ struct FleetOptions {
     // How long a link waits for a message's acknowledgement before it takes the
     // connection for dead and sends the message again on a new one (0: for ever).
     std::chrono::milliseconds ack_timeout{30'000};
+    // Also serve the whole process's /metrics and /healthz here: PORT (on 127.0.0.1) or
+    // ADDR:PORT ([ADDR]:PORT for IPv6); port 0: a free one.
+    std::optional<std::string> metrics;
     // Told of everything the fleet does, in order, on its thread (observer.hpp).
     std::vector<Observer*> observers;
 };
@@ -115,6 +118,7 @@ public:
     void stop();
 
     std::uint16_t port(int node) const;       // the port a node listens on (0: none)
+    std::uint16_t metrics_port() const;       // the --metrics port (0: none)
     std::string status_json(int node) const;  // the node's `GET /` page
     // Runs `fn` on the fleet's thread.
     void post(std::function<void()> fn);
