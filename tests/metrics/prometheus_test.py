@@ -177,7 +177,8 @@ def main():
         fleet.wait_for("listening lines of iopin and buzzer",
                        lambda: len([t for n, t in fleet.log() if t.startswith("listening on ws://")]) == 2)
         for node, text in fleet.log():
-            if m := re.fullmatch(r"listening on ws://127\.0\.0\.1:(\d+)", text):
+            # `listening on ws://127.0.0.1:41449 (declared localhost:8766: port 8766 is in use)`
+            if m := re.fullmatch(r"listening on ws://127\.0\.0\.1:(\d+)(?: \(.*\))?", text):
                 fleet.ports[node] = int(m.group(1))
         expect(set(fleet.ports) == {"iopin", "buzzer"}, f"nodes that listen: {fleet.ports}")
         expect(wait_for_port(fleet.metrics_port, fleet.proc), f"nothing listens on --metrics {fleet.metrics_port}:\n"
@@ -185,18 +186,24 @@ def main():
 
     def check_healthz():
         expect(fleet.ports, "no node's port")
-        for node, port in fleet.ports.items():
+        def health(what, port):
             status, kind, body = http_get(port, "/healthz")
-            expect(status == 200, f"{node}'s /healthz answers {status}: {body}")
-            expect(kind.startswith("application/json"), f"{node}'s /healthz is {kind}")
-            health = json.loads(body)
-            expect(health.get("node") == node, f"{node}'s /healthz names {health.get('node')!r}: {body}")
-            uptime = health.get("uptime_seconds")
+            expect(status == 200, f"{what}'s /healthz answers {status}: {body}")
+            expect(kind.startswith("application/json"), f"{what}'s /healthz is {kind}")
+            reply = json.loads(body)
+            uptime = reply.get("uptime_seconds")
             expect(isinstance(uptime, (int, float)) and 0 <= uptime <= time.time() - fleet.started + 1,
-                   f"{node}'s uptime_seconds: {body}")
-        status, kind, body = http_get(fleet.metrics_port, "/healthz")
-        expect(status == 200, f"the fleet's /healthz answers {status}: {body}")
-        expect(isinstance(json.loads(body).get("uptime_seconds"), (int, float)), f"the fleet's /healthz: {body}")
+                   f"{what}'s uptime_seconds: {body}")
+            return reply
+
+        for node, port in fleet.ports.items():
+            first = health(node, port)
+            expect(first.get("node") == node, f"{node}'s /healthz names {first.get('node')!r}: {first}")
+            time.sleep(0.2)
+            expect(health(node, port)["uptime_seconds"] > first["uptime_seconds"], f"{node}'s uptime does not grow")
+        # The --metrics port's: the nodes of the process.
+        fleet_health = health("the fleet", fleet.metrics_port)
+        expect(sorted(fleet_health.get("nodes", [])) == ["buzzer", "clock", "iopin"], f"the fleet's /healthz: {fleet_health}")
 
     def check_promtool():
         expect(fleet.ports, "no node's port")
