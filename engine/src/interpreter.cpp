@@ -139,42 +139,38 @@ std::optional<std::string> Interpreter::deliver(Message& message, Reply later) {
     const auto source = static_cast<std::size_t>(message.channel);
     ++received_[source];
     tell([&](Observer& o) { o.message_in(node_, message.channel, message.payload); });
-    // A rule that cannot wait runs in the reused firing, at once: the common case, and the fast one.
-    std::shared_ptr<Firing> shared;
-    if (scratch_busy_) shared = std::make_shared<Firing>();
-    Firing* f = shared ? shared.get() : &scratch_;
-    f->value = std::move(message.payload);
-    f->message = true;
-    f->reply.reset();
-    f->steps = 0;
-    f->rule = match(spec_.sources[source], *f);
-    if (f->rule) {
-        tell([&](Observer& o) { o.rule_fired(node_, *f->rule); });
-        if (waits_.at(f->rule) && !shared) {
-            shared = std::make_shared<Firing>();
-            shared->value = std::move(f->value);
-            shared->message = true;
-            shared->rule = f->rule;
-            f = shared.get();
+    Firing f;
+    f.value = std::move(message.payload);
+    f.message = true;
+    f.rule = match(spec_.sources[source], f);
+    if (f.rule) tell([&](Observer& o) { o.rule_fired(node_, *f.rule); });
+    if (f.rule && waits_.at(f.rule)) {
+        auto shared = std::make_shared<Firing>(std::move(f));
+        shared->stack.push_back({&shared->rule->body, 0, 1});
+        run(*shared, shared);
+        if (!shared->reply) {
+            // It waits on a send before its `ack` (or its end): the reply comes later.
+            shared->on_reply = [this, channel = message.channel, later = std::move(later)](std::string text) {
+                ++replied_;
+                tell([&](Observer& o) { o.reply_out(node_, channel, text); });
+                later(std::move(text));
+            };
+            return std::nullopt;
         }
-        f->stack.push_back({&f->rule->body, 0, 1});
-        scratch_busy_ = !shared;
-        run(*f, shared);
-        scratch_busy_ = false;
+        f.reply = std::move(shared->reply);  // it may go on; the reply it gave is not given twice
+        shared->reply.emplace();
+    } else if (f.rule) {
+        // It cannot wait: it runs to its end now, and its reply is known. The common case, and the fast one.
+        try {
+            run_now(f.rule->body, f);
+        } catch (const std::exception& e) {
+            failed(f, e);
+        }
     }
-    if (!f->reply && !f->rule) f->reply = "n/a";
-    if (f->reply) {
-        ++replied_;
-        tell([&](Observer& o) { o.reply_out(node_, message.channel, *f->reply); });
-        return std::move(*f->reply);
-    }
-    // It waits on a send before its `ack` (or its end): the reply comes later.
-    f->on_reply = [this, channel = message.channel, later = std::move(later)](std::string text) {
-        ++replied_;
-        tell([&](Observer& o) { o.reply_out(node_, channel, text); });
-        later(std::move(text));
-    };
-    return std::nullopt;
+    if (!f.reply) f.reply = "n/a";
+    ++replied_;
+    tell([&](Observer& o) { o.reply_out(node_, message.channel, *f.reply); });
+    return std::move(f.reply);
 }
 
 void Interpreter::fire(const Rule& rule, std::shared_ptr<Firing> f) {
@@ -184,13 +180,38 @@ void Interpreter::fire(const Rule& rule, std::shared_ptr<Firing> f) {
     start(rule.body, std::move(f), waits_.at(&rule));
 }
 
+// Runs a body: at once when it cannot wait, else as a program that can.
 void Interpreter::start(const std::vector<Op>& body, std::shared_ptr<Firing> f, bool waits) {
-    f->stack.push_back({&body, 0, 1});
-    run(*f, waits ? f : nullptr);
+    if (waits) {
+        f->stack.push_back({&body, 0, 1});
+        return run(*f, f);
+    }
+    try {
+        run_now(body, *f);
+    } catch (const std::exception& e) {
+        failed(*f, e);
+    }
 }
 
-// Runs a firing until its program ends or it waits for a send's delivery; the
-// delivery runs it on from there. `owner` is the firing's own pointer when it can wait.
+// A body that cannot wait (no send), run to its end.
+void Interpreter::run_now(const std::vector<Op>& body, Firing& f) {
+    for (const Op& op : body) {
+        count_step(f);
+        if (op.kind == Op::Kind::repeat) {
+            for (std::int64_t i = 0; i < op.count; ++i) {
+                count_step(f);
+                run_now(op.body, f);
+            }
+        } else if (op.kind == Op::Kind::call) {
+            run_now(spec_.actions[static_cast<std::size_t>(op.action)].body, f);
+        } else {
+            step(op, f, nullptr);
+        }
+    }
+}
+
+// Runs a firing that can wait until its program ends or it waits for a send's
+// delivery; the delivery runs it on from there. `owner` is the firing's own pointer.
 void Interpreter::run(Firing& f, const std::shared_ptr<Firing>& owner) {
     f.running = true;
     try {

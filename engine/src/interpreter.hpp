@@ -101,6 +101,7 @@ private:
     void fire(const Rule& rule, std::shared_ptr<Firing> f);
     void start(const std::vector<Op>& body, std::shared_ptr<Firing> f, bool waits);
     void run(Firing& f, const std::shared_ptr<Firing>& owner);
+    void run_now(const std::vector<Op>& body, Firing& f);
     void step(const Op& op, Firing& f, const std::shared_ptr<Firing>& owner);
     void after_send(Firing& f);
     void reply(Firing& f, std::string text);
@@ -139,8 +140,6 @@ private:
     std::mt19937_64 rng_;
     std::uint64_t skipped_ = 0;  // firings skipped while a link was full
     std::size_t delays_ = 0;     // `after` bodies pending
-    Firing scratch_;             // the firing of a rule that cannot wait: reused, no allocation
-    bool scratch_busy_ = false;
 };
 
 }  // namespace meshrun::engine

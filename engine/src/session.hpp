@@ -78,8 +78,13 @@ task<void> serve(NodeRt& node, Ws& ws, const Source& channel, const Peer& peer, 
     const int index = static_cast<int>(&channel - node.spec().sources.data());
     beast::flat_buffer buffer;
     std::string reply;
-    bool replied = false;  // an answer that came later, from a firing that waited
-    Event later(node.executor());
+    // The reply of a firing that waited: one pointer in the callback, so that making it
+    // allocates nothing (std::function keeps two pointers' worth in itself).
+    struct Later {
+        std::string reply;
+        bool replied = false;
+        Event event;
+    } later{{}, false, Event(node.executor())};
     while (!node.fleet.stopping) {
         if (node.waiting > 0) {
             // A firing waits for room in a full link: read nothing more until it has room.
@@ -108,17 +113,18 @@ task<void> serve(NodeRt& node, Ws& ws, const Source& channel, const Peer& peer, 
             co_await ws.async_close(why, asio::redirect_error(use, ec));
             break;
         }
-        std::optional<std::string> now = node.interp.deliver(message, [&reply, &replied, &later](std::string text) {
-            reply = std::move(text);
-            replied = true;
-            later.notify();
+        std::optional<std::string> now = node.interp.deliver(message, [&later](std::string text) {
+            later.reply = std::move(text);
+            later.replied = true;
+            later.event.notify();
         });
         if (now) {
             reply = std::move(*now);
         } else {
-            while (!replied) co_await later.wait();
-            replied = false;
-            later.reset();
+            while (!later.replied) co_await later.event.wait();
+            reply = std::move(later.reply);
+            later.replied = false;
+            later.event.reset();
         }
         if (node.fleet.stopping || !ws.is_open()) break;  // a close frame is on its way
         if constexpr (plain) {
