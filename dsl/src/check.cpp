@@ -285,7 +285,7 @@ void Checker::declare_nodes() {
     lines.reserve(pins);
     pins = actions = rules = 0;
     for (std::size_t i = 0; i < count; ++i) {
-        const Node& n = program_.nodes[i];
+        Node& n = program_.nodes[i];
         NodeInfo& ni = nodes_[i];
         ni.node = &n;
         ni.index = static_cast<int>(i);
@@ -453,16 +453,17 @@ void Checker::check_pin(const Pin& p) {
 // `on NAME`: a pin of the node makes a pin rule; an action declared before the
 // first such rule makes a misuse; anything else declares (or reuses) a channel.
 void Checker::declare_rules(int index) {
-    const Node& n = node(index);
+    Node& n = node(index);
     NodeInfo& ni = nodes_[index];
     ni.channel_base = channel_names_.size();
     for (std::size_t r = 0; r < n.rules.size(); ++r) {
         const std::size_t g = ni.rule_base + r;
-        const Ident& src = n.rules[r].source;
+        Ident& src = n.rules[r].source;
         Names& s = slot(index, src.name);
         if (s.pin >= 0) {
             rule_kind_[g] = RuleKind::pin;
             rule_ref_[g] = s.pin;
+            src.ref = {Ref::Kind::pin, s.pin};
             pin_used_[ni.pin_base + s.pin] = 1;
             const Pin& pin = n.pins[s.pin];
             if (pin.direction == Direction::out) {
@@ -475,6 +476,7 @@ void Checker::declare_rules(int index) {
         if (s.channel >= 0) {
             rule_kind_[g] = RuleKind::channel;
             rule_ref_[g] = s.channel;
+            src.ref = {Ref::Kind::channel, s.channel};
             continue;
         }
         if (s.action >= 0) {
@@ -499,6 +501,7 @@ void Checker::declare_rules(int index) {
         channel_node_.push_back(index);
         rule_kind_[g] = RuleKind::channel;
         rule_ref_[g] = s.channel;
+        src.ref = {Ref::Kind::channel, s.channel};
         if (!ni.has_port) {
             auto& d = error(Kind::channel_without_port, src.span,
                             "rule for channel " + bt(src.name) + " in node " + bt(n.name.name) + ", which has no port");
@@ -516,10 +519,10 @@ void Checker::declare_rules(int index) {
 // bodies: names, ranges, edges of the message graph
 
 void Checker::check_node_bodies(int index) {
-    const Node& n = node(index);
+    Node& n = node(index);
     const NodeInfo& ni = nodes_[index];
     for (std::size_t r = 0; r < n.rules.size(); ++r) {
-        const Rule& rule = n.rules[r];
+        Rule& rule = n.rules[r];
         const RuleKind kind = rule_kind_[ni.rule_base + r];
         const int ref = rule_ref_[ni.rule_base + r];
         if (rule.pattern && kind == RuleKind::pin && n.pins[ref].direction == Direction::in &&
@@ -541,7 +544,7 @@ void Checker::check_node_bodies(int index) {
             check_acks(index, rule.body, first);
         }
     }
-    for (const Timer& t : n.timers) {
+    for (Timer& t : n.timers) {
         if (t.period.micros == 0 || t.period.micros > max_duration)
             error(Kind::out_of_range, t.period.span,
                   "timer period " + format_duration(t.period.micros) + " is out of range (1us to 7 days)");
@@ -560,14 +563,14 @@ void Checker::check_node_bodies(int index) {
 
 // `vertex`: the graph vertex the body belongs to (a channel or an action), or -1;
 // `action`: the global index of the action whose body this is, or -1.
-void Checker::check_stmts(int index, int vertex, const std::vector<Stmt>& body, int after_depth, int action,
+void Checker::check_stmts(int index, int vertex, std::vector<Stmt>& body, int after_depth, int action,
                           const Context* ctx) {
     const NodeInfo& ni = nodes_[index];
-    for (const Stmt& s : body) {
+    for (Stmt& s : body) {
         switch (s.kind) {
             case Stmt::Kind::assign:
             case Stmt::Kind::toggle: {
-                const int p = resolve_pin(index, s.target.name, s.target.span, true);
+                const int p = resolve_pin(index, s.target.name, s.target.span, true, s.target.ref);
                 if (p >= 0 && ni.node->pins[p].direction == Direction::in) {
                     const Pin& pin = ni.node->pins[p];
                     error(Kind::assign_to_input, s.target.span,
@@ -626,10 +629,10 @@ void Checker::check_stmts(int index, int vertex, const std::vector<Stmt>& body, 
     }
 }
 
-void Checker::check_expr(int index, const Expr& e, const Context* ctx) {
+void Checker::check_expr(int index, Expr& e, const Context* ctx) {
     switch (e.kind) {
         case Expr::Kind::name:
-            resolve_pin(index, e.text, e.span, false);
+            resolve_pin(index, e.text, e.span, false, e.ref);
             return;
         case Expr::Kind::value:
             if (ctx && ctx->root == Root::timer) context_error(Kind::misplaced_value, e.span, *ctx);
@@ -646,7 +649,7 @@ void Checker::check_expr(int index, const Expr& e, const Context* ctx) {
         default:
             break;
     }
-    for (const Expr& o : e.operands) check_expr(index, o, ctx);
+    for (Expr& o : e.operands) check_expr(index, o, ctx);
 }
 
 void Checker::check_random(const Expr& e) {
@@ -661,10 +664,11 @@ void Checker::check_random(const Expr& e) {
 }
 
 // A pin read as a value (`assign` false) or driven (`assign` true): its local index, or -1.
-int Checker::resolve_pin(int index, std::string_view name, Span at, bool assign) {
+int Checker::resolve_pin(int index, std::string_view name, Span at, bool assign, Ref& ref) {
     const Names* s = find(index, name);
     if (s && s->pin >= 0) {
         pin_used_[nodes_[index].pin_base + s->pin] = 1;
+        ref = {Ref::Kind::pin, s->pin};
         return s->pin;
     }
     const Node& n = node(index);
@@ -697,9 +701,12 @@ int Checker::resolve_pin(int index, std::string_view name, Span at, bool assign)
 }
 
 // A bare `NAME` statement: the action's local index, or -1.
-int Checker::resolve_action(int index, const Ident& id) {
+int Checker::resolve_action(int index, Ident& id) {
     const Names* s = find(index, id.name);
-    if (s && s->action >= 0) return s->action;
+    if (s && s->action >= 0) {
+        id.ref = {Ref::Kind::action, s->action};
+        return s->action;
+    }
     const Node& n = node(index);
     if (s && s->pin >= 0) {
         pin_used_[nodes_[index].pin_base + s->pin] = 1;
@@ -720,15 +727,18 @@ int Checker::resolve_action(int index, const Ident& id) {
     return -1;
 }
 
-int Checker::resolve_node(const Ident& id) {
-    if (const int* at = node_index_.find(id.name)) return *at;
+int Checker::resolve_node(Ident& id) {
+    if (const int* at = node_index_.find(id.name)) {
+        id.ref = {Ref::Kind::node, *at};
+        return *at;
+    }
     auto& d = error(Kind::unknown_node, id.span, "unknown node " + bt(id.name));
     suggest(d, id.name, node_names());
     return -1;
 }
 
 // `NODE/CHANNEL` of a send: the channel's vertex (its global index), or -1.
-int Checker::resolve_channel(const Ident& node_id, const Ident& channel) {
+int Checker::resolve_channel(Ident& node_id, Ident& channel) {
     const int t = resolve_node(node_id);
     if (t < 0) return -1;
     const NodeInfo& ni = nodes_[t];
@@ -739,7 +749,10 @@ int Checker::resolve_channel(const Ident& node_id, const Ident& channel) {
         return -1;
     }
     const Names* s = find(t, channel.name);
-    if (s && s->channel >= 0) return static_cast<int>(ni.channel_base) + s->channel;
+    if (s && s->channel >= 0) {
+        channel.ref = {Ref::Kind::channel, s->channel};
+        return static_cast<int>(ni.channel_base) + s->channel;
+    }
     if (s && (s->pin >= 0 || s->action >= 0)) {
         if (s->pin >= 0) pin_used_[ni.pin_base + s->pin] = 1;
         if (s->action >= 0) action_called_[ni.action_base + s->action] = 1;
@@ -843,11 +856,12 @@ void Checker::check_test_expr(const Expr& e) {
 }
 
 // `NODE.PIN` of a test: the pin's local index, or -1.
-int Checker::test_pin(const TestStmt& s, int index) {
+int Checker::test_pin(TestStmt& s, int index) {
     const Node& n = node(index);
     const Names* names = find(index, s.member.name);
     if (names && names->pin >= 0) {
         pin_used_[nodes_[index].pin_base + names->pin] = 1;
+        s.member.ref = {Ref::Kind::pin, names->pin};
         return names->pin;
     }
     if (names && (names->channel >= 0 || names->action >= 0)) {
@@ -863,12 +877,12 @@ int Checker::test_pin(const TestStmt& s, int index) {
 
 void Checker::check_tests() {
     std::unordered_map<std::string_view, const Test*> titles;
-    for (const Test& t : program_.tests) {
+    for (Test& t : program_.tests) {
         auto [it, fresh] = titles.emplace(t.title, &t);
         if (!fresh)
             error(Kind::duplicate_name, t.title_span, "test \"" + t.title + "\" is declared twice")
                 .notes.push_back({it->second->title_span, "first declared here"});
-        for (const TestStmt& s : t.body) {
+        for (TestStmt& s : t.body) {
             switch (s.kind) {
                 case TestStmt::Kind::send:
                     check_test_expr(s.value);
@@ -914,7 +928,10 @@ void Checker::check_tests() {
                     const int n = resolve_node(s.node);
                     if (n < 0) break;
                     const Names* names = find(n, s.member.name);
-                    if (names && names->channel >= 0) break;
+                    if (names && names->channel >= 0) {
+                        s.member.ref = {Ref::Kind::channel, names->channel};
+                        break;
+                    }
                     if (names && (names->pin >= 0 || names->action >= 0)) {
                         error(Kind::wrong_kind, s.member.span,
                               bt(s.member.name) + " is " + (names->pin >= 0 ? "a pin" : "an action") + " of node " +
@@ -956,6 +973,6 @@ void Checker::check_unused() {
 
 }  // namespace check_detail
 
-Summary check(const Program& program, Diagnostics& diags) { return check_detail::Checker(program, diags).run(); }
+Summary check(Program& program, Diagnostics& diags) { return check_detail::Checker(program, diags).run(); }
 
 }  // namespace meshrun::dsl

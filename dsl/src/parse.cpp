@@ -246,7 +246,7 @@ private:
     Span span(const Tree& n) const {
         return Span{file_, n.begin(), n.end()};
     }
-    Ident ident(const Tree& n) const { return Ident{n.string(), span(n)}; }
+    Ident ident(const Tree& n) const { return Ident{n.string(), span(n), {}}; }
     Count count(const Tree& n) const;
     Duration duration(const Tree& n) const;
     // An expression: a node whose children are `operand (op operand)*`. Each

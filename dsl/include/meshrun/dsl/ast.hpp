@@ -26,9 +26,20 @@ inline constexpr int max_nesting = 256;
 // Includes from included files: at most this many files deep (the parser reads them recursively).
 inline constexpr int max_include_depth = 64;
 
+// What a name refers to, as the checker resolved it (check.cpp): an index into the program's
+// nodes, or into the pins, channels or actions of a node (the name's own node; for the channel of
+// a `send`, the target node). Lowering (engine/src/lower.cpp) reads it and looks no name up again.
+// `none` before the check, and where the check reported an error about the name.
+struct Ref {
+    enum class Kind : std::uint8_t { none, node, pin, channel, action };
+    Kind kind = Kind::none;
+    int index = -1;
+};
+
 struct Ident {
     std::string name;
     Span span;
+    Ref ref;  // filled by the checker where the name is a use (not a declaration)
 };
 
 struct Duration {
@@ -62,6 +73,7 @@ struct Expr {
     std::string text;
     BinOp op = BinOp::or_;
     std::vector<Expr> operands;  // children; for strings, the parts
+    Ref ref;                     // name: the pin, filled by the checker
 
     bool is_literal() const { return kind == Kind::number || (kind == Kind::string && !has_interpolation()); }
     bool has_interpolation() const;
@@ -84,8 +96,8 @@ struct Stmt {
     Span span;
     Ident target;     // assign, toggle: the pin; call: the action
     Expr expr;        // assign, send, ack, log
-    Ident node;       // send
-    Ident channel;    // send
+    Ident node;       // send: the target node
+    Ident channel;    // send: a channel of the target node
     Duration delay;   // after
     Count count;      // repeat
     std::vector<Stmt> body;  // after, repeat
@@ -129,7 +141,7 @@ struct Timer {
 
 struct Rule {
     Span span;
-    Ident source;                  // a channel or an input pin of this node
+    Ident source;                  // a channel or an input pin of this node (its ref says which)
     std::optional<Expr> pattern;   // a literal
     std::optional<Expr> guard;     // `when EXPR`
     std::vector<Stmt> body;
