@@ -250,6 +250,10 @@ int Graph::find(std::string_view node) const {
 Graph lower(const dsl::Program& program) {
     Graph graph;
     graph.name = program.mesh_name ? program.mesh_name->name : "mesh";
+    for (const dsl::Ident& secret : program.secrets) graph.secrets.push_back({secret.name, secret.span});
+    for (const auto& d : program.discovery) graph.discovery.push_back({d.url, d.span});
+    for (const dsl::Test& t : program.tests) graph.tests.push_back({t.title, t.span});
+    for (const dsl::Include& i : program.includes) graph.includes.push_back({i.path, i.span});
     graph.nodes.resize(program.nodes.size());
     Lowering lowering;
     for (std::size_t i = 0; i < program.nodes.size(); ++i) lowering.node(program.nodes[i], graph.nodes[i]);
