@@ -34,16 +34,6 @@ constexpr std::size_t max_line_offset = 1023;
 
 const char* const one_namespace = "the pins, channels and actions of a node share one namespace";
 
-std::string format_duration(std::uint64_t us) {
-    struct Unit { std::uint64_t scale; const char* name; };
-    static constexpr Unit units[] = {{3'600'000'000ULL, "h"}, {60'000'000ULL, "m"}, {1'000'000ULL, "s"},
-                                     {1'000ULL, "ms"}};
-    if (us == 0) return "0s";
-    for (const auto& u : units)
-        if (us % u.scale == 0) return std::to_string(us / u.scale) + u.name;
-    return std::to_string(us) + "us";
-}
-
 // A count as written (the parser saturates counts too large for 64 bits).
 std::string format_count(const Count& c) {
     return c.value == INT64_MAX ? "over " + std::to_string(INT64_MAX) : std::to_string(c.value);

@@ -317,10 +317,8 @@ Duration Parser::duration(const Tree& n) const {
     }
     const std::string_view unit = text.substr(i);
     std::uint64_t scale = 1;
-    if (unit == "ms") scale = 1'000;
-    else if (unit == "s") scale = 1'000'000;
-    else if (unit == "m") scale = 60'000'000;
-    else if (unit == "h") scale = 3'600'000'000ULL;
+    for (const DurationUnit& u : duration_units)
+        if (unit == u.name) scale = u.micros;
     d.micros = amount * scale;  // `cap` keeps this from overflowing
     return d;
 }

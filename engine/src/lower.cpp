@@ -91,8 +91,8 @@ public:
             s.kind = Source::Kind::timer;
             s.period = Micros(t.period.micros);
             if (t.times) s.times = t.times->value;
-            s.name = s.times ? fmt::format("every {} {} times", describe(s.period), *s.times)
-                             : fmt::format("every {}", describe(s.period));
+            const std::string period = dsl::format_duration(t.period.micros);
+            s.name = s.times ? fmt::format("every {} {} times", period, *s.times) : fmt::format("every {}", period);
             Rule r;
             r.body = ops(t.body);
             r.span = t.span;
@@ -103,15 +103,6 @@ public:
     }
 
 private:
-    static std::string describe(Micros d) {
-        const auto us = d.count();
-        if (us % 3'600'000'000LL == 0) return std::to_string(us / 3'600'000'000LL) + "h";
-        if (us % 60'000'000 == 0) return std::to_string(us / 60'000'000) + "m";
-        if (us % 1'000'000 == 0) return std::to_string(us / 1'000'000) + "s";
-        if (us % 1'000 == 0) return std::to_string(us / 1'000) + "ms";
-        return std::to_string(us) + "us";
-    }
-
     Rule rule(const dsl::Rule& r) {
         Rule out;
         out.span = r.span;

@@ -429,3 +429,22 @@ TEST_CASE("lowering refuses a program whose names the checker did not resolve", 
     REQUIRE_FALSE(diags.has_errors());
     CHECK_THROWS_WITH(lower(program), Catch::Contains("`led` is not resolved"));
 }
+
+TEST_CASE("durations are drawn as the language writes them, zero as 0s", "[engine]") {
+    dsl::SourceManager sm;
+    dsl::Diagnostics diags;
+    auto program = dsl::parse_text("durations.mesh", R"(
+node hub at localhost:8800 {
+    on go -> { after 0ms -> send "a" to hub/out; after 90m -> send "b" to hub/out; ack 1 }
+    on out -> ack 1
+    every 1500us 3 times -> log "t"
+}
+)", sm, diags);
+    dsl::check(program, diags);
+    REQUIRE_FALSE(diags.has_errors());
+    const Graph graph = lower(program);
+    CHECK(graph.nodes[0].sources.back().name == "every 1500us 3 times");
+    const std::string dot = to_dot(graph);
+    CHECK(dot.find("send (after 0s)") != std::string::npos);
+    CHECK(dot.find("send (after 90m)") != std::string::npos);
+}

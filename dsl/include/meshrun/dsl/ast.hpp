@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "meshrun/dsl/source.hpp"
@@ -46,6 +47,18 @@ struct Duration {
     std::uint64_t micros = 0;
     Span span;
 };
+
+// The units a duration is written in, largest first.
+struct DurationUnit {
+    std::string_view name;
+    std::uint64_t micros;
+};
+inline constexpr DurationUnit duration_units[] = {
+    {"h", 3'600'000'000ULL}, {"m", 60'000'000}, {"s", 1'000'000}, {"ms", 1'000}, {"us", 1}};
+
+// A duration as the language writes it, in the largest unit it is a whole number of: `2h`, `90s`,
+// `1500us`. Zero is `0s`. The one formatter of durations: diagnostics, labels and drawings use it.
+std::string format_duration(std::uint64_t micros);
 
 // A whole number as written (`5 times`, `repeat 3`, a port, a line offset).
 struct Count {
