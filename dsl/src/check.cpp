@@ -395,7 +395,7 @@ void Checker::declare_names(int index) {
 }
 
 void Checker::check_pin(const Pin& p) {
-    const bool in = p.direction == Direction::in;
+    const bool in = p.direction == drivers::Direction::input;
     const std::string_view name = p.name.name;
     const Pin::Option* bias = nullptr;
     for (std::size_t i = 0; i < p.options.size(); ++i) {
@@ -456,7 +456,7 @@ void Checker::declare_rules(int index) {
             src.ref = {Ref::Kind::pin, s.pin};
             pin_used_[ni.pin_base + s.pin] = 1;
             const Pin& pin = n.pins[s.pin];
-            if (pin.direction == Direction::out) {
+            if (pin.direction == drivers::Direction::output) {
                 error(Kind::rule_on_output, src.span,
                       "rule on output pin " + bt(src.name) + "; only input pins have changes to react to")
                     .notes.push_back({pin.name.span, bt(src.name) + " is declared `out` here"});
@@ -515,7 +515,7 @@ void Checker::check_node_bodies(int index) {
         Rule& rule = n.rules[r];
         const RuleKind kind = rule_kind_[ni.rule_base + r];
         const int ref = rule_ref_[ni.rule_base + r];
-        if (rule.pattern && kind == RuleKind::pin && n.pins[ref].direction == Direction::in &&
+        if (rule.pattern && kind == RuleKind::pin && n.pins[ref].direction == drivers::Direction::input &&
             literal_level(*rule.pattern) == -1) {
             error(Kind::out_of_range, rule.pattern->span,
                   "pattern " + literal(*rule.pattern)->display + " is out of range for pin " + bt(rule.source.name) +
@@ -561,7 +561,7 @@ void Checker::check_stmts(int index, int vertex, std::vector<Stmt>& body, int af
             case Stmt::Kind::assign:
             case Stmt::Kind::toggle: {
                 const int p = resolve_pin(index, s.target.name, s.target.span, true, s.target.ref);
-                if (p >= 0 && ni.node->pins[p].direction == Direction::in) {
+                if (p >= 0 && ni.node->pins[p].direction == drivers::Direction::input) {
                     const Pin& pin = ni.node->pins[p];
                     error(Kind::assign_to_input, s.target.span,
                           std::string(s.kind == Stmt::Kind::toggle ? "`toggle` of" : "assignment to") +
@@ -701,7 +701,7 @@ int Checker::resolve_action(int index, Ident& id) {
     if (s && s->pin >= 0) {
         pin_used_[nodes_[index].pin_base + s->pin] = 1;
         auto& d = error(Kind::wrong_kind, id.span, bt(id.name) + " is a pin, not an action");
-        if (n.pins[s->pin].direction == Direction::out)
+        if (n.pins[s->pin].direction == drivers::Direction::output)
             d.notes.push_back({std::nullopt, "to drive it, write `" + id.name + " = 1`"});
         else
             d.notes.push_back({std::nullopt, "to react to it, write `on " + id.name + " -> ...`"});
@@ -889,7 +889,7 @@ void Checker::check_tests() {
                     const int p = test_pin(s, n);
                     if (p < 0 || s.kind != TestStmt::Kind::drive) break;
                     const Pin& pin = node(n).pins[p];
-                    if (pin.direction == Direction::out) {
+                    if (pin.direction == drivers::Direction::output) {
                         auto& d = error(Kind::drive_output, s.member.span,
                                         "`drive` of output pin " + bt(s.node.name + "." + s.member.name) +
                                             "; a test can only drive inputs");
@@ -951,7 +951,7 @@ void Checker::check_unused() {
             if (find(ni.index, pin.name.name)->pin != static_cast<int>(p)) continue;
             warning(Kind::unused_pin, pin.name.span,
                     "pin " + bt(pin.name.name) + " is never " +
-                        (pin.direction == Direction::out ? "driven or read" : "read or watched by a rule"));
+                        (pin.direction == drivers::Direction::output ? "driven or read" : "read or watched by a rule"));
         }
         for (std::size_t a = 0; a < n.actions.size(); ++a) {
             if (action_called_[ni.action_base + a] || action_dup_[ni.action_base + a]) continue;

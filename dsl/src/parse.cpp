@@ -570,7 +570,7 @@ void Parser::node(const Tree& n) {
             Pin p;
             p.span = span(item);
             p.name = ident(c.at(0));
-            p.direction = c.at(1).string_view() == "in" ? Direction::in : Direction::out;
+            p.direction = c.at(1).string_view() == "in" ? drivers::Direction::input : drivers::Direction::output;
             const Tree chip = c.at(2).child(0);
             p.chip_quoted = chip.is_type<g::string_lit>();
             p.chip = p.chip_quoted ? plain_string(chip, "a chip label") : chip.string();
@@ -592,7 +592,7 @@ void Parser::node(const Tree& n) {
                 } else if (o.is_type<g::active_low_opt>()) {
                     p.active_low = true;
                 } else {
-                    p.bias = o.is_type<g::pull_up_opt>() ? Bias::pull_up : Bias::pull_down;
+                    p.bias = o.is_type<g::pull_up_opt>() ? drivers::Bias::pull_up : drivers::Bias::pull_down;
                     p.bias_span = os;
                 }
                 p.options.push_back({std::move(option_name), os});

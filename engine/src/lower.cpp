@@ -52,11 +52,9 @@ public:
             pin.span = p.span;
             pin.chip = p.chip;
             pin.line = p.line;
-            pin.output = p.direction == dsl::Direction::out;
+            pin.output = p.direction == drivers::Direction::output;
             pin.active_low = p.active_low;
-            pin.bias = p.bias == dsl::Bias::pull_up     ? Pin::Bias::pull_up
-                       : p.bias == dsl::Bias::pull_down ? Pin::Bias::pull_down
-                                                        : Pin::Bias::none;
+            pin.bias = p.bias;
             if (p.debounce) pin.debounce = Micros(p.debounce->micros);
             if (p.initial) pin.initial = static_cast<int>(p.initial->value);
             out.pins.push_back(std::move(pin));

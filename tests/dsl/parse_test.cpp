@@ -130,7 +130,7 @@ node buzzer at localhost:8766 {
     CHECK(iopin.address->host == "localhost");
     CHECK(iopin.address->port->value == 8765);
     REQUIRE(iopin.pins.size() == 1);
-    CHECK(iopin.pins[0].direction == Direction::out);
+    CHECK(iopin.pins[0].direction == meshrun::drivers::Direction::output);
     CHECK(iopin.pins[0].chip == "gpiochip0");
     CHECK(iopin.pins[0].line == "17");
     const Rule& feed = iopin.rules.at(0);

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "meshrun/drivers/line_mode.hpp"
 #include "meshrun/dsl/source.hpp"
 
 namespace meshrun::dsl {
@@ -116,13 +117,10 @@ struct Stmt {
     std::vector<Stmt> body;  // after, repeat
 };
 
-enum class Direction { out, in };
-enum class Bias { none, pull_up, pull_down };
-
 struct Pin {
     Ident name;
     Span span;  // the whole declaration
-    Direction direction = Direction::out;
+    drivers::Direction direction = drivers::Direction::output;  // `in` or `out`
     std::string chip;  // `gpiochip0` or a label
     bool chip_quoted = false;
     Span chip_span;
@@ -131,7 +129,7 @@ struct Pin {
     Span line_span;
     bool active_low = false;
     std::optional<Count> initial;   // out only
-    Bias bias = Bias::none;         // in only
+    drivers::Bias bias = drivers::Bias::none;  // in only
     Span bias_span;
     std::optional<Duration> debounce;  // in only
     // Each option as written, for option checks (kind of option and its span).

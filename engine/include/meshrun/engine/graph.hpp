@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "meshrun/drivers/line_mode.hpp"
 #include "meshrun/dsl/ast.hpp"
 
 namespace meshrun::engine {
@@ -64,7 +65,7 @@ struct Pin {
     std::string line;
     bool output = true;
     bool active_low = false;
-    enum class Bias { none, pull_up, pull_down } bias = Bias::none;
+    drivers::Bias bias = drivers::Bias::none;  // inputs
     Micros debounce{0};
     int initial = 0;
     dsl::Span span;  // its declaration, for errors about the line
