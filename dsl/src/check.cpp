@@ -521,13 +521,16 @@ void Checker::check_node_bodies(int index) {
                   "pattern " + literal(*rule.pattern)->display + " is out of range for pin " + bt(rule.source.name) +
                       " (0 or 1)");
         }
-        Context ctx;
-        ctx.root = kind == RuleKind::pin ? Root::pin : Root::message;
-        ctx.source = rule.source.name;
-        const Context* checked = kind == RuleKind::invalid ? nullptr : &ctx;
-        if (rule.guard) check_expr(index, *rule.guard, checked);
+        if (rule.guard) check_expr(index, *rule.guard);
         const int vertex = kind == RuleKind::channel ? static_cast<int>(ni.channel_base) + ref : -1;
-        check_stmts(index, vertex, rule.body, 0, -1, checked);
+        check_stmts(index, vertex, rule.body, 0, -1);
+        if (kind != RuleKind::invalid) {
+            Context ctx;
+            ctx.root = kind == RuleKind::pin ? Root::pin : Root::message;
+            ctx.source = rule.source.name;
+            if (rule.guard) context_expr(*rule.guard, ctx);
+            context_stmts(index, rule.body, ctx, Where{});
+        }
         if (!n.actions.empty()) check_depth(index, rule.body, rule.source.span, "rule");
         if (kind == RuleKind::channel) {
             std::optional<AckSite> first;
@@ -539,22 +542,21 @@ void Checker::check_node_bodies(int index) {
             error(Kind::out_of_range, t.period.span,
                   "timer period " + format_duration(t.period.micros) + " is out of range (1us to 7 days)");
         if (t.times) check_count(*t.times, "`times` count");
-        Context ctx;
-        ctx.root = Root::timer;
-        check_stmts(index, -1, t.body, 0, -1, &ctx);
+        check_stmts(index, -1, t.body, 0, -1);
+        context_stmts(index, t.body, Context{Root::timer, {}, false}, Where{});
         if (!n.actions.empty()) check_depth(index, t.body, t.period.span, "timer");
     }
     for (std::size_t a = 0; a < n.actions.size(); ++a) {
         const int global = static_cast<int>(ni.action_base + a);
-        check_stmts(index, static_cast<int>(action_vertex_base_) + global, n.actions[a].body, 0, global, nullptr);
+        check_stmts(index, static_cast<int>(action_vertex_base_) + global, n.actions[a].body, 0, global);
     }
     check_rule_order(index);
 }
 
-// `vertex`: the graph vertex the body belongs to (a channel or an action), or -1;
-// `action`: the global index of the action whose body this is, or -1.
-void Checker::check_stmts(int index, int vertex, std::vector<Stmt>& body, int after_depth, int action,
-                          const Context* ctx) {
+// Names, ranges and edges of the message graph; where `ack`, `value` and `tick` stand is
+// checked by context_stmts. `vertex`: the graph vertex the body belongs to (a channel or an
+// action), or -1; `action`: the global index of the action whose body this is, or -1.
+void Checker::check_stmts(int index, int vertex, std::vector<Stmt>& body, int after_depth, int action) {
     const NodeInfo& ni = nodes_[index];
     for (Stmt& s : body) {
         switch (s.kind) {
@@ -569,37 +571,28 @@ void Checker::check_stmts(int index, int vertex, std::vector<Stmt>& body, int af
                         .notes.push_back({pin.name.span, bt(pin.name.name) + " is declared `in` here"});
                 }
                 if (s.kind == Stmt::Kind::assign) {
-                    check_expr(index, s.expr, ctx);
+                    check_expr(index, s.expr);
                     check_level(s.expr);
                 }
                 break;
             }
             case Stmt::Kind::send: {
-                check_expr(index, s.expr, ctx);
+                check_expr(index, s.expr);
                 const int target = resolve_channel(s.node, s.channel);
                 if (target >= 0 && vertex >= 0 && after_depth == 0) edges_.push_back({vertex, target, s.span, true});
                 break;
             }
             case Stmt::Kind::ack:
-                if (ctx && (ctx->root != Root::message || ctx->in_after)) context_error(Kind::misplaced_ack, s.span, *ctx);
-                check_expr(index, s.expr, ctx);
-                break;
             case Stmt::Kind::log:
-                check_expr(index, s.expr, ctx);
+                check_expr(index, s.expr);
                 break;
-            case Stmt::Kind::after: {
+            case Stmt::Kind::after:
                 check_duration(s.delay, "delay");
-                Context inner;
-                if (ctx) {
-                    inner = *ctx;
-                    inner.in_after = true;
-                }
-                check_stmts(index, vertex, s.body, after_depth + 1, action, ctx ? &inner : nullptr);
+                check_stmts(index, vertex, s.body, after_depth + 1, action);
                 break;
-            }
             case Stmt::Kind::repeat:
                 check_count(s.count, "repeat count");
-                check_stmts(index, vertex, s.body, after_depth, action, ctx);
+                check_stmts(index, vertex, s.body, after_depth, action);
                 break;
             case Stmt::Kind::call: {
                 const int a = resolve_action(index, s.target);
@@ -609,37 +602,29 @@ void Checker::check_stmts(int index, int vertex, std::vector<Stmt>& body, int af
                 if (action >= 0) calls_.push_back({action, global, s.target.span, false});
                 if (vertex >= 0 && after_depth == 0)
                     edges_.push_back({vertex, static_cast<int>(action_vertex_base_) + global, s.target.span, false});
-                if (ctx) {
-                    const Where here{after_depth > 0 ? Where::Kind::after : Where::Kind::root, {}};
-                    run_action(index, global, s.target.span, *ctx, here);
-                }
                 break;
             }
         }
     }
 }
 
-void Checker::check_expr(int index, Expr& e, const Context* ctx) {
+void Checker::check_expr(int index, Expr& e) {
     switch (e.kind) {
         case Expr::Kind::name:
             resolve_pin(index, e.text, e.span, false, e.ref);
             return;
-        case Expr::Kind::value:
-            if (ctx && ctx->root == Root::timer) context_error(Kind::misplaced_value, e.span, *ctx);
-            return;
-        case Expr::Kind::tick:
-            if (ctx && ctx->root != Root::timer) context_error(Kind::misplaced_tick, e.span, *ctx);
-            return;
         case Expr::Kind::random:
             check_random(e);
             break;
+        case Expr::Kind::value:
+        case Expr::Kind::tick:
         case Expr::Kind::text:
         case Expr::Kind::number:
             return;
         default:
             break;
     }
-    for (Expr& o : e.operands) check_expr(index, o, ctx);
+    for (Expr& o : e.operands) check_expr(index, o);
 }
 
 void Checker::check_random(const Expr& e) {

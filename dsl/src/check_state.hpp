@@ -223,13 +223,9 @@ private:
     void check_pin(const Pin& p);
 
     // --- bodies: names, ranges, graph edges (check.cpp) ---
-    struct Context;
     void check_node_bodies(int node);
-    // `ctx`: the context of a rule's or timer's own body (checked on the way); null in actions,
-    // whose contexts are checked from where they are run.
-    void check_stmts(int node, int vertex, std::vector<Stmt>& body, int after_depth, int action,
-                     const Context* ctx);
-    void check_expr(int node, Expr& e, const Context* ctx);
+    void check_stmts(int node, int vertex, std::vector<Stmt>& body, int after_depth, int action);
+    void check_expr(int node, Expr& e);
     // Each resolves a use of a name, records what it refers to in its `ref`, and returns the index
     // (or -1 after reporting why it is none).
     int resolve_pin(int node, std::string_view name, Span at, bool assign, Ref& ref);
