@@ -34,16 +34,6 @@ constexpr std::size_t max_line_offset = 1023;
 
 const char* const one_namespace = "the pins, channels and actions of a node share one namespace";
 
-std::string format_duration(std::uint64_t us) {
-    struct Unit { std::uint64_t scale; const char* name; };
-    static constexpr Unit units[] = {{3'600'000'000ULL, "h"}, {60'000'000ULL, "m"}, {1'000'000ULL, "s"},
-                                     {1'000ULL, "ms"}};
-    if (us == 0) return "0s";
-    for (const auto& u : units)
-        if (us % u.scale == 0) return std::to_string(us / u.scale) + u.name;
-    return std::to_string(us) + "us";
-}
-
 // A count as written (the parser saturates counts too large for 64 bits).
 std::string format_count(const Count& c) {
     return c.value == INT64_MAX ? "over " + std::to_string(INT64_MAX) : std::to_string(c.value);
@@ -285,7 +275,7 @@ void Checker::declare_nodes() {
     lines.reserve(pins);
     pins = actions = rules = 0;
     for (std::size_t i = 0; i < count; ++i) {
-        const Node& n = program_.nodes[i];
+        Node& n = program_.nodes[i];
         NodeInfo& ni = nodes_[i];
         ni.node = &n;
         ni.index = static_cast<int>(i);
@@ -405,7 +395,7 @@ void Checker::declare_names(int index) {
 }
 
 void Checker::check_pin(const Pin& p) {
-    const bool in = p.direction == Direction::in;
+    const bool in = p.direction == drivers::Direction::input;
     const std::string_view name = p.name.name;
     const Pin::Option* bias = nullptr;
     for (std::size_t i = 0; i < p.options.size(); ++i) {
@@ -453,19 +443,20 @@ void Checker::check_pin(const Pin& p) {
 // `on NAME`: a pin of the node makes a pin rule; an action declared before the
 // first such rule makes a misuse; anything else declares (or reuses) a channel.
 void Checker::declare_rules(int index) {
-    const Node& n = node(index);
+    Node& n = node(index);
     NodeInfo& ni = nodes_[index];
     ni.channel_base = channel_names_.size();
     for (std::size_t r = 0; r < n.rules.size(); ++r) {
         const std::size_t g = ni.rule_base + r;
-        const Ident& src = n.rules[r].source;
+        Ident& src = n.rules[r].source;
         Names& s = slot(index, src.name);
         if (s.pin >= 0) {
             rule_kind_[g] = RuleKind::pin;
             rule_ref_[g] = s.pin;
+            src.ref = {Ref::Kind::pin, s.pin};
             pin_used_[ni.pin_base + s.pin] = 1;
             const Pin& pin = n.pins[s.pin];
-            if (pin.direction == Direction::out) {
+            if (pin.direction == drivers::Direction::output) {
                 error(Kind::rule_on_output, src.span,
                       "rule on output pin " + bt(src.name) + "; only input pins have changes to react to")
                     .notes.push_back({pin.name.span, bt(src.name) + " is declared `out` here"});
@@ -475,6 +466,7 @@ void Checker::declare_rules(int index) {
         if (s.channel >= 0) {
             rule_kind_[g] = RuleKind::channel;
             rule_ref_[g] = s.channel;
+            src.ref = {Ref::Kind::channel, s.channel};
             continue;
         }
         if (s.action >= 0) {
@@ -499,6 +491,7 @@ void Checker::declare_rules(int index) {
         channel_node_.push_back(index);
         rule_kind_[g] = RuleKind::channel;
         rule_ref_[g] = s.channel;
+        src.ref = {Ref::Kind::channel, s.channel};
         if (!ni.has_port) {
             auto& d = error(Kind::channel_without_port, src.span,
                             "rule for channel " + bt(src.name) + " in node " + bt(n.name.name) + ", which has no port");
@@ -516,59 +509,61 @@ void Checker::declare_rules(int index) {
 // bodies: names, ranges, edges of the message graph
 
 void Checker::check_node_bodies(int index) {
-    const Node& n = node(index);
+    Node& n = node(index);
     const NodeInfo& ni = nodes_[index];
     for (std::size_t r = 0; r < n.rules.size(); ++r) {
-        const Rule& rule = n.rules[r];
+        Rule& rule = n.rules[r];
         const RuleKind kind = rule_kind_[ni.rule_base + r];
         const int ref = rule_ref_[ni.rule_base + r];
-        if (rule.pattern && kind == RuleKind::pin && n.pins[ref].direction == Direction::in &&
+        if (rule.pattern && kind == RuleKind::pin && n.pins[ref].direction == drivers::Direction::input &&
             literal_level(*rule.pattern) == -1) {
             error(Kind::out_of_range, rule.pattern->span,
                   "pattern " + literal(*rule.pattern)->display + " is out of range for pin " + bt(rule.source.name) +
                       " (0 or 1)");
         }
-        Context ctx;
-        ctx.root = kind == RuleKind::pin ? Root::pin : Root::message;
-        ctx.source = rule.source.name;
-        const Context* checked = kind == RuleKind::invalid ? nullptr : &ctx;
-        if (rule.guard) check_expr(index, *rule.guard, checked);
+        if (rule.guard) check_expr(index, *rule.guard);
         const int vertex = kind == RuleKind::channel ? static_cast<int>(ni.channel_base) + ref : -1;
-        check_stmts(index, vertex, rule.body, 0, -1, checked);
+        check_stmts(index, vertex, rule.body, 0, -1);
+        if (kind != RuleKind::invalid) {
+            Context ctx;
+            ctx.root = kind == RuleKind::pin ? Root::pin : Root::message;
+            ctx.source = rule.source.name;
+            if (rule.guard) context_expr(*rule.guard, ctx);
+            context_stmts(index, rule.body, ctx, Where{});
+        }
         if (!n.actions.empty()) check_depth(index, rule.body, rule.source.span, "rule");
         if (kind == RuleKind::channel) {
             std::optional<AckSite> first;
             check_acks(index, rule.body, first);
         }
     }
-    for (const Timer& t : n.timers) {
+    for (Timer& t : n.timers) {
         if (t.period.micros == 0 || t.period.micros > max_duration)
             error(Kind::out_of_range, t.period.span,
                   "timer period " + format_duration(t.period.micros) + " is out of range (1us to 7 days)");
         if (t.times) check_count(*t.times, "`times` count");
-        Context ctx;
-        ctx.root = Root::timer;
-        check_stmts(index, -1, t.body, 0, -1, &ctx);
+        check_stmts(index, -1, t.body, 0, -1);
+        context_stmts(index, t.body, Context{Root::timer, {}, false}, Where{});
         if (!n.actions.empty()) check_depth(index, t.body, t.period.span, "timer");
     }
     for (std::size_t a = 0; a < n.actions.size(); ++a) {
         const int global = static_cast<int>(ni.action_base + a);
-        check_stmts(index, static_cast<int>(action_vertex_base_) + global, n.actions[a].body, 0, global, nullptr);
+        check_stmts(index, static_cast<int>(action_vertex_base_) + global, n.actions[a].body, 0, global);
     }
     check_rule_order(index);
 }
 
-// `vertex`: the graph vertex the body belongs to (a channel or an action), or -1;
-// `action`: the global index of the action whose body this is, or -1.
-void Checker::check_stmts(int index, int vertex, const std::vector<Stmt>& body, int after_depth, int action,
-                          const Context* ctx) {
+// Names, ranges and edges of the message graph; where `ack`, `value` and `tick` stand is
+// checked by context_stmts. `vertex`: the graph vertex the body belongs to (a channel or an
+// action), or -1; `action`: the global index of the action whose body this is, or -1.
+void Checker::check_stmts(int index, int vertex, std::vector<Stmt>& body, int after_depth, int action) {
     const NodeInfo& ni = nodes_[index];
-    for (const Stmt& s : body) {
+    for (Stmt& s : body) {
         switch (s.kind) {
             case Stmt::Kind::assign:
             case Stmt::Kind::toggle: {
-                const int p = resolve_pin(index, s.target.name, s.target.span, true);
-                if (p >= 0 && ni.node->pins[p].direction == Direction::in) {
+                const int p = resolve_pin(index, s.target.name, s.target.span, true, s.target.ref);
+                if (p >= 0 && ni.node->pins[p].direction == drivers::Direction::input) {
                     const Pin& pin = ni.node->pins[p];
                     error(Kind::assign_to_input, s.target.span,
                           std::string(s.kind == Stmt::Kind::toggle ? "`toggle` of" : "assignment to") +
@@ -576,37 +571,28 @@ void Checker::check_stmts(int index, int vertex, const std::vector<Stmt>& body, 
                         .notes.push_back({pin.name.span, bt(pin.name.name) + " is declared `in` here"});
                 }
                 if (s.kind == Stmt::Kind::assign) {
-                    check_expr(index, s.expr, ctx);
+                    check_expr(index, s.expr);
                     check_level(s.expr);
                 }
                 break;
             }
             case Stmt::Kind::send: {
-                check_expr(index, s.expr, ctx);
+                check_expr(index, s.expr);
                 const int target = resolve_channel(s.node, s.channel);
                 if (target >= 0 && vertex >= 0 && after_depth == 0) edges_.push_back({vertex, target, s.span, true});
                 break;
             }
             case Stmt::Kind::ack:
-                if (ctx && (ctx->root != Root::message || ctx->in_after)) context_error(Kind::misplaced_ack, s.span, *ctx);
-                check_expr(index, s.expr, ctx);
-                break;
             case Stmt::Kind::log:
-                check_expr(index, s.expr, ctx);
+                check_expr(index, s.expr);
                 break;
-            case Stmt::Kind::after: {
+            case Stmt::Kind::after:
                 check_duration(s.delay, "delay");
-                Context inner;
-                if (ctx) {
-                    inner = *ctx;
-                    inner.in_after = true;
-                }
-                check_stmts(index, vertex, s.body, after_depth + 1, action, ctx ? &inner : nullptr);
+                check_stmts(index, vertex, s.body, after_depth + 1, action);
                 break;
-            }
             case Stmt::Kind::repeat:
                 check_count(s.count, "repeat count");
-                check_stmts(index, vertex, s.body, after_depth, action, ctx);
+                check_stmts(index, vertex, s.body, after_depth, action);
                 break;
             case Stmt::Kind::call: {
                 const int a = resolve_action(index, s.target);
@@ -616,37 +602,29 @@ void Checker::check_stmts(int index, int vertex, const std::vector<Stmt>& body, 
                 if (action >= 0) calls_.push_back({action, global, s.target.span, false});
                 if (vertex >= 0 && after_depth == 0)
                     edges_.push_back({vertex, static_cast<int>(action_vertex_base_) + global, s.target.span, false});
-                if (ctx) {
-                    const Where here{after_depth > 0 ? Where::Kind::after : Where::Kind::root, {}};
-                    run_action(index, global, s.target.span, *ctx, here);
-                }
                 break;
             }
         }
     }
 }
 
-void Checker::check_expr(int index, const Expr& e, const Context* ctx) {
+void Checker::check_expr(int index, Expr& e) {
     switch (e.kind) {
         case Expr::Kind::name:
-            resolve_pin(index, e.text, e.span, false);
-            return;
-        case Expr::Kind::value:
-            if (ctx && ctx->root == Root::timer) context_error(Kind::misplaced_value, e.span, *ctx);
-            return;
-        case Expr::Kind::tick:
-            if (ctx && ctx->root != Root::timer) context_error(Kind::misplaced_tick, e.span, *ctx);
+            resolve_pin(index, e.text, e.span, false, e.ref);
             return;
         case Expr::Kind::random:
             check_random(e);
             break;
+        case Expr::Kind::value:
+        case Expr::Kind::tick:
         case Expr::Kind::text:
         case Expr::Kind::number:
             return;
         default:
             break;
     }
-    for (const Expr& o : e.operands) check_expr(index, o, ctx);
+    for (Expr& o : e.operands) check_expr(index, o);
 }
 
 void Checker::check_random(const Expr& e) {
@@ -661,10 +639,11 @@ void Checker::check_random(const Expr& e) {
 }
 
 // A pin read as a value (`assign` false) or driven (`assign` true): its local index, or -1.
-int Checker::resolve_pin(int index, std::string_view name, Span at, bool assign) {
+int Checker::resolve_pin(int index, std::string_view name, Span at, bool assign, Ref& ref) {
     const Names* s = find(index, name);
     if (s && s->pin >= 0) {
         pin_used_[nodes_[index].pin_base + s->pin] = 1;
+        ref = {Ref::Kind::pin, s->pin};
         return s->pin;
     }
     const Node& n = node(index);
@@ -697,14 +676,17 @@ int Checker::resolve_pin(int index, std::string_view name, Span at, bool assign)
 }
 
 // A bare `NAME` statement: the action's local index, or -1.
-int Checker::resolve_action(int index, const Ident& id) {
+int Checker::resolve_action(int index, Ident& id) {
     const Names* s = find(index, id.name);
-    if (s && s->action >= 0) return s->action;
+    if (s && s->action >= 0) {
+        id.ref = {Ref::Kind::action, s->action};
+        return s->action;
+    }
     const Node& n = node(index);
     if (s && s->pin >= 0) {
         pin_used_[nodes_[index].pin_base + s->pin] = 1;
         auto& d = error(Kind::wrong_kind, id.span, bt(id.name) + " is a pin, not an action");
-        if (n.pins[s->pin].direction == Direction::out)
+        if (n.pins[s->pin].direction == drivers::Direction::output)
             d.notes.push_back({std::nullopt, "to drive it, write `" + id.name + " = 1`"});
         else
             d.notes.push_back({std::nullopt, "to react to it, write `on " + id.name + " -> ...`"});
@@ -720,15 +702,18 @@ int Checker::resolve_action(int index, const Ident& id) {
     return -1;
 }
 
-int Checker::resolve_node(const Ident& id) {
-    if (const int* at = node_index_.find(id.name)) return *at;
+int Checker::resolve_node(Ident& id) {
+    if (const int* at = node_index_.find(id.name)) {
+        id.ref = {Ref::Kind::node, *at};
+        return *at;
+    }
     auto& d = error(Kind::unknown_node, id.span, "unknown node " + bt(id.name));
     suggest(d, id.name, node_names());
     return -1;
 }
 
 // `NODE/CHANNEL` of a send: the channel's vertex (its global index), or -1.
-int Checker::resolve_channel(const Ident& node_id, const Ident& channel) {
+int Checker::resolve_channel(Ident& node_id, Ident& channel) {
     const int t = resolve_node(node_id);
     if (t < 0) return -1;
     const NodeInfo& ni = nodes_[t];
@@ -739,7 +724,10 @@ int Checker::resolve_channel(const Ident& node_id, const Ident& channel) {
         return -1;
     }
     const Names* s = find(t, channel.name);
-    if (s && s->channel >= 0) return static_cast<int>(ni.channel_base) + s->channel;
+    if (s && s->channel >= 0) {
+        channel.ref = {Ref::Kind::channel, s->channel};
+        return static_cast<int>(ni.channel_base) + s->channel;
+    }
     if (s && (s->pin >= 0 || s->action >= 0)) {
         if (s->pin >= 0) pin_used_[ni.pin_base + s->pin] = 1;
         if (s->action >= 0) action_called_[ni.action_base + s->action] = 1;
@@ -843,11 +831,12 @@ void Checker::check_test_expr(const Expr& e) {
 }
 
 // `NODE.PIN` of a test: the pin's local index, or -1.
-int Checker::test_pin(const TestStmt& s, int index) {
+int Checker::test_pin(TestStmt& s, int index) {
     const Node& n = node(index);
     const Names* names = find(index, s.member.name);
     if (names && names->pin >= 0) {
         pin_used_[nodes_[index].pin_base + names->pin] = 1;
+        s.member.ref = {Ref::Kind::pin, names->pin};
         return names->pin;
     }
     if (names && (names->channel >= 0 || names->action >= 0)) {
@@ -863,12 +852,12 @@ int Checker::test_pin(const TestStmt& s, int index) {
 
 void Checker::check_tests() {
     std::unordered_map<std::string_view, const Test*> titles;
-    for (const Test& t : program_.tests) {
+    for (Test& t : program_.tests) {
         auto [it, fresh] = titles.emplace(t.title, &t);
         if (!fresh)
             error(Kind::duplicate_name, t.title_span, "test \"" + t.title + "\" is declared twice")
                 .notes.push_back({it->second->title_span, "first declared here"});
-        for (const TestStmt& s : t.body) {
+        for (TestStmt& s : t.body) {
             switch (s.kind) {
                 case TestStmt::Kind::send:
                     check_test_expr(s.value);
@@ -885,7 +874,7 @@ void Checker::check_tests() {
                     const int p = test_pin(s, n);
                     if (p < 0 || s.kind != TestStmt::Kind::drive) break;
                     const Pin& pin = node(n).pins[p];
-                    if (pin.direction == Direction::out) {
+                    if (pin.direction == drivers::Direction::output) {
                         auto& d = error(Kind::drive_output, s.member.span,
                                         "`drive` of output pin " + bt(s.node.name + "." + s.member.name) +
                                             "; a test can only drive inputs");
@@ -914,7 +903,10 @@ void Checker::check_tests() {
                     const int n = resolve_node(s.node);
                     if (n < 0) break;
                     const Names* names = find(n, s.member.name);
-                    if (names && names->channel >= 0) break;
+                    if (names && names->channel >= 0) {
+                        s.member.ref = {Ref::Kind::channel, names->channel};
+                        break;
+                    }
                     if (names && (names->pin >= 0 || names->action >= 0)) {
                         error(Kind::wrong_kind, s.member.span,
                               bt(s.member.name) + " is " + (names->pin >= 0 ? "a pin" : "an action") + " of node " +
@@ -944,7 +936,7 @@ void Checker::check_unused() {
             if (find(ni.index, pin.name.name)->pin != static_cast<int>(p)) continue;
             warning(Kind::unused_pin, pin.name.span,
                     "pin " + bt(pin.name.name) + " is never " +
-                        (pin.direction == Direction::out ? "driven or read" : "read or watched by a rule"));
+                        (pin.direction == drivers::Direction::output ? "driven or read" : "read or watched by a rule"));
         }
         for (std::size_t a = 0; a < n.actions.size(); ++a) {
             if (action_called_[ni.action_base + a] || action_dup_[ni.action_base + a]) continue;
@@ -956,6 +948,6 @@ void Checker::check_unused() {
 
 }  // namespace check_detail
 
-Summary check(const Program& program, Diagnostics& diags) { return check_detail::Checker(program, diags).run(); }
+Summary check(Program& program, Diagnostics& diags) { return check_detail::Checker(program, diags).run(); }
 
 }  // namespace meshrun::dsl

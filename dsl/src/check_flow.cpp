@@ -29,6 +29,49 @@ struct Adjacency {
 
 enum : std::uint8_t { white, on_stack, done };
 
+// Depth-first search along `edges` from each of the vertices [0, starts) in turn, without
+// recursion (a path may be as long as the file). At each edge back to a vertex on the path,
+// calls `on_cycle` with the cycle's edges in order: from that vertex along the path, then the
+// edge back.
+template<typename OnCycle>
+void find_cycles(std::size_t vertices, std::size_t starts, const std::vector<Edge>& edges, OnCycle on_cycle) {
+    if (edges.empty()) return;
+    const Adjacency graph(vertices, edges);
+    std::vector<std::uint8_t> color(vertices, white);
+    struct Step {
+        int vertex;
+        std::size_t next;
+        const Edge* via;  // the edge into this vertex
+    };
+    std::vector<Step> stack;
+    for (std::size_t start = 0; start < starts; ++start) {
+        if (color[start] != white) continue;
+        stack.push_back({static_cast<int>(start), graph.begin(static_cast<int>(start)), nullptr});
+        color[start] = on_stack;
+        while (!stack.empty()) {
+            Step& top = stack.back();
+            if (top.next == graph.end(top.vertex)) {
+                color[static_cast<std::size_t>(top.vertex)] = done;
+                stack.pop_back();
+                continue;
+            }
+            const Edge& e = *graph.out[top.next++];
+            if (color[static_cast<std::size_t>(e.to)] == white) {
+                color[static_cast<std::size_t>(e.to)] = on_stack;
+                stack.push_back({e.to, graph.begin(e.to), &e});
+                continue;
+            }
+            if (color[static_cast<std::size_t>(e.to)] != on_stack) continue;
+            std::size_t from = 0;
+            while (stack[from].vertex != e.to) ++from;
+            std::vector<const Edge*> cycle;
+            for (std::size_t k = from + 1; k < stack.size(); ++k) cycle.push_back(stack[k].via);
+            cycle.push_back(&e);
+            on_cycle(std::move(cycle));
+        }
+    }
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -332,53 +375,22 @@ void Checker::check_acks(int index, const std::vector<Stmt>& body, std::optional
 // actions that run themselves
 
 void Checker::check_recursion() {
-    const std::size_t count = actions_.size();
-    if (count == 0) return;
-    const Adjacency graph(count, calls_);
-    std::vector<std::uint8_t> color(count, white);
-    struct Step {
-        int action;
-        std::size_t next;
-        const Edge* via;  // the call into this action
-    };
-    std::vector<Step> stack;
-    for (std::size_t start = 0; start < count; ++start) {
-        if (color[start] != white) continue;
-        stack.push_back({static_cast<int>(start), graph.begin(static_cast<int>(start)), nullptr});
-        color[start] = on_stack;
-        while (!stack.empty()) {
-            Step& top = stack.back();
-            if (top.next == graph.end(top.action)) {
-                color[static_cast<std::size_t>(top.action)] = done;
-                stack.pop_back();
-                continue;
-            }
-            const Edge& e = *graph.out[top.next++];
-            if (color[static_cast<std::size_t>(e.to)] == white) {
-                color[static_cast<std::size_t>(e.to)] = on_stack;
-                stack.push_back({e.to, graph.begin(e.to), &e});
-                continue;
-            }
-            if (color[static_cast<std::size_t>(e.to)] != on_stack) continue;
-            // A back edge: the cycle runs from `e.to` on the stack to the top, then back by `e`.
-            std::size_t from = 0;
-            while (stack[from].action != e.to) ++from;
-            auto name = [&](std::size_t k) { return std::string_view(actions_[static_cast<std::size_t>(stack[k].action)]->name.name); };
-            const std::string_view self = name(from);
-            std::string message = "action " + bt(self) + " runs itself";
-            if (stack.size() - from > 1) {
-                std::string path(self);
-                for (std::size_t k = from + 1; k < stack.size(); ++k) path += " -> " + std::string(name(k));
-                path += " -> " + std::string(self);
-                message += ": " + bt(path);
-            }
-            auto& d = error(Kind::recursive_action, e.span, std::move(message));
-            for (std::size_t k = from + 1; k < stack.size(); ++k)
-                d.notes.push_back({stack[k].via->span, "action " + bt(name(k - 1)) + " runs " + bt(name(k)) + " here"});
-            d.notes.push_back({std::nullopt, "an action cannot run itself, directly or through others; "
-                                             "for something that repeats, use `every`"});
+    auto name = [&](int action) { return std::string_view(actions_[static_cast<std::size_t>(action)]->name.name); };
+    find_cycles(actions_.size(), actions_.size(), calls_, [&](const std::vector<const Edge*>& cycle) {
+        // The cycle runs from `self` through the actions it calls back to `self`.
+        const std::string_view self = name(cycle.front()->from);
+        std::string message = "action " + bt(self) + " runs itself";
+        if (cycle.size() > 1) {
+            std::string path(self);
+            for (const Edge* call : cycle) path += " -> " + std::string(name(call->to));
+            message += ": " + bt(path);
         }
-    }
+        auto& d = error(Kind::recursive_action, cycle.back()->span, std::move(message));
+        for (std::size_t k = 0; k + 1 < cycle.size(); ++k)
+            d.notes.push_back({cycle[k]->span, "action " + bt(name(cycle[k]->from)) + " runs " + bt(name(cycle[k]->to)) + " here"});
+        d.notes.push_back({std::nullopt, "an action cannot run itself, directly or through others; "
+                                         "for something that repeats, use `every`"});
+    });
 }
 
 // ---------------------------------------------------------------------------
@@ -392,68 +404,34 @@ std::string Checker::vertex_name(int v) const {
 // A cycle of sends outside `after`, through rules and the actions they run, sends
 // messages without end. One warning per cycle found, at the cycle's last send.
 void Checker::check_storms() {
-    const std::size_t count = action_vertex_base_ + actions_.size();
-    if (edges_.empty()) return;
-    const Adjacency graph(count, edges_);
-    std::vector<std::uint8_t> color(count, white);
-    struct Step {
-        int vertex;
-        std::size_t next;
-        const Edge* via;  // the edge into this vertex
-    };
-    std::vector<Step> stack;
-    for (std::size_t start = 0; start < action_vertex_base_; ++start) {
-        if (color[start] != white) continue;
-        stack.push_back({static_cast<int>(start), graph.begin(static_cast<int>(start)), nullptr});
-        color[start] = on_stack;
-        while (!stack.empty()) {
-            Step& top = stack.back();
-            if (top.next == graph.end(top.vertex)) {
-                color[static_cast<std::size_t>(top.vertex)] = done;
-                stack.pop_back();
-                continue;
+    find_cycles(action_vertex_base_ + actions_.size(), action_vertex_base_, edges_, [&](std::vector<const Edge*> cycle) {
+        // Report at the last send; rotate the cycle so that it comes last.
+        std::size_t last = cycle.size();
+        for (std::size_t k = cycle.size(); k-- > 0;) {
+            if (cycle[k]->is_send) {
+                last = k;
+                break;
             }
-            const Edge& e = *graph.out[top.next++];
-            if (color[static_cast<std::size_t>(e.to)] == white) {
-                color[static_cast<std::size_t>(e.to)] = on_stack;
-                stack.push_back({e.to, graph.begin(e.to), &e});
-                continue;
-            }
-            if (color[static_cast<std::size_t>(e.to)] != on_stack) continue;
-            // The cycle's edges, in order: from `e.to` up the stack, then `e`.
-            std::size_t from = 0;
-            while (stack[from].vertex != e.to) ++from;
-            std::vector<const Edge*> cycle;
-            for (std::size_t k = from + 1; k < stack.size(); ++k) cycle.push_back(stack[k].via);
-            cycle.push_back(&e);
-            // Report at the last send; rotate the cycle so that it comes last.
-            std::size_t last = cycle.size();
-            for (std::size_t k = cycle.size(); k-- > 0;) {
-                if (cycle[k]->is_send) {
-                    last = k;
-                    break;
-                }
-            }
-            if (last == cycle.size()) continue;  // calls only: a recursive action, reported on its own
-            std::rotate(cycle.begin(), cycle.begin() + static_cast<std::ptrdiff_t>(last + 1), cycle.end());
-            const Edge& reported = *cycle.back();
-            std::string path = vertex_name(reported.to);
-            std::vector<Note> notes;
-            int channel = reported.to;  // the channel whose message leads to the current edge
-            for (const Edge* edge : cycle) {
-                if (!edge->is_send) continue;
-                path += " -> " + vertex_name(edge->to);
-                if (edge != &reported)
-                    notes.push_back({edge->span, "a message on " + bt(vertex_name(channel)) + " sends to " +
-                                                     bt(vertex_name(edge->to)) + " here"});
-                channel = edge->to;
-            }
-            auto& d = warning(Kind::message_storm, reported.span, "messages go round without end: " + bt(path));
-            for (auto& note : notes) d.notes.push_back(std::move(note));
-            d.notes.push_back({std::nullopt, "each message makes the next, with no delay; a send inside "
-                                             "`after DURATION -> ...` would pace them"});
         }
-    }
+        if (last == cycle.size()) return;  // calls only: a recursive action, reported on its own
+        std::rotate(cycle.begin(), cycle.begin() + static_cast<std::ptrdiff_t>(last + 1), cycle.end());
+        const Edge& reported = *cycle.back();
+        std::string path = vertex_name(reported.to);
+        std::vector<Note> notes;
+        int channel = reported.to;  // the channel whose message leads to the current edge
+        for (const Edge* edge : cycle) {
+            if (!edge->is_send) continue;
+            path += " -> " + vertex_name(edge->to);
+            if (edge != &reported)
+                notes.push_back({edge->span, "a message on " + bt(vertex_name(channel)) + " sends to " +
+                                                 bt(vertex_name(edge->to)) + " here"});
+            channel = edge->to;
+        }
+        auto& d = warning(Kind::message_storm, reported.span, "messages go round without end: " + bt(path));
+        for (auto& note : notes) d.notes.push_back(std::move(note));
+        d.notes.push_back({std::nullopt, "each message makes the next, with no delay; a send inside "
+                                         "`after DURATION -> ...` would pace them"});
+    });
 }
 
 }  // namespace meshrun::dsl::check_detail

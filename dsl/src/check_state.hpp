@@ -120,7 +120,7 @@ struct NameKeyHash {
 };
 
 struct NodeInfo {
-    const Node* node = nullptr;
+    Node* node = nullptr;
     int index = 0;
     bool has_port = false;
     int host = 0;  // host id, for lines in use; unique per node without an address
@@ -194,7 +194,7 @@ struct DiagKeyHash {
 
 class Checker {
 public:
-    Checker(const Program& p, Diagnostics& d) : program_(p), diags_(d) {}
+    Checker(Program& p, Diagnostics& d) : program_(p), diags_(d) {}
     Summary run();
 
 private:
@@ -207,6 +207,7 @@ private:
     const Names* find(int node, std::string_view name) const;
     Names& slot(int node, std::string_view name);  // finds or adds; stays valid (storage is reserved)
     const Node& node(int i) const { return *nodes_[i].node; }
+    Node& node(int i) { return *nodes_[i].node; }
     std::vector<std::string_view> pin_names(int node) const;
     std::vector<std::string_view> action_names(int node) const;
     std::vector<std::string_view> channel_names(int node) const;
@@ -222,17 +223,15 @@ private:
     void check_pin(const Pin& p);
 
     // --- bodies: names, ranges, graph edges (check.cpp) ---
-    struct Context;
     void check_node_bodies(int node);
-    // `ctx`: the context of a rule's or timer's own body (checked on the way); null in actions,
-    // whose contexts are checked from where they are run.
-    void check_stmts(int node, int vertex, const std::vector<Stmt>& body, int after_depth, int action,
-                     const Context* ctx);
-    void check_expr(int node, const Expr& e, const Context* ctx);
-    int resolve_pin(int node, std::string_view name, Span at, bool assign);
-    int resolve_action(int node, const Ident& id);
-    int resolve_node(const Ident& id);
-    int resolve_channel(const Ident& node, const Ident& channel);
+    void check_stmts(int node, int vertex, std::vector<Stmt>& body, int after_depth, int action);
+    void check_expr(int node, Expr& e);
+    // Each resolves a use of a name, records what it refers to in its `ref`, and returns the index
+    // (or -1 after reporting why it is none).
+    int resolve_pin(int node, std::string_view name, Span at, bool assign, Ref& ref);
+    int resolve_action(int node, Ident& id);
+    int resolve_node(Ident& id);
+    int resolve_channel(Ident& node, Ident& channel);
     void check_level(const Expr& e);
     void check_duration(const Duration& d, const char* what);
     void check_count(const Count& c, const char* what);
@@ -242,7 +241,7 @@ private:
     // --- tests, unused names (check.cpp) ---
     void check_tests();
     void check_test_expr(const Expr& e);
-    int test_pin(const TestStmt& s, int node);
+    int test_pin(TestStmt& s, int node);
     void check_unused();
 
     // --- contexts of ack, value, tick (check_flow.cpp) ---
@@ -289,7 +288,7 @@ private:
     void check_storms();
     std::string vertex_name(int v) const;
 
-    const Program& program_;
+    Program& program_;  // read, and each use of a name given its `ref`
     Diagnostics& diags_;
     Diagnostic scratch_;  // what a repeated diagnostic is written to
     std::unordered_set<DiagKey, DiagKeyHash> reported_;

@@ -246,7 +246,7 @@ private:
     Span span(const Tree& n) const {
         return Span{file_, n.begin(), n.end()};
     }
-    Ident ident(const Tree& n) const { return Ident{n.string(), span(n)}; }
+    Ident ident(const Tree& n) const { return Ident{n.string(), span(n), {}}; }
     Count count(const Tree& n) const;
     Duration duration(const Tree& n) const;
     // An expression: a node whose children are `operand (op operand)*`. Each
@@ -317,10 +317,8 @@ Duration Parser::duration(const Tree& n) const {
     }
     const std::string_view unit = text.substr(i);
     std::uint64_t scale = 1;
-    if (unit == "ms") scale = 1'000;
-    else if (unit == "s") scale = 1'000'000;
-    else if (unit == "m") scale = 60'000'000;
-    else if (unit == "h") scale = 3'600'000'000ULL;
+    for (const DurationUnit& u : duration_units)
+        if (unit == u.name) scale = u.micros;
     d.micros = amount * scale;  // `cap` keeps this from overflowing
     return d;
 }
@@ -572,7 +570,7 @@ void Parser::node(const Tree& n) {
             Pin p;
             p.span = span(item);
             p.name = ident(c.at(0));
-            p.direction = c.at(1).string_view() == "in" ? Direction::in : Direction::out;
+            p.direction = c.at(1).string_view() == "in" ? drivers::Direction::input : drivers::Direction::output;
             const Tree chip = c.at(2).child(0);
             p.chip_quoted = chip.is_type<g::string_lit>();
             p.chip = p.chip_quoted ? plain_string(chip, "a chip label") : chip.string();
@@ -594,7 +592,7 @@ void Parser::node(const Tree& n) {
                 } else if (o.is_type<g::active_low_opt>()) {
                     p.active_low = true;
                 } else {
-                    p.bias = o.is_type<g::pull_up_opt>() ? Bias::pull_up : Bias::pull_down;
+                    p.bias = o.is_type<g::pull_up_opt>() ? drivers::Bias::pull_up : drivers::Bias::pull_down;
                     p.bias_span = os;
                 }
                 p.options.push_back({std::move(option_name), os});

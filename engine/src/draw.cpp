@@ -49,15 +49,6 @@ struct Picture {
     std::vector<Link> sends;  // across clusters (or within one, for a send to itself)
 };
 
-std::string describe(Micros d) {
-    const auto us = d.count();
-    if (us != 0 && us % 3'600'000'000LL == 0) return std::to_string(us / 3'600'000'000LL) + "h";
-    if (us != 0 && us % 60'000'000 == 0) return std::to_string(us / 60'000'000) + "m";
-    if (us != 0 && us % 1'000'000 == 0) return std::to_string(us / 1'000'000) + "s";
-    if (us != 0 && us % 1'000 == 0) return std::to_string(us / 1'000) + "ms";
-    return std::to_string(us) + "us";
-}
-
 std::string address(const Node& node) {
     if (node.port) return node.host + ":" + std::to_string(*node.port);
     return node.host.empty() ? "client" : node.host + " (client)";
@@ -130,8 +121,15 @@ std::string print_inner(const Expr& e, const Node& node) {
         case Expr::Kind::text: return is_number(e.text) ? e.text : "\"" + string_piece(e.text) + "\"";
         case Expr::Kind::interpolation: {
             std::string out = "\"";
-            for (const Expr& part : e.args)
-                out += part.kind == Expr::Kind::text ? string_piece(part.text) : "{" + print(part, node, 0) + "}";
+            for (const Expr& part : e.args) {
+                if (part.kind == Expr::Kind::text) {
+                    out += string_piece(part.text);
+                } else {  // appended piece by piece: `"{" + ... + "}"` trips GCC 12's -Wrestrict here
+                    out += '{';
+                    out += print(part, node, 0);
+                    out += '}';
+                }
+            }
             return out + "\"";
         }
         case Expr::Kind::pin:
@@ -191,7 +189,7 @@ struct SendWalker {
                     context.pop_back();
                     break;
                 case Op::Kind::after:
-                    context.push_back("after " + describe(op.delay));
+                    context.push_back("after " + dsl::format_duration(static_cast<std::uint64_t>(op.delay.count())));
                     walk(op.body, context);
                     context.pop_back();
                     break;

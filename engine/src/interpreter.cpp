@@ -52,9 +52,7 @@ void Interpreter::start_pins(drivers::PinDriver& driver, const std::function<voi
         cfg.line = p.line;
         cfg.direction = p.output ? drivers::Direction::output : drivers::Direction::input;
         cfg.active_low = p.active_low;
-        cfg.bias = p.bias == Pin::Bias::pull_up     ? drivers::Bias::pull_up
-                   : p.bias == Pin::Bias::pull_down ? drivers::Bias::pull_down
-                                                    : drivers::Bias::none;
+        cfg.bias = p.bias;
         cfg.initial = p.initial;
         cfg.consumer = fmt::format("meshrun:{}:{}:{}", graph_.name, spec_.name, p.name);
         drivers::ChangeHandler on_change;

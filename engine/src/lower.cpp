@@ -1,6 +1,7 @@
-// Lowering: checked AST -> event graph. Resolves every name to an index, so the
-// runtime never looks a name up and never walks the AST.
-#include <unordered_map>
+// Lowering: checked AST -> event graph. Every name becomes the index the checker
+// resolved it to (dsl::Ref), so neither this nor the runtime looks a name up, and
+// the runtime never walks the AST.
+#include <stdexcept>
 
 #include <fmt/format.h>
 
@@ -28,59 +29,59 @@ std::string quoted(std::string_view text) {
     return out + '"';
 }
 
+// The index a use of a name refers to, as the checker resolved it (dsl::Ref).
+int resolved(const dsl::Ref& ref, dsl::Ref::Kind kind, std::string_view name) {
+    if (ref.kind != kind)
+        throw std::logic_error(fmt::format("lowering a program that did not check clean: `{}` is not resolved", name));
+    return ref.index;
+}
+
 class Lowering {
 public:
-    explicit Lowering(const dsl::Program& program) {
-        for (std::size_t i = 0; i < program.nodes.size(); ++i) node_index_[program.nodes[i].name.name] = static_cast<int>(i);
-    }
-
     void node(const dsl::Node& in, Node& out) {
-        pins_.clear();
-        actions_.clear();
         out_ = &out;
         out.name = in.name.name;
         if (in.address) {
             out.host = in.address->host;
             if (in.address->port) out.port = static_cast<std::uint16_t>(in.address->port->value);
         }
+        // Pins and actions keep the checker's numbering: their place in the node.
         for (const dsl::Pin& p : in.pins) {
-            pins_[p.name.name] = static_cast<int>(out.pins.size());
             Pin pin;
             pin.name = p.name.name;
             pin.span = p.span;
             pin.chip = p.chip;
             pin.line = p.line;
-            pin.output = p.direction == dsl::Direction::out;
+            pin.output = p.direction == drivers::Direction::output;
             pin.active_low = p.active_low;
-            pin.bias = p.bias == dsl::Bias::pull_up     ? Pin::Bias::pull_up
-                       : p.bias == dsl::Bias::pull_down ? Pin::Bias::pull_down
-                                                        : Pin::Bias::none;
+            pin.bias = p.bias;
             if (p.debounce) pin.debounce = Micros(p.debounce->micros);
             if (p.initial) pin.initial = static_cast<int>(p.initial->value);
             out.pins.push_back(std::move(pin));
         }
         // Actions first: bodies may call actions declared later.
-        for (const dsl::Action& a : in.actions) {
-            actions_[a.name.name] = static_cast<int>(out.actions.size());
-            out.actions.push_back(Action{a.name.name, {}});
-        }
+        for (const dsl::Action& a : in.actions) out.actions.push_back(Action{a.name.name, {}});
         for (std::size_t i = 0; i < in.actions.size(); ++i) out.actions[i].body = ops(in.actions[i].body);
 
-        // Sources: channels, then pins, then timers; rules of one source in file order.
-        std::unordered_map<std::string, int> source_index;
+        // Sources: channels, then pins, each in the order of its first rule; then timers. Rules of
+        // one source in file order.
+        std::vector<int> source_of[2];  // [0] by channel, [1] by pin: the index in out.sources, or -1
         for (int pass = 0; pass < 2; ++pass) {
+            const auto kind = pass == 0 ? dsl::Ref::Kind::channel : dsl::Ref::Kind::pin;
             for (const dsl::Rule& r : in.rules) {
-                const bool is_pin = pins_.count(r.source.name) != 0;
-                if (is_pin != (pass == 1)) continue;
-                auto [it, fresh] = source_index.try_emplace(r.source.name, static_cast<int>(out.sources.size()));
-                if (fresh) {
+                if (r.source.ref.kind != kind) continue;
+                const auto at = static_cast<std::size_t>(resolved(r.source.ref, kind, r.source.name));
+                std::vector<int>& slots = source_of[pass];
+                if (slots.size() <= at) slots.resize(at + 1, -1);
+                if (slots[at] < 0) {
+                    slots[at] = static_cast<int>(out.sources.size());
                     Source s;
-                    s.kind = is_pin ? Source::Kind::pin : Source::Kind::channel;
+                    s.kind = pass == 0 ? Source::Kind::channel : Source::Kind::pin;
                     s.name = r.source.name;
-                    if (is_pin) s.pin = pins_.at(r.source.name);
+                    if (pass == 1) s.pin = static_cast<int>(at);
                     out.sources.push_back(std::move(s));
                 }
-                out.sources[it->second].rules.push_back(rule(r));
+                out.sources[static_cast<std::size_t>(slots[at])].rules.push_back(rule(r));
             }
         }
         for (const dsl::Timer& t : in.timers) {
@@ -88,8 +89,8 @@ public:
             s.kind = Source::Kind::timer;
             s.period = Micros(t.period.micros);
             if (t.times) s.times = t.times->value;
-            s.name = s.times ? fmt::format("every {} {} times", describe(s.period), *s.times)
-                             : fmt::format("every {}", describe(s.period));
+            const std::string period = dsl::format_duration(t.period.micros);
+            s.name = s.times ? fmt::format("every {} {} times", period, *s.times) : fmt::format("every {}", period);
             Rule r;
             r.body = ops(t.body);
             r.span = t.span;
@@ -100,15 +101,6 @@ public:
     }
 
 private:
-    static std::string describe(Micros d) {
-        const auto us = d.count();
-        if (us % 3'600'000'000LL == 0) return std::to_string(us / 3'600'000'000LL) + "h";
-        if (us % 60'000'000 == 0) return std::to_string(us / 60'000'000) + "m";
-        if (us % 1'000'000 == 0) return std::to_string(us / 1'000'000) + "s";
-        if (us % 1'000 == 0) return std::to_string(us / 1'000) + "ms";
-        return std::to_string(us) + "us";
-    }
-
     Rule rule(const dsl::Rule& r) {
         Rule out;
         out.span = r.span;
@@ -141,17 +133,17 @@ private:
         switch (s.kind) {
             case K::assign:
                 o.kind = Op::Kind::write;
-                o.pin = pins_.at(s.target.name);
+                o.pin = resolved(s.target.ref, dsl::Ref::Kind::pin, s.target.name);
                 o.expr = expr(s.expr);
                 break;
             case K::toggle:
                 o.kind = Op::Kind::toggle;
-                o.pin = pins_.at(s.target.name);
+                o.pin = resolved(s.target.ref, dsl::Ref::Kind::pin, s.target.name);
                 break;
             case K::send:
                 o.kind = Op::Kind::send;
                 o.expr = expr(s.expr);
-                o.edge = edge(s.node.name, s.channel.name);
+                o.edge = edge(resolved(s.node.ref, dsl::Ref::Kind::node, s.node.name), s.channel.name);
                 break;
             case K::ack:
                 o.kind = Op::Kind::ack;
@@ -173,14 +165,13 @@ private:
                 break;
             case K::call:
                 o.kind = Op::Kind::call;
-                o.action = actions_.at(s.target.name);
+                o.action = resolved(s.target.ref, dsl::Ref::Kind::action, s.target.name);
                 break;
         }
         return o;
     }
 
-    int edge(const std::string& node, const std::string& channel) {
-        const int target = node_index_.at(node);
+    int edge(int target, const std::string& channel) {
         auto& edges = out_->edges;
         for (std::size_t i = 0; i < edges.size(); ++i)
             if (edges[i].node == target && edges[i].channel == channel) return static_cast<int>(i);
@@ -208,7 +199,7 @@ private:
                 break;
             case K::name:
                 out.kind = Expr::Kind::pin;
-                out.pin = pins_.at(e.text);
+                out.pin = resolved(e.ref, dsl::Ref::Kind::pin, e.text);
                 break;
             case K::value: out.kind = Expr::Kind::value; break;
             case K::tick: out.kind = Expr::Kind::tick; break;
@@ -229,7 +220,6 @@ private:
     }
 
     Node* out_ = nullptr;
-    std::unordered_map<std::string, int> node_index_, pins_, actions_;
 };
 
 }  // namespace
@@ -249,8 +239,12 @@ int Graph::find(std::string_view node) const {
 Graph lower(const dsl::Program& program) {
     Graph graph;
     graph.name = program.mesh_name ? program.mesh_name->name : "mesh";
+    for (const dsl::Ident& secret : program.secrets) graph.secrets.push_back({secret.name, secret.span});
+    for (const auto& d : program.discovery) graph.discovery.push_back({d.url, d.span});
+    for (const dsl::Test& t : program.tests) graph.tests.push_back({t.title, t.span});
+    for (const dsl::Include& i : program.includes) graph.includes.push_back({i.path, i.span});
     graph.nodes.resize(program.nodes.size());
-    Lowering lowering(program);
+    Lowering lowering;
     for (std::size_t i = 0; i < program.nodes.size(); ++i) lowering.node(program.nodes[i], graph.nodes[i]);
     return graph;
 }

@@ -130,7 +130,7 @@ node buzzer at localhost:8766 {
     CHECK(iopin.address->host == "localhost");
     CHECK(iopin.address->port->value == 8765);
     REQUIRE(iopin.pins.size() == 1);
-    CHECK(iopin.pins[0].direction == Direction::out);
+    CHECK(iopin.pins[0].direction == meshrun::drivers::Direction::output);
     CHECK(iopin.pins[0].chip == "gpiochip0");
     CHECK(iopin.pins[0].line == "17");
     const Rule& feed = iopin.rules.at(0);
@@ -193,6 +193,25 @@ TEST_CASE("durations read in every unit", "[dsl][parse]") {
     CHECK(t[2].period.micros == 1'000'000);
     CHECK(t[3].period.micros == 120'000'000);
     CHECK(t[4].period.micros == 3'600'000'000ULL);
+}
+
+TEST_CASE("format_duration writes a duration in its largest whole unit, and zero as 0s", "[dsl][duration]") {
+    CHECK(format_duration(0) == "0s");
+    CHECK(format_duration(1) == "1us");
+    CHECK(format_duration(999) == "999us");
+    CHECK(format_duration(1'500) == "1500us");
+    CHECK(format_duration(1'000) == "1ms");
+    CHECK(format_duration(1'001'000) == "1001ms");
+    CHECK(format_duration(1'000'000) == "1s");
+    CHECK(format_duration(90'000'000) == "90s");
+    CHECK(format_duration(60'000'000) == "1m");
+    CHECK(format_duration(5'400'000'000ULL) == "90m");
+    CHECK(format_duration(3'600'000'000ULL) == "1h");
+    CHECK(format_duration(7ULL * 24 * 3'600'000'000ULL) == "168h");
+    // What it writes reads back as the same duration.
+    auto p = parse("node n {\n every 1500us -> {}\n every 1001ms -> {}\n every 90s -> {}\n every 90m -> {}\n every 2h -> {}\n}\n");
+    REQUIRE(p->diags.all().empty());
+    for (const Timer& t : p->program.nodes[0].timers) CHECK(format_duration(t.period.micros) == p->text(t.period.span));
 }
 
 TEST_CASE("separators: newline, `;`, before `}`, and a newline after `->` or `{`", "[dsl][parse]") {

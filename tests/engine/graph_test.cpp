@@ -382,3 +382,69 @@ TEST_CASE("actions that each call the next one twice are drawn once each, not 2^
     const std::string dot = to_dot(graph);
     CHECK(count(dot, "[label=\"send") == 1);
 }
+
+TEST_CASE("every top-level item of a file reaches the graph", "[engine]") {
+    // The items a file may have, as the parser gives them. A new one stops this from compiling:
+    // carry it into engine::Graph (lower.cpp), then check it below.
+    [[maybe_unused]] const auto& [mesh_name, secrets, discovery, nodes, tests, includes] = dsl::Program{};
+
+    const fs::path dir = fs::temp_directory_path() / "meshrun-graph-items-test";
+    fs::create_directories(dir);
+    std::ofstream(dir / "root.mesh") << R"(mesh plant
+secret env PLANT_TOKEN
+discovery etcd "http://127.0.0.1:2379"
+include "more.mesh"
+node pump at localhost:8800 { on go -> ack 1 }
+test "the pump acks" { send 1 to pump/go expect "1" }
+)";
+    std::ofstream(dir / "more.mesh") << "node clock { every 1s -> send 1 to pump/go }\n";
+    dsl::SourceManager sm;
+    dsl::Diagnostics diags;
+    auto compiled = dsl::compile_file((dir / "root.mesh").string(), sm, diags);
+    REQUIRE_FALSE(diags.has_errors());
+    const Graph graph = lower(compiled.program);
+    fs::remove_all(dir);
+
+    CHECK(graph.name == "plant");
+    REQUIRE(graph.secrets.size() == 1);
+    CHECK(graph.secrets[0].env == "PLANT_TOKEN");
+    CHECK(sm.text(graph.secrets[0].span) == "PLANT_TOKEN");
+    REQUIRE(graph.discovery.size() == 1);
+    CHECK(graph.discovery[0].url == "http://127.0.0.1:2379");
+    CHECK(sm.text(graph.discovery[0].span) == "\"http://127.0.0.1:2379\"");
+    REQUIRE(graph.includes.size() == 1);
+    CHECK(graph.includes[0].path == (dir / "more.mesh").string());
+    REQUIRE(graph.nodes.size() == 2);  // the included file's, spliced in where it is included
+    CHECK(graph.nodes[0].name == "clock");
+    CHECK(graph.nodes[1].name == "pump");
+    REQUIRE(graph.tests.size() == 1);
+    CHECK(graph.tests[0].title == "the pump acks");
+    CHECK(sm.text(graph.tests[0].span).starts_with("test \"the pump acks\""));
+}
+
+TEST_CASE("lowering refuses a program whose names the checker did not resolve", "[engine]") {
+    dsl::SourceManager sm;
+    dsl::Diagnostics diags;
+    const auto program = dsl::parse_text("unchecked.mesh", "node a { pin led = out gpiochip0 17\n every 1s -> led = 1 }\n", sm, diags);
+    REQUIRE_FALSE(diags.has_errors());
+    CHECK_THROWS_WITH(lower(program), Catch::Contains("`led` is not resolved"));
+}
+
+TEST_CASE("durations are drawn as the language writes them, zero as 0s", "[engine]") {
+    dsl::SourceManager sm;
+    dsl::Diagnostics diags;
+    auto program = dsl::parse_text("durations.mesh", R"(
+node hub at localhost:8800 {
+    on go -> { after 0ms -> send "a" to hub/out; after 90m -> send "b" to hub/out; ack 1 }
+    on out -> ack 1
+    every 1500us 3 times -> log "t"
+}
+)", sm, diags);
+    dsl::check(program, diags);
+    REQUIRE_FALSE(diags.has_errors());
+    const Graph graph = lower(program);
+    CHECK(graph.nodes[0].sources.back().name == "every 1500us 3 times");
+    const std::string dot = to_dot(graph);
+    CHECK(dot.find("send (after 0s)") != std::string::npos);
+    CHECK(dot.find("send (after 90m)") != std::string::npos);
+}

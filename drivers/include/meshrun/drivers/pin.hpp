@@ -11,10 +11,9 @@
 #include <string_view>
 #include <vector>
 
-namespace meshrun::drivers {
+#include "meshrun/drivers/line_mode.hpp"
 
-enum class Direction { input, output };
-enum class Bias { none, pull_up, pull_down };  // none: left as the chip has it
+namespace meshrun::drivers {
 
 struct LineConfig {
     // The chip: its name (`gpiochip0`), its number (`0`, the same as `gpiochip0`), a path

@@ -5,8 +5,10 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "meshrun/drivers/line_mode.hpp"
 #include "meshrun/dsl/source.hpp"
 
 namespace meshrun::dsl {
@@ -26,15 +28,38 @@ inline constexpr int max_nesting = 256;
 // Includes from included files: at most this many files deep (the parser reads them recursively).
 inline constexpr int max_include_depth = 64;
 
+// What a name refers to, as the checker resolved it (check.cpp): an index into the program's
+// nodes, or into the pins, channels or actions of a node (the name's own node; for the channel of
+// a `send`, the target node). Lowering (engine/src/lower.cpp) reads it and looks no name up again.
+// `none` before the check, and where the check reported an error about the name.
+struct Ref {
+    enum class Kind : std::uint8_t { none, node, pin, channel, action };
+    Kind kind = Kind::none;
+    int index = -1;
+};
+
 struct Ident {
     std::string name;
     Span span;
+    Ref ref;  // filled by the checker where the name is a use (not a declaration)
 };
 
 struct Duration {
     std::uint64_t micros = 0;
     Span span;
 };
+
+// The units a duration is written in, largest first.
+struct DurationUnit {
+    std::string_view name;
+    std::uint64_t micros;
+};
+inline constexpr DurationUnit duration_units[] = {
+    {"h", 3'600'000'000ULL}, {"m", 60'000'000}, {"s", 1'000'000}, {"ms", 1'000}, {"us", 1}};
+
+// A duration as the language writes it, in the largest unit it is a whole number of: `2h`, `90s`,
+// `1500us`. Zero is `0s`. The one formatter of durations: diagnostics, labels and drawings use it.
+std::string format_duration(std::uint64_t micros);
 
 // A whole number as written (`5 times`, `repeat 3`, a port, a line offset).
 struct Count {
@@ -62,6 +87,7 @@ struct Expr {
     std::string text;
     BinOp op = BinOp::or_;
     std::vector<Expr> operands;  // children; for strings, the parts
+    Ref ref;                     // name: the pin, filled by the checker
 
     bool is_literal() const { return kind == Kind::number || (kind == Kind::string && !has_interpolation()); }
     bool has_interpolation() const;
@@ -84,20 +110,17 @@ struct Stmt {
     Span span;
     Ident target;     // assign, toggle: the pin; call: the action
     Expr expr;        // assign, send, ack, log
-    Ident node;       // send
-    Ident channel;    // send
+    Ident node;       // send: the target node
+    Ident channel;    // send: a channel of the target node
     Duration delay;   // after
     Count count;      // repeat
     std::vector<Stmt> body;  // after, repeat
 };
 
-enum class Direction { out, in };
-enum class Bias { none, pull_up, pull_down };
-
 struct Pin {
     Ident name;
     Span span;  // the whole declaration
-    Direction direction = Direction::out;
+    drivers::Direction direction = drivers::Direction::output;  // `in` or `out`
     std::string chip;  // `gpiochip0` or a label
     bool chip_quoted = false;
     Span chip_span;
@@ -106,7 +129,7 @@ struct Pin {
     Span line_span;
     bool active_low = false;
     std::optional<Count> initial;   // out only
-    Bias bias = Bias::none;         // in only
+    drivers::Bias bias = drivers::Bias::none;  // in only
     Span bias_span;
     std::optional<Duration> debounce;  // in only
     // Each option as written, for option checks (kind of option and its span).
@@ -129,7 +152,7 @@ struct Timer {
 
 struct Rule {
     Span span;
-    Ident source;                  // a channel or an input pin of this node
+    Ident source;                  // a channel or an input pin of this node (its ref says which)
     std::optional<Expr> pattern;   // a literal
     std::optional<Expr> guard;     // `when EXPR`
     std::vector<Stmt> body;

@@ -26,8 +26,10 @@ struct Summary {
     std::size_t nodes = 0, channels = 0, pins = 0, rules = 0, timers = 0, actions = 0, tests = 0;
 };
 
-// Resolves names and runs every check; appends to `diags`. Reads nothing but the program.
-Summary check(const Program& program, Diagnostics& diags);
+// Resolves names and runs every check; appends to `diags`. Reads nothing but the program, and
+// records in it what each name refers to (the `ref` of each Ident and name Expr): the one
+// resolution of names, which lowering reads.
+Summary check(Program& program, Diagnostics& diags);
 
 // parse + check, the whole front end. Semantic checks are skipped when the text
 // has syntax errors (they would only repeat the syntax errors in other words).

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "meshrun/drivers/line_mode.hpp"
 #include "meshrun/dsl/ast.hpp"
 
 namespace meshrun::engine {
@@ -64,7 +65,7 @@ struct Pin {
     std::string line;
     bool output = true;
     bool active_low = false;
-    enum class Bias { none, pull_up, pull_down } bias = Bias::none;
+    drivers::Bias bias = drivers::Bias::none;  // inputs
     Micros debounce{0};
     int initial = 0;
     dsl::Span span;  // its declaration, for errors about the line
@@ -93,9 +94,36 @@ struct Node {
     const Source* channel(std::string_view name) const;
 };
 
+// The top-level items other than nodes, as written, so that no item of the file is lost on the
+// way to the graph. This version acts on neither secrets nor discovery (the checker reports them
+// as [not-available]); `meshrun test` runs the tests from the checked program.
+struct Secret {
+    std::string env;  // `secret env VAR`: the environment variable that holds the links' token
+    dsl::Span span;   // the variable's name
+};
+
+struct Discovery {
+    std::string url;  // `discovery etcd "URL"`: the etcd endpoint
+    dsl::Span span;   // the URL
+};
+
+struct Include {
+    std::string path;  // the file read; its nodes are among the graph's nodes
+    dsl::Span span;
+};
+
+struct Test {
+    std::string title;
+    dsl::Span span;  // the whole `test "..." { ... }`
+};
+
 struct Graph {
-    std::string name;
+    std::string name;  // the `mesh NAME` line's, else "mesh"
+    std::vector<Secret> secrets;
+    std::vector<Discovery> discovery;
     std::vector<Node> nodes;
+    std::vector<Test> tests;
+    std::vector<Include> includes;  // every include read, in the order read
 
     int find(std::string_view node) const;  // -1 if absent
 };
