@@ -45,9 +45,9 @@ jobs="$(nproc 2>/dev/null || echo 2)"
 pids=()
 objects=()
 compile() {  # compile SOURCE OBJECT; the fuzzer's -fsanitize=fuzzer only instruments with -c
-    "$cxx" "${flags[@]}" -I"$root/dsl/include" -I"$root/dsl/src" -c "$1" -o "$2"
+    "$cxx" "${flags[@]}" -I"$root/dsl/include" -I"$root/dsl/src" -I"$root/drivers/include" -c "$1" -o "$2"
 }
-headers=("$root"/dsl/include/meshrun/dsl/*.hpp "$root"/dsl/src/*.hpp)
+headers=("$root"/dsl/include/meshrun/dsl/*.hpp "$root"/dsl/src/*.hpp "$root"/drivers/include/meshrun/drivers/line_mode.hpp)
 up_to_date() {  # up_to_date OBJECT SOURCE: the object is newer than its source and every header
     [[ -f "$1" && "$1" -nt "$2" ]] || return 1
     local h
