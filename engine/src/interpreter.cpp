@@ -39,7 +39,7 @@ Interpreter::Interpreter(const Graph& graph, int node, Clock& clock, Logger& log
       action_waits_(spec_.actions.size(), -1),
       rng_(seed) {
     for (const Source& src : spec_.sources)
-        for (const Rule& r : src.rules) waits_[&r] = can_wait(r.body);
+        for (const Rule& r : src.rules) waits_.push_back(can_wait(r.body));  // in Rule::index's order
 }
 
 // ---- pins and timers ----------------------------------------------------------
@@ -142,7 +142,7 @@ std::optional<std::string> Interpreter::deliver(Message& message, Reply later) {
     f.message = true;
     f.rule = match(spec_.sources[source], f);
     if (f.rule) tell([&](Observer& o) { o.rule_fired(node_, *f.rule); });
-    if (f.rule && waits_.at(f.rule)) {
+    if (f.rule && waits_[static_cast<std::size_t>(f.rule->index)]) {
         auto shared = std::make_shared<Firing>(std::move(f));
         shared->stack.push_back({&shared->rule->body, 0, 1});
         run(*shared, shared);
@@ -175,7 +175,7 @@ void Interpreter::fire(const Rule& rule, std::shared_ptr<Firing> f) {
     if (skip(rule)) return;
     tell([&](Observer& o) { o.rule_fired(node_, rule); });
     f->rule = &rule;
-    start(rule.body, std::move(f), waits_.at(&rule));
+    start(rule.body, std::move(f), waits_[static_cast<std::size_t>(rule.index)]);
 }
 
 // Runs a body: at once when it cannot wait, else as a program that can.
@@ -353,7 +353,7 @@ const Rule* Interpreter::match(const Source& source, const Firing& f) {
 // While a firing waits for room in a full link, firings not started by a message
 // that could send are skipped (counted, logged once), not piled up behind it.
 bool Interpreter::skip(const Rule& rule) {
-    if (!host_.full() || !waits_.at(&rule)) return false;
+    if (!host_.full() || !waits_[static_cast<std::size_t>(rule.index)]) return false;
     if (skipped_++ == 0) log(fmt::format("skipping firings of `{}` while a queue is full", rule.label));
     return true;
 }

@@ -11,7 +11,6 @@
 #include <random>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "meshrun/drivers/pin.hpp"
@@ -135,7 +134,7 @@ private:
     std::vector<PinState> pins_;
     std::vector<std::uint64_t> received_;  // per source (channels come first)
     std::uint64_t replied_ = 0, sent_ = 0;
-    std::unordered_map<const Rule*, bool> waits_;  // per rule: whether its body can wait (on a send)
+    std::vector<bool> waits_;  // per rule (Rule::index): whether its body can wait (on a send)
     mutable std::vector<signed char> action_waits_;  // per action: -1 not known yet, else whether it can wait
     std::mt19937_64 rng_;
     std::uint64_t skipped_ = 0;  // firings skipped while a link was full

@@ -246,6 +246,11 @@ Graph lower(const dsl::Program& program) {
     graph.nodes.resize(program.nodes.size());
     Lowering lowering;
     for (std::size_t i = 0; i < program.nodes.size(); ++i) lowering.node(program.nodes[i], graph.nodes[i]);
+    for (Node& node : graph.nodes) {
+        int index = 0;
+        for (Source& s : node.sources)
+            for (Rule& r : s.rules) r.index = index++;
+    }
     return graph;
 }
 

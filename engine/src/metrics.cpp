@@ -120,20 +120,14 @@ Metrics::Metrics(const Graph& graph, std::vector<int> nodes)
         for (const Pin& p : node.pins) l.pin.push_back(label("pin", p.name));
 
         std::unordered_map<std::string_view, int> seen;  // a label's rules so far, for #2, #3
-        int first = 0;
         for (const Source& s : node.sources) {
-            if (!s.rules.empty()) {
-                f.rules.push_back({reinterpret_cast<std::uintptr_t>(s.rules.data()),
-                                   reinterpret_cast<std::uintptr_t>(s.rules.data() + s.rules.size()), first});
-            }
             for (const Rule& r : s.rules) {
+                f.rules.push_back(&r);
                 const int n = ++seen[r.label];
                 l.rule.push_back(label("rule", n == 1 ? r.label : fmt::format("{} #{}", r.label, n)));
             }
-            first += static_cast<int>(s.rules.size());
         }
-        f.fired = std::vector<Figure>(static_cast<std::size_t>(first));
-        std::sort(f.rules.begin(), f.rules.end(), [](const auto& a, const auto& b) { return a.begin < b.begin; });
+        f.fired = std::vector<Figure>(f.rules.size());
     }
 }
 
@@ -157,14 +151,9 @@ void Metrics::reply_out(int node, int source, std::string_view) {
 void Metrics::rule_fired(int node, const Rule& rule) {
     Figures* f = at(node);
     if (!f) return;
-    const auto address = reinterpret_cast<std::uintptr_t>(&rule);
-    // The last source whose rules start at or before the rule; the rule must be inside it.
-    auto it = std::upper_bound(f->rules.begin(), f->rules.end(), address,
-                               [](std::uintptr_t a, const Figures::Rules& r) { return a < r.begin; });
-    if (it == f->rules.begin()) return;
-    --it;
-    if (address >= it->end) return;  // not a rule of this graph's node
-    f->fired[it->first + (address - it->begin) / sizeof(Rule)].add();
+    const auto index = static_cast<std::size_t>(rule.index);
+    if (index >= f->rules.size() || f->rules[index] != &rule) return;  // not a rule of this graph's node
+    f->fired[index].add();
 }
 
 void Metrics::pin_written(int node, int pin, int level, const Rule*, Micros) {

@@ -47,6 +47,7 @@ struct Rule {
     std::vector<Op> body;
     dsl::Span span;
     std::string label;  // `on signal 1`, `on samples when ...`, for logs and drawings
+    int index = -1;     // among its node's rules, sources in order: for per-rule tables
 };
 
 struct Source {

@@ -77,13 +77,8 @@ private:
         std::vector<Link> links;                // per edge
         std::vector<Figure> writes, edges, level;  // per pin; level -1: not known yet
         std::vector<Figure> fired;              // per rule of the node, sources in order
-        // Where each source's rules start in `fired`, and where they are in memory,
-        // sorted by address: a rule's index is found from its address alone.
-        struct Rules {
-            std::uintptr_t begin = 0, end = 0;
-            int first = 0;
-        };
-        std::vector<Rules> rules;
+        std::vector<const Rule*> rules;         // per rule of the node (Rule::index): which it is
+
         Figure open, connections, started_micros;  // started: Unix time, 0 before start
     };
 
