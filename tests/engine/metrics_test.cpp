@@ -232,8 +232,10 @@ TEST_CASE("metrics: rules are told by address and repeated labels get #2 and oth
     // A third rule on buzzer's channel with the label of the second, and a second timer on the clock.
     Source& signal = g.nodes[g.find("buzzer")].sources[0];
     signal.rules.push_back(signal.rules[1]);
+    signal.rules.back().index = 2;  // lowering numbers a node's rules in order
     Node& clock = g.nodes[g.find("clock")];
     clock.sources.push_back(clock.sources[0]);
+    clock.sources.back().rules[0].index = 1;
     Metrics m(g, {0, 1, 2});
     m.rule_fired(g.find("buzzer"), signal.rules[2]);
     m.rule_fired(g.find("buzzer"), signal.rules[2]);

@@ -87,6 +87,7 @@ inline Graph escaping_graph() {
     s.name = "ch\\an\nnel";
     engine::Rule r;
     r.label = "on ch \"x\\y\"";
+    r.index = 0;
     s.rules.push_back(r);
     n.sources.push_back(s);
     engine::Edge edge;
