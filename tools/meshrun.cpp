@@ -530,13 +530,14 @@ int main(int argc, char** argv) {
             ->check(CLI::Range(std::size_t{1}, std::size_t{1'000'000}))
             ->default_str("1000");
         // CLI::Range lets `nan` through: a number of seconds is checked by hand.
+        // Times are kept to the millisecond: a value between 0 and 1 ms would silently be 0.
         const auto seconds = [](double most) {
             return CLI::Validator(
                 [most](const std::string& text) {
                     char* end = nullptr;
                     const double v = std::strtod(text.c_str(), &end);
-                    return *end == '\0' && v >= 0 && v <= most ? std::string()
-                                                              : fmt::format("a number of seconds from 0 to {}", most);
+                    const bool ok = !text.empty() && *end == '\0' && (v == 0 || (v >= 0.001 && v <= most));
+                    return ok ? std::string() : fmt::format("0, or a number of seconds from 0.001 to {}", most);
                 },
                 "SECONDS");
         };
@@ -547,7 +548,7 @@ int main(int argc, char** argv) {
             ->default_str("5");
         sub->add_option("--ack-timeout", run.ack_timeout,
                         "Seconds a link waits for a message's acknowledgement; then it takes the connection for "
-                        "dead and sends the message again on a new one (0: wait for ever)")
+                        "dead and sends the message again on a new one (0: wait for ever; at most 86400)")
             ->check(seconds(86400))
             ->default_str("30");
         sub->add_option("--metrics", run.metrics,

@@ -83,7 +83,11 @@ public:
     std::string name() const { return target_ + "/" + channel_; }
     LinkState state() const { return state_; }
     nlohmann::json status() const {
-        return {{"target", name()}, {"state", std::string(to_string(state_))}, {"held", held()}, {"limit", limit()}};
+        return {{"target", name()},
+                {"state", std::string(to_string(state_))},
+                {"queued", queue_.size()},
+                {"limit", limit()},
+                {"waiting", waiting_.size()}};
     }
 
 private:
@@ -96,7 +100,7 @@ private:
     void log(std::string_view text) { owner_.log(text); }
 
     void changed() {
-        if (edge_ >= 0) fleet_.tell([&](Observer& o) { o.link_queue(owner_.index(), edge_, held(), limit()); });
+        if (edge_ >= 0) fleet_.tell([&](Observer& o) { o.link_queue(owner_.index(), edge_, queue_.size(), limit()); });
     }
 
     void set_state(LinkState s, std::string_view why = {}) {
@@ -148,10 +152,18 @@ private:
         co_await tcp_layer.async_connect(endpoints, asio::redirect_error(use, ec));
         if (ec) co_return ec.message();
         tcp_layer.expires_never();
-        ws->set_option(websocket::stream_base::timeout::suggested(beast::role_type::client));
+        // A peer that takes the connection but never answers the handshake is given 5 s; an
+        // open link may stay quiet for as long as its node has nothing to send.
+        websocket::stream_base::timeout limits{};
+        limits.handshake_timeout = handshake_limit;
+        limits.idle_timeout = websocket::stream_base::none();
+        limits.keep_alive_pings = false;
+        ws->set_option(limits);
         ws->read_message_max(max_message);
         websocket::response_type res;
         co_await ws->async_handshake(res, handshake_host, target, asio::redirect_error(use, ec));
+        if (ec == beast::error::timeout)
+            co_return fmt::format("no answer to the websocket handshake within {} s", handshake_limit.count());
         if (ec == websocket::error::upgrade_declined && res.result() == http::status::not_found)
             co_return fmt::format("{} has no channel `{}` (HTTP 404: is it running the same file?)", target_, channel_);
         if (ec == websocket::error::upgrade_declined)
@@ -194,7 +206,7 @@ private:
         ws_.reset();
         const auto reason = ws->reason();
         if (timed_out_) {
-            down_ = fmt::format("no acknowledgement from {} within {} s", name(), deadline().count() / 1'000'000);
+            down_ = fmt::format("no acknowledgement from {} within {} s", name(), static_cast<double>(deadline().count()) / 1e6);
         } else if (ec == websocket::error::message_too_big) {
             refusal = fmt::format("the reply of {} is over the limit of {} bytes", name(), max_message);
         } else if (ec == websocket::error::bad_frame_payload) {
@@ -222,6 +234,8 @@ private:
         }
         answered_.notify();
     }
+
+    static constexpr std::chrono::seconds handshake_limit{5};
 
     Micros deadline() const { return std::chrono::duration_cast<Micros>(fleet_.options.ack_timeout); }
 

@@ -35,7 +35,8 @@ struct FleetCore {
     std::vector<std::uint16_t> ports;  // per graph node
     std::vector<bool> here;            // per graph node: whether it runs in this fleet
     std::vector<std::string> bound;    // per graph node here: the address it listens on
-    bool stopping = false;
+    bool stopping = false;  // stop(): timers, delays and inputs no more
+    bool closing = false;   // then: no more listening or serving
     // Connections open, and the most there may be: the descriptor limit less what links,
     // pins and the process itself need, so that a crowd of clients can never take the
     // descriptor a link needs to deliver what it holds.
@@ -44,6 +45,7 @@ struct FleetCore {
     std::unique_ptr<NodeRt> tester;    // the test runner, as a node that only sends
     std::map<std::pair<int, std::string>, std::unique_ptr<Link>> test_links;
     std::optional<Acceptor> metrics_acceptor;  // --metrics: the whole fleet's on one port
+    std::size_t metrics_connections = 0;       // open on it (counted in `connections` too)
     Micros started{0};
 
     // Where to reach a node on this machine: the address it listens on (loopback in

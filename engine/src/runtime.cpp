@@ -108,6 +108,8 @@ asio::ip::address listen_address(asio::io_context& io, const std::string& host) 
 
 // --metrics PORT, ADDR:PORT or [ADDR]:PORT: the address never wider than written.
 std::pair<asio::ip::address, std::uint16_t> metrics_endpoint(asio::io_context& io, const std::string& spec) {
+    if (!spec.empty() && spec.back() == ']')
+        throw BadOption(fmt::format("--metrics `{}`: give a port after the address: {}:PORT", spec, spec));
     const auto colon = spec.rfind(':');
     const std::string port_text = colon == std::string::npos ? spec : spec.substr(colon + 1);
     const std::string host = colon == std::string::npos ? "127.0.0.1" : spec.substr(0, colon);
@@ -191,6 +193,16 @@ void Fleet::start() {
         } catch (const std::exception& e) {
             throw BadOption(fmt::format("--bind: {}", e.what()));
         }
+    }
+    // --metrics is checked, and its port kept from the nodes, before anything listens.
+    std::optional<tcp::endpoint> metrics_at;
+    if (f.options.metrics) {
+        const auto [address, port] = metrics_endpoint(f.io, *f.options.metrics);
+        metrics_at.emplace(address, port);
+        for (std::size_t i = 0; i < f.graph.nodes.size(); ++i)
+            if (port != 0 && f.here[i] && f.ports[i] == port)
+                throw BadOption(fmt::format("--metrics `{}`: port {} is node `{}`'s; give another port", *f.options.metrics,
+                                            port, f.graph.nodes[i].name));
     }
     {
         rlimit files{};
@@ -281,12 +293,12 @@ void Fleet::start() {
         f.tell([&](Observer& o) { o.node_started(node->index(), node->started); });
     }
     f.started = f.clock->now();
-    if (f.options.metrics) {
-        const auto [address, port] = metrics_endpoint(f.io, *f.options.metrics);
+    if (metrics_at) {
         beast::error_code ec;
-        Acceptor acceptor = open_acceptor(f.io, tcp::endpoint(address, port), ec);
+        Acceptor acceptor = open_acceptor(f.io, *metrics_at, ec);
         if (ec)
-            throw std::runtime_error(fmt::format("cannot serve metrics on {}: {}", host_port(address.to_string(), port), ec.message()));
+            throw std::runtime_error(fmt::format("cannot serve metrics on {}: {}",
+                                                 host_port(metrics_at->address().to_string(), metrics_at->port()), ec.message()));
         const auto at = acceptor.local_endpoint();
         f.metrics_acceptor.emplace(std::move(acceptor));
         asio::co_spawn(f.io.get_executor(), listen_metrics(f), or_log(f.log, "meshrun", "serving metrics"));
@@ -309,13 +321,9 @@ void Fleet::stop() {
     if (f.stopping) return;
     f.stopping = true;
     for (auto& [key, link] : f.test_links) link->stop();
-    if (f.metrics_acceptor) f.metrics_acceptor->close();
     std::size_t held = 0;
     for (auto& node : f.nodes) {
-        if (node->acceptor) node->acceptor->close();
         for (auto& watch : node->edge_watches) watch->close();
-        node->room.notify();
-        for (auto& [id, close] : node->sessions) close();
         for (auto& link : node->links) {
             if (link->held() == 0) continue;
             held += link->held();
@@ -323,12 +331,23 @@ void Fleet::stop() {
                                   link->held() == 1 ? "" : "s", link->name(), f.options.grace.count()));
         }
     }
-    // Links deliver what they hold for the grace period (a second signal ends it at
-    // once); then what is left is named, and the loop ends after a moment for the
-    // close frames.
+    // Timers, delays and inputs stop at once. Links deliver what they hold for the grace
+    // period (a second signal ends it at once) while the nodes go on serving, since a
+    // link's target may be a node of this process; then what is left is named, every
+    // connection is closed with 1001, and the loop ends after a moment for the close frames.
+    auto close = [&f] {
+        f.closing = true;
+        if (f.metrics_acceptor) f.metrics_acceptor->close();
+        for (auto& node : f.nodes) {
+            if (node->acceptor) node->acceptor->close();
+            node->room.notify();
+            for (auto& [id, close_session] : node->sessions) close_session();
+        }
+    };
+    if (held == 0) close();
     asio::co_spawn(
         f.io,
-        [&f, held]() -> task<void> {
+        [&f, held, close]() -> task<void> {
             bool again = false;
             if (f.signals && held > 0) {
                 f.signals->async_wait([&again](beast::error_code ec, int) { again = !ec; });
@@ -347,6 +366,7 @@ void Fleet::stop() {
                 co_await tick.async_wait(asio::redirect_error(use, ec));
             }
             if (f.signals) f.signals->cancel();
+            if (!f.closing) close();
             for (auto& node : f.nodes) {
                 for (auto& link : node->links) {
                     if (link->held() > 0)

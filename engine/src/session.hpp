@@ -22,6 +22,7 @@ task<void> http_reply(Stream& stream, const http::request<http::string_body>& re
     res.set(http::field::server, "meshrun");
     res.set(http::field::content_type, content_type);
     res.keep_alive(false);
+    if (status == http::status::method_not_allowed) res.set(http::field::allow, "GET, HEAD");
     res.body() = std::move(body);
     res.prepare_payload();
     if (req.method() == http::verb::head) res.body().clear();  // the length of what GET would send, no body
@@ -85,12 +86,12 @@ task<void> serve(NodeRt& node, Ws& ws, const Source& channel, const Peer& peer, 
         bool replied = false;
         Event event;
     } later{{}, false, Event(node.executor())};
-    while (!node.fleet.stopping) {
+    while (!node.fleet.closing) {
         if (node.waiting > 0) {
             // A firing waits for room in a full link: read nothing more until it has room.
             if constexpr (plain) ws.next_layer().flush([](beast::error_code) {});
-            while (node.waiting > 0 && !node.fleet.stopping) co_await node.room.wait();
-            if (node.fleet.stopping) break;
+            while (node.waiting > 0 && !node.fleet.closing) co_await node.room.wait();
+            if (node.fleet.closing) break;
         }
         buffer.clear();
         if constexpr (plain) {
@@ -126,7 +127,7 @@ task<void> serve(NodeRt& node, Ws& ws, const Source& channel, const Peer& peer, 
             later.replied = false;
             later.event.reset();
         }
-        if (node.fleet.stopping || !ws.is_open()) break;  // a close frame is on its way
+        if (node.fleet.closing || !ws.is_open()) break;  // a close frame is on its way
         if constexpr (plain) {
             ws.next_layer().send_text(wire::encode(reply));  // held: it goes out when the session next reads
         } else {
@@ -260,8 +261,12 @@ inline task<void> serve_metrics(FleetCore& fleet, Socket socket) {
     beast::flat_buffer buffer;
     http::request<http::string_body> req;
     beast::error_code ec;
-    stream.expires_after(std::chrono::seconds(30));
+    stream.expires_after(std::chrono::seconds(10));
     co_await http::async_read(stream, buffer, req, asio::redirect_error(use, ec));
+    if (ec == http::error::header_limit || ec == http::error::body_limit || ec == http::error::buffer_overflow) {
+        co_await http_reply(stream, req, http::status::request_header_fields_too_large, "text/plain", "request too large\n");
+        co_return;
+    }
     if (ec) co_return;
     std::string_view path(req.target().data(), req.target().size());
     path = path.substr(0, path.find('?'));
@@ -270,20 +275,32 @@ inline task<void> serve_metrics(FleetCore& fleet, Socket socket) {
         co_await http_reply(stream, req, http::status::not_found, "text/plain", "this port serves /metrics and /healthz\n");
 }
 
+// Its connections take descriptors from the nodes' share, so they have a bound of their
+// own, a quarter of it: scrapers that stall cannot keep clients from the nodes.
 inline task<void> listen_metrics(FleetCore& fleet) {
     Backoff backoff(std::chrono::milliseconds(100), std::chrono::milliseconds(1000));
+    const std::size_t most = std::max<std::size_t>(1, fleet.max_connections / 4);
+    std::size_t& open = fleet.metrics_connections;
     while (true) {
         beast::error_code ec;
         Socket socket = co_await fleet.metrics_acceptor->async_accept(asio::redirect_error(use, ec));
         if (ec == asio::error::operation_aborted || !fleet.metrics_acceptor->is_open()) co_return;
-        if (ec || fleet.connections >= fleet.max_connections) {
+        if (ec) {
             Timer pause(fleet.io.get_executor(), backoff.next());  // out of descriptors: as listen() does
             co_await pause.async_wait(asio::redirect_error(use, ec));
             continue;
         }
         backoff.reset();
+        if (open >= most || fleet.connections >= fleet.max_connections) {
+            static constexpr std::string_view busy = "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+            socket.write_some(asio::buffer(busy), ec);
+            socket.close(ec);
+            continue;
+        }
+        ++open;
         ++fleet.connections;
         asio::co_spawn(fleet.io.get_executor(), serve_metrics(fleet, std::move(socket)), [&fleet](std::exception_ptr e) {
+            --fleet.metrics_connections;
             --fleet.connections;
             or_log(fleet.log, "meshrun", "a metrics connection")(e);
         });

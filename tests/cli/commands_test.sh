@@ -159,5 +159,12 @@ printf 'include "/dev/zero"\n' >zero.mesh
 run "include /dev/zero: an error of the file" 1 -- "$meshrun" check zero.mesh
 has "include /dev/zero: too large" err.txt "cannot read included file \`/dev/zero\`: File too large"
 
+# Times are seconds to the millisecond: 0, or 0.001 and up; nothing shorter is silently 0.
+for value in 0.0004 -1 nan '' 1e9; do
+  run "up --ack-timeout '$value'" 2 -- "$meshrun" up good.mesh --ack-timeout "$value"
+  has "up --ack-timeout '$value': says the range" err.txt "0, or a number of seconds from 0.001 to 86400"
+  lacks "up --ack-timeout '$value': nothing ran" out.txt "listening"
+done
+
 echo "$pass passed, $failures failed"
 [ "$failures" -eq 0 ]

@@ -26,7 +26,7 @@ import websockets
 import websockets.exceptions
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from checks import HOST, STEP, CheckFailed, expect, free_port, run_checks  # noqa: E402
+from checks import HOST, STEP, CheckFailed, expect, free_port, run_checks, wait_for_port  # noqa: E402
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -546,6 +546,99 @@ def check_http(meshrun):
         b.stop()
 
 
+def check_silent_handshake(meshrun):
+    """A peer that takes the connection but never answers the handshake is given up after 5 s, said once."""
+    pa, pb = free_port(), free_port()
+    mesh = write_mesh(f"""
+node a at {HOST}:{pa} {{ every 100ms 1 times -> send "x" to b/in }}
+node b at {HOST}:{pb} {{ on in -> ack "ok" }}
+""")
+    with socket.socket() as silent:
+        silent.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        silent.bind((HOST, pb))
+        silent.listen(16)  # the kernel accepts; nobody ever answers
+        a = Node(meshrun, mesh, "a", args=["--grace", "0"], wait_port=pa)
+        try:
+            line = f"waiting for b/in at {HOST}:{pb} (no answer to the websocket handshake within 5 s); retrying"
+            a.wait_for_line(line, 8)
+            time.sleep(1)
+            expect(a.log().count(line) == 1, f"expected {line!r} once:\n{a.log()}")
+        finally:
+            a.stop()
+
+
+def check_up_grace_serves_its_own(meshrun):
+    """On SIGINT, `up` goes on serving while links deliver to nodes of the same process."""
+    pa = free_port()
+    mesh = write_mesh(f"""
+node a at {HOST}:{pa} {{ on go -> {{ repeat 5000 {{ send "{{value}}" to b/in }}; ack "done" }} }}
+node b {{ on in -> {{ log "got {{value}}"; ack "ok" }} }}
+""".replace("node b {", f"node b at {HOST}:{free_port()} {{"))
+    log_path = tempfile.mktemp(suffix=".log")
+    with open(log_path, "w") as log_file:
+        proc = subprocess.Popen([meshrun, "up", mesh, "--color", "never"], stdout=log_file, stderr=subprocess.STDOUT)
+        try:
+            expect(wait_for_port(pa, proc), "a does not listen")
+
+            async def go():
+                ws = await websockets.connect(f"ws://{HOST}:{pa}/go", open_timeout=STEP)
+                await ws.send("1")
+                await asyncio.sleep(0.05)
+                proc.send_signal(signal.SIGINT)  # mid-burst
+                await asyncio.sleep(0.5)
+                ws.transport.abort()
+            asyncio.run(go())
+            proc.wait(STEP)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    log = open(log_path).read()
+    expect(proc.returncode == 0, f"exit {proc.returncode}:\n{log[-2000:]}")
+    expect("not delivered" not in log, f"messages were lost:\n{log[-2000:]}")
+    got = log.count("[ b ] got 1")
+    expect(got == 5000, f"b got {got} of 5000:\n{log[-2000:]}")
+
+
+def check_metrics_port(meshrun):
+    """--metrics: checked before anything listens; 405 with Allow, 431, a bound on its own connections."""
+    pb = free_port()
+    mesh = write_mesh(f"node b at {HOST}:{pb} {{ on in -> ack \"ok\" }}\n")
+    for bad, says in [("abc", "`abc` is not a port"), (str(pb), f"port {pb} is node `b`'s"), ("[::1]", "give a port")]:
+        out = subprocess.run([meshrun, "run", mesh, "--node", "b", "--sim", "--metrics", bad], capture_output=True,
+                             text=True, timeout=STEP)
+        expect(out.returncode == 2 and says in out.stderr and "listening" not in out.stdout,
+               f"--metrics {bad}: exit {out.returncode}: {out.stdout}{out.stderr}")
+    pm = free_port()
+    b = Node(meshrun, mesh, "b", args=["--sim", "--metrics", str(pm)], limit_files=64, wait_port=pb)
+
+    def status(port, request):
+        with socket.create_connection((HOST, port), timeout=STEP) as s:
+            s.sendall(request)
+            return s.recv(400).decode(errors="replace")
+
+    stalled = []
+    try:
+        expect(status(pm, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").startswith("HTTP/1.1 200 OK"), "GET /metrics")
+        reply = status(pm, b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        expect(reply.startswith("HTTP/1.1 405") and "Allow: GET, HEAD" in reply, f"POST /metrics: {reply}")
+        big = b"GET /metrics HTTP/1.1\r\nX: " + b"a" * 20_000 + b"\r\n\r\n"
+        expect(status(pm, big).startswith("HTTP/1.1 431"), "a 20 KB header on the metrics port")
+        # Scrapers that stall take at most a quarter of the connections: the node still serves.
+        for _ in range(40):
+            s = socket.create_connection((HOST, pm), timeout=STEP)
+            s.sendall(b"GET /metrics HTTP/1.1\r\n")
+            stalled.append(s)
+        time.sleep(0.3)
+        expect(status(pb, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").startswith("HTTP/1.1 200 OK"),
+               "the node's /healthz while scrapers stall")
+        expect("refusing new connections" not in b.log(), b.log())
+    finally:
+        for s in stalled:
+            s.close()
+        b.stop()
+
+
 CHECKS = [
     check_refused_replies,
     check_firing_bounds,
@@ -561,6 +654,9 @@ CHECKS = [
     check_bind,
     check_declared_host_not_here,
     check_up_runs_any_fleet,
+    check_silent_handshake,
+    check_up_grace_serves_its_own,
+    check_metrics_port,
 ]
 
 

@@ -49,8 +49,8 @@ public:
     virtual void dropped(int /*node*/, int /*edge*/, std::string_view /*why*/) {}
     // The link of an edge changed state; `why` says why it went down or retries.
     virtual void link_state(int /*node*/, int /*edge*/, LinkState /*state*/, std::string_view /*why*/) {}
-    // The messages a link holds (queued, in flight, and waiting for room), of at most `limit` queued.
-    virtual void link_queue(int /*node*/, int /*edge*/, std::size_t /*held*/, std::size_t /*limit*/) {}
+    // The messages a link has queued (the one in flight included), of at most `limit`.
+    virtual void link_queue(int /*node*/, int /*edge*/, std::size_t /*queued*/, std::size_t /*limit*/) {}
 
     // A client's connection to a node (websocket or HTTP) opened, or closed.
     virtual void connection_opened(int /*node*/) {}
