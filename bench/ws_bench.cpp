@@ -841,14 +841,17 @@ struct Options {
     int nodes = 1000;
     std::size_t window = 64;
     bool nodes_set = false;
+    std::string baseline;  // another meshrun binary, measured in the same run
 };
 
 void usage(std::FILE* to) {
     fmt::print(to,
-               "usage: ws_bench [--quick] [--meshrun PATH] [--nodes N] [--window W] [--pin]\n"
+               "usage: ws_bench [--quick] [--meshrun PATH] [--baseline PATH] [--nodes N] [--window W] [--pin]\n"
                "\n"
                "  --quick         small counts (a smoke run of a few seconds)\n"
                "  --meshrun PATH  the meshrun binary (default: {})\n"
+               "  --baseline PATH another meshrun build (the one a change replaces), measured in the\n"
+               "                  same run: rows say whether this one is within 5% of it\n"
                "  --nodes N       nodes for `meshrun up` (default 1000; 50 with --quick)\n"
                "  --window W      messages in flight in the pipelined runs (default 64)\n"
                "  --pin           pin the client to one CPU and the servers to another (default: the\n"
@@ -857,6 +860,53 @@ void usage(std::FILE* to) {
                "Prints each figure beside its reference measured in the same run (raw TCP on loopback)\n"
                "or its goal. Exits 0 whether or not goals are met, 1 if something could not run.\n",
                MESHRUN_BIN);
+}
+
+// One buzzer node under `meshrun run` of `binary`: round trips, pipelined messages, idle memory.
+struct RunFigures {
+    RoundTrips rt;
+    Pipelined pipe;
+    long idle_kib = 0;
+};
+
+RunFigures measure_run(const std::string& binary, const TempDir& tmp, const Pinning& pins, std::mt19937& rng, int warmup,
+                       int rt_count, std::size_t pipe_total, std::size_t window) {
+    RunFigures out;
+    RoundTrips& ws_rt = out.rt;
+    Pipelined& ws_pipe = out.pipe;
+    long& idle_kib = out.idle_kib;
+    const std::uint16_t port = free_port();
+    const fs::path file = tmp.path() / "buzzer.mesh";
+    copy_path(g_tmp_file, file.string());
+    write_file(file, "# ws_bench: one buzzer\n" + buzzer("buzzer", port, "gpiochip0"));
+    Child node;
+    node.spawn({binary, "run", file.string(), "--node", "buzzer", "--sim", "--color", "never"}, pins.server);
+    if (!node.wait_listening(1, std::chrono::seconds(15)))
+        fail(node.why_not_listening("`meshrun run`", 15));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    idle_kib = rss_kib(node.pid());
+
+    const std::string frame = masked_text_frame("1", static_cast<std::uint32_t>(rng()));
+    try {
+        {
+            Fd fd = connect_to(port);
+            ReplyReader reader(fd.get(), true, "buzz buzz buzz");
+            reader.preload(websocket_handshake(fd.get(), port, "signal", rng));
+            ws_rt = round_trips(fd.get(), reader, frame, warmup, rt_count);
+        }
+        Fd fd = connect_to(port);
+        ReplyReader reader(fd.get(), true, "buzz buzz buzz");
+        reader.preload(websocket_handshake(fd.get(), port, "signal", rng));
+        reader.await(0);
+        // Warm this connection up, then the measured run.
+        pipelined(fd.get(), reader, frame, std::min<std::size_t>(pipe_total / 10, 20000), window, 0);
+        ws_pipe = pipelined(fd.get(), reader, frame, pipe_total, window, node.pid());
+    } catch (const Failure& e) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));  // its last words, if any
+        fail(fmt::format("{}\n`meshrun run`'s last output:\n{}", e.what(), node.tail()));
+    }
+    node.stop();
+    return out;
 }
 
 int run(const Options& opt) {
@@ -932,41 +982,17 @@ int run(const Options& opt) {
     TempDir tmp;
 
     // 2. One buzzer node under `meshrun run`.
-    RoundTrips ws_rt;
-    Pipelined ws_pipe;
-    long idle_kib = 0;
-    {
-        const std::uint16_t port = free_port();
-        const fs::path file = tmp.path() / "buzzer.mesh";
-        copy_path(g_tmp_file, file.string());
-        write_file(file, "# ws_bench: one buzzer\n" + buzzer("buzzer", port, "gpiochip0"));
-        Child node;
-        node.spawn({opt.meshrun, "run", file.string(), "--node", "buzzer", "--sim", "--color", "never"}, pins.server);
-        if (!node.wait_listening(1, std::chrono::seconds(15)))
-            fail(node.why_not_listening("`meshrun run`", 15));
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-        idle_kib = rss_kib(node.pid());
-
-        const std::string frame = masked_text_frame("1", static_cast<std::uint32_t>(rng()));
-        try {
-            {
-                Fd fd = connect_to(port);
-                ReplyReader reader(fd.get(), true, "buzz buzz buzz");
-                reader.preload(websocket_handshake(fd.get(), port, "signal", rng));
-                ws_rt = round_trips(fd.get(), reader, frame, warmup, rt_count);
-            }
-            Fd fd = connect_to(port);
-            ReplyReader reader(fd.get(), true, "buzz buzz buzz");
-            reader.preload(websocket_handshake(fd.get(), port, "signal", rng));
-            reader.await(0);
-            // Warm this connection up, then the measured run.
-            pipelined(fd.get(), reader, frame, std::min<std::size_t>(pipe_total / 10, 20000), opt.window, 0);
-            ws_pipe = pipelined(fd.get(), reader, frame, pipe_total, opt.window, node.pid());
-        } catch (const Failure& e) {
-            std::this_thread::sleep_for(std::chrono::milliseconds(100));  // its last words, if any
-            fail(fmt::format("{}\n`meshrun run`'s last output:\n{}", e.what(), node.tail()));
-        }
-        node.stop();
+    RunFigures run_figures = measure_run(opt.meshrun, tmp, pins, rng, warmup, rt_count, pipe_total, opt.window);
+    const RoundTrips& ws_rt = run_figures.rt;
+    const Pipelined& ws_pipe = run_figures.pipe;
+    const long idle_kib = run_figures.idle_kib;
+    std::optional<RunFigures> baseline;
+    if (!opt.baseline.empty()) {
+        if (::access(opt.baseline.c_str(), X_OK) != 0) fail(fmt::format("no executable --baseline at {}", opt.baseline));
+        baseline = measure_run(opt.baseline, tmp, pins, rng, warmup, rt_count, pipe_total, opt.window);
+        fmt::print("baseline {}: round trip p50 {:.1f} us; pipelined {} msg/s, server CPU {:.2f} us/msg; idle RSS {:.2f} MiB\n",
+                   opt.baseline, baseline->rt.p50_us, thousands(baseline->pipe.msgs_per_s), baseline->pipe.server_cpu_us,
+                   baseline->idle_kib / 1024.0);
     }
     fmt::print("meshrun run: round trip p50 {:.1f} us, p99 {:.1f} us (min {:.1f}, mean {:.1f}); "
                "pipelined {} msg/s, server CPU {:.2f} us/msg, {:.1f} msg per wake-up; idle RSS {:.2f} MiB\n",
@@ -1025,6 +1051,18 @@ int run(const Options& opt) {
                     up_s <= 2.0});
     rows.push_back({fmt::format("up {} nodes: RSS (MiB)", n), fixed(up_kib / 1024.0, 1), "-", "<= 300 MiB",
                     up_kib / 1024.0 / 300.0, up_kib <= 300 * 1024});
+    if (baseline) {
+        // A change keeps the node as fast as the build it replaces: within 5% on each.
+        rows.push_back({"round trip p50 vs baseline", fixed(ws_rt.p50_us, 1), fixed(baseline->rt.p50_us, 1) + " baseline",
+                        "<= 1.05x", ws_rt.p50_us / baseline->rt.p50_us, ws_rt.p50_us <= 1.05 * baseline->rt.p50_us});
+        rows.push_back({"pipelined vs baseline", thousands(ws_pipe.msgs_per_s),
+                        thousands(baseline->pipe.msgs_per_s) + " baseline", ">= 0.95x",
+                        ws_pipe.msgs_per_s / baseline->pipe.msgs_per_s, ws_pipe.msgs_per_s >= 0.95 * baseline->pipe.msgs_per_s});
+        rows.push_back({"server CPU vs baseline", fixed(ws_pipe.server_cpu_us, 2),
+                        fixed(baseline->pipe.server_cpu_us, 2) + " baseline", "<= 1.05x",
+                        ws_pipe.server_cpu_us / baseline->pipe.server_cpu_us,
+                        ws_pipe.server_cpu_us <= 1.05 * baseline->pipe.server_cpu_us});
+    }
     print_table(rows);
     fmt::print("\nratio: meshrun / reference for the first three rows, meshrun / goal for the others.\n");
     if (opt.quick) fmt::print("(--quick: small counts, a smoke run; the figures are rough)\n");
@@ -1048,6 +1086,7 @@ int main(int argc, char** argv) {
             if (a == "--quick") opt.quick = true;
             else if (a == "--pin") opt.pin = true;
             else if (a == "--meshrun") opt.meshrun = value(a);
+            else if (a == "--baseline") opt.baseline = value(a);
             else if (a == "--nodes") {
                 opt.nodes = std::stoi(value(a));
                 opt.nodes_set = true;
