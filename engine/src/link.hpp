@@ -205,15 +205,13 @@ private:
         if (ws_ != ws) co_return;  // stopped, or already replaced
         ws_.reset();
         const auto reason = ws->reason();
-        if (timed_out_) {
-            down_ = fmt::format("no acknowledgement from {} within {} s", name(), static_cast<double>(deadline().count()) / 1e6);
-        } else if (ec == websocket::error::message_too_big) {
+        if (ec == websocket::error::message_too_big) {
             refusal = fmt::format("the reply of {} is over the limit of {} bytes", name(), max_message);
         } else if (ec == websocket::error::bad_frame_payload) {
             refusal = fmt::format("the reply of {} is not valid UTF-8", name());
         }
         if (timed_out_) {
-            // said above
+            down_ = fmt::format("no acknowledgement from {} within {} s", name(), static_cast<double>(deadline().count()) / 1e6);
         } else if (!refusal.empty()) {
             down_ = refusal;
             refused_ = awaiting_;

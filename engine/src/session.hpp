@@ -31,6 +31,24 @@ task<void> http_reply(Stream& stream, const http::request<http::string_body>& re
     beast::get_lowest_layer(stream).socket().shutdown(Socket::shutdown_send, ec);
 }
 
+// Reads a request, sent whole within `limit`; a request too large is answered 431.
+// False when the connection has nothing more to answer.
+inline task<bool> read_request(TcpStream& stream, beast::flat_buffer& buffer, http::request<http::string_body>& req,
+                               std::chrono::seconds limit) {
+    beast::error_code ec;
+    stream.expires_after(limit);
+    co_await http::async_read(stream, buffer, req, asio::redirect_error(use, ec));
+    if (ec == http::error::header_limit || ec == http::error::body_limit || ec == http::error::buffer_overflow)
+        co_await http_reply(stream, req, http::status::request_header_fields_too_large, "text/plain", "request too large\n");
+    co_return !ec;
+}
+
+// The request's path, without its query.
+inline std::string_view path_of(const http::request<http::string_body>& req) {
+    const std::string_view target(req.target().data(), req.target().size());
+    return target.substr(0, target.find('?'));
+}
+
 // Health: 200 while serving, with the name (a node's, or the nodes' of the process) and uptime.
 inline std::string healthz(const FleetCore& fleet, Micros started, const char* key, nlohmann::json name) {
     const double uptime = static_cast<double>((fleet.clock->now() - started).count()) / 1e6;
@@ -149,16 +167,10 @@ inline task<void> session(NodeRt& node, Socket socket) {
     }
     beast::flat_buffer buffer;
     http::request<http::string_body> req;
+    const bool read = co_await read_request(stream, buffer, req, std::chrono::seconds(30));
+    if (!read) co_return;
+    const std::string_view path = path_of(req);
     beast::error_code ec;
-    stream.expires_after(std::chrono::seconds(30));
-    co_await http::async_read(stream, buffer, req, asio::redirect_error(use, ec));
-    if (ec == http::error::header_limit || ec == http::error::body_limit || ec == http::error::buffer_overflow) {
-        co_await http_reply(stream, req, http::status::request_header_fields_too_large, "text/plain", "request too large\n");
-        co_return;
-    }
-    if (ec) co_return;
-    std::string_view path(req.target().data(), req.target().size());
-    path = path.substr(0, path.find('?'));
     const Source* channel = path.size() > 1 ? node.spec().channel(path.substr(1)) : nullptr;
 
     if (!websocket::is_upgrade(req)) {
@@ -260,16 +272,9 @@ inline task<void> serve_metrics(FleetCore& fleet, Socket socket) {
     TcpStream stream(std::move(socket));
     beast::flat_buffer buffer;
     http::request<http::string_body> req;
-    beast::error_code ec;
-    stream.expires_after(std::chrono::seconds(10));
-    co_await http::async_read(stream, buffer, req, asio::redirect_error(use, ec));
-    if (ec == http::error::header_limit || ec == http::error::body_limit || ec == http::error::buffer_overflow) {
-        co_await http_reply(stream, req, http::status::request_header_fields_too_large, "text/plain", "request too large\n");
-        co_return;
-    }
-    if (ec) co_return;
-    std::string_view path(req.target().data(), req.target().size());
-    path = path.substr(0, path.find('?'));
+    const bool read = co_await read_request(stream, buffer, req, std::chrono::seconds(10));
+    if (!read) co_return;
+    const std::string_view path = path_of(req);
     const bool answered = co_await common_http(fleet, nullptr, stream, req, path);
     if (!answered)
         co_await http_reply(stream, req, http::status::not_found, "text/plain", "this port serves /metrics and /healthz\n");
