@@ -302,7 +302,7 @@ std::string Metrics::render(int node) const {
             }
     }
     per_link("meshrun_link_queue_messages", "gauge",
-             "Messages the link to a target holds: queued, in flight and waiting for room.", &Link::queued);
+             "Messages the link to a target has queued, the one in flight included (senders waiting for room are not).", &Link::queued);
     per_link("meshrun_link_queue_limit", "gauge", "Messages the link to a target may queue (0 before it reports).",
              &Link::limit);
     per_pin("meshrun_pin_writes_total", "counter", "Writes of an output pin (even to the level it had).",

@@ -45,7 +45,7 @@ struct FleetCore {
     std::unique_ptr<NodeRt> tester;    // the test runner, as a node that only sends
     std::map<std::pair<int, std::string>, std::unique_ptr<Link>> test_links;
     std::optional<Acceptor> metrics_acceptor;  // --metrics: the whole fleet's on one port
-    std::size_t metrics_connections = 0;       // open on it (counted in `connections` too)
+    std::size_t metrics_connections = 0, max_metrics_connections = 0;  // open on it, and the most
     Micros started{0};
 
     // Where to reach a node on this machine: the address it listens on (loopback in

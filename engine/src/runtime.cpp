@@ -118,11 +118,19 @@ std::pair<asio::ip::address, std::uint16_t> metrics_endpoint(asio::io_context& i
     if (port_text.empty() || *end != '\0' || port > 65535 || port_text.find_first_not_of("0123456789") != std::string::npos)
         throw BadOption(fmt::format("--metrics `{}`: `{}` is not a port (0 to 65535)", spec, port_text));
     if (host.empty()) throw BadOption(fmt::format("--metrics `{}`: give an address before the colon, or only the port", spec));
+    if (host.back() == ':')
+        throw BadOption(fmt::format("--metrics `{}`: an IPv6 address with a port is written [ADDR]:PORT", spec));
     try {
         return {listen_address(io, host), static_cast<std::uint16_t>(port)};
     } catch (const std::exception& e) {
         throw BadOption(fmt::format("--metrics `{}`: {}", spec, e.what()));
     }
+}
+
+// Whether a node is declared on this machine: no host, localhost, or a loopback address.
+bool on_loopback(const Node& n) {
+    const std::string host = unbracket(n.host);
+    return host.empty() || host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
 }
 
 Acceptor open_acceptor(asio::io_context& io, const tcp::endpoint& endpoint, beast::error_code& ec) {
@@ -194,15 +202,20 @@ void Fleet::start() {
             throw BadOption(fmt::format("--bind: {}", e.what()));
         }
     }
-    // --metrics is checked, and its port kept from the nodes, before anything listens.
-    std::optional<tcp::endpoint> metrics_at;
+    // --metrics is checked, and its port had, before anything else listens; it never takes
+    // the port of a node here or of one the file declares on this machine.
     if (f.options.metrics) {
         const auto [address, port] = metrics_endpoint(f.io, *f.options.metrics);
-        metrics_at.emplace(address, port);
         for (std::size_t i = 0; i < f.graph.nodes.size(); ++i)
-            if (port != 0 && f.here[i] && f.ports[i] == port)
+            if (port != 0 && f.ports[i] == port && (f.here[i] || on_loopback(f.graph.nodes[i])))
                 throw BadOption(fmt::format("--metrics `{}`: port {} is node `{}`'s; give another port", *f.options.metrics,
                                             port, f.graph.nodes[i].name));
+        beast::error_code ec;
+        Acceptor acceptor = open_acceptor(f.io, tcp::endpoint(address, port), ec);
+        if (ec)
+            throw std::runtime_error(fmt::format("cannot serve metrics on {}: {}", host_port(address.to_string(), port),
+                                                 ec.message()));
+        f.metrics_acceptor.emplace(std::move(acceptor));
     }
     {
         rlimit files{};
@@ -211,6 +224,12 @@ void Fleet::start() {
         for (auto& node : f.nodes) reserve += 2 * (node->links.size() + node->spec().pins.size() + 1);
         const std::size_t limit = files.rlim_cur == RLIM_INFINITY ? std::size_t{1} << 20 : files.rlim_cur;
         f.max_connections = limit > reserve + 8 ? limit - reserve : 8;
+        if (f.metrics_acceptor) {
+            // The metrics port's connections have a share of their own, a quarter: neither
+            // side's crowd can take the other's.
+            f.max_metrics_connections = std::max<std::size_t>(1, f.max_connections / 4);
+            f.max_connections = std::max<std::size_t>(1, f.max_connections - f.max_metrics_connections);
+        }
     }
     std::map<std::uint16_t, std::string> taken;  // `up`: the ports of the nodes already listening
     if (f.options.local) {
@@ -218,9 +237,7 @@ void Fleet::start() {
         // this machine keeps its port, or a node here would answer in its place.
         for (std::size_t i = 0; i < f.graph.nodes.size(); ++i) {
             const Node& n = f.graph.nodes[i];
-            const std::string host = unbracket(n.host);
-            const bool on_loopback = host.empty() || host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
-            if (!f.here[i] && n.port && on_loopback) taken.emplace(*n.port, n.name);
+            if (!f.here[i] && n.port && on_loopback(n)) taken.emplace(*n.port, n.name);
         }
     }
     std::vector<std::string> moved(f.graph.nodes.size());
@@ -293,14 +310,8 @@ void Fleet::start() {
         f.tell([&](Observer& o) { o.node_started(node->index(), node->started); });
     }
     f.started = f.clock->now();
-    if (metrics_at) {
-        beast::error_code ec;
-        Acceptor acceptor = open_acceptor(f.io, *metrics_at, ec);
-        if (ec)
-            throw std::runtime_error(fmt::format("cannot serve metrics on {}: {}",
-                                                 host_port(metrics_at->address().to_string(), metrics_at->port()), ec.message()));
-        const auto at = acceptor.local_endpoint();
-        f.metrics_acceptor.emplace(std::move(acceptor));
+    if (f.metrics_acceptor) {
+        const auto at = f.metrics_acceptor->local_endpoint();
         asio::co_spawn(f.io.get_executor(), listen_metrics(f), or_log(f.log, "meshrun", "serving metrics"));
         f.log.line("meshrun", fmt::format("metrics of every node here on http://{}/metrics", host_port(at.address().to_string(), at.port())));
     }

@@ -280,11 +280,10 @@ inline task<void> serve_metrics(FleetCore& fleet, Socket socket) {
         co_await http_reply(stream, req, http::status::not_found, "text/plain", "this port serves /metrics and /healthz\n");
 }
 
-// Its connections take descriptors from the nodes' share, so they have a bound of their
-// own, a quarter of it: scrapers that stall cannot keep clients from the nodes.
+// Its connections have a share of the descriptors of their own (max_metrics_connections):
+// scrapers that stall cannot keep clients from the nodes, nor clients scrapers.
 inline task<void> listen_metrics(FleetCore& fleet) {
     Backoff backoff(std::chrono::milliseconds(100), std::chrono::milliseconds(1000));
-    const std::size_t most = std::max<std::size_t>(1, fleet.max_connections / 4);
     std::size_t& open = fleet.metrics_connections;
     while (true) {
         beast::error_code ec;
@@ -296,17 +295,15 @@ inline task<void> listen_metrics(FleetCore& fleet) {
             continue;
         }
         backoff.reset();
-        if (open >= most || fleet.connections >= fleet.max_connections) {
+        if (open >= fleet.max_metrics_connections) {
             static constexpr std::string_view busy = "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
             socket.write_some(asio::buffer(busy), ec);
             socket.close(ec);
             continue;
         }
         ++open;
-        ++fleet.connections;
         asio::co_spawn(fleet.io.get_executor(), serve_metrics(fleet, std::move(socket)), [&fleet](std::exception_ptr e) {
             --fleet.metrics_connections;
-            --fleet.connections;
             or_log(fleet.log, "meshrun", "a metrics connection")(e);
         });
     }

@@ -601,10 +601,11 @@ node b {{ on in -> {{ log "got {{value}}"; ack "ok" }} }}
 
 
 def check_metrics_port(meshrun):
-    """--metrics: checked before anything listens; 405 with Allow, 431, a bound on its own connections."""
+    """--metrics: checked before anything listens; 405 with Allow, 431, a share of connections of its own."""
     pb = free_port()
     mesh = write_mesh(f"node b at {HOST}:{pb} {{ on in -> ack \"ok\" }}\n")
-    for bad, says in [("abc", "`abc` is not a port"), (str(pb), f"port {pb} is node `b`'s"), ("[::1]", "give a port")]:
+    for bad, says in [("abc", "`abc` is not a port"), (str(pb), f"port {pb} is node `b`'s"), ("[::1]", "give a port"),
+                      ("::1", "written [ADDR]:PORT")]:
         out = subprocess.run([meshrun, "run", mesh, "--node", "b", "--sim", "--metrics", bad], capture_output=True,
                              text=True, timeout=STEP)
         expect(out.returncode == 2 and says in out.stderr and "listening" not in out.stdout,
@@ -633,6 +634,16 @@ def check_metrics_port(meshrun):
         expect(status(pb, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").startswith("HTTP/1.1 200 OK"),
                "the node's /healthz while scrapers stall")
         expect("refusing new connections" not in b.log(), b.log())
+        for s in stalled:
+            s.close()
+        stalled.clear()
+        # Nor do clients that crowd the node keep the scraper out.
+        for _ in range(40):
+            stalled.append(socket.create_connection((HOST, pb), timeout=STEP))
+        time.sleep(0.3)
+        expect("refusing new connections" in b.log(), "the node's crowd did not reach its bound:\n" + b.log())
+        expect(status(pm, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").startswith("HTTP/1.1 200 OK"),
+               "/metrics while clients crowd the node")
     finally:
         for s in stalled:
             s.close()
