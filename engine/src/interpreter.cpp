@@ -383,7 +383,7 @@ bool Interpreter::action_can_wait(int action) const {
     return known == 1;
 }
 
-std::string Interpreter::status(std::string_view links) const {
+nlohmann::json Interpreter::status() const {
     nlohmann::json j;
     j["node"] = spec_.name;
     j["channels"] = nlohmann::json::array();
@@ -397,8 +397,7 @@ std::string Interpreter::status(std::string_view links) const {
     j["pins"] = nlohmann::json::object();
     for (std::size_t i = 0; i < spec_.pins.size(); ++i) j["pins"][spec_.pins[i].name] = read_pin(static_cast<int>(i));
     j["counters"] = {{"received", per_channel}, {"replied", replied_}, {"sent", sent_}};
-    j["links"] = nlohmann::json::parse(links);
-    return j.dump();
+    return j;
 }
 
 }  // namespace meshrun::engine

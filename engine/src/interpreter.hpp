@@ -13,6 +13,8 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "meshrun/drivers/pin.hpp"
 #include "meshrun/engine/observer.hpp"
 #include "meshrun/engine/runtime.hpp"
@@ -93,8 +95,8 @@ public:
     int read_pin(int pin) const;
     std::uint64_t received(int source) const { return received_[static_cast<std::size_t>(source)]; }
 
-    // The node's `GET /` page; `links` is the JSON array of its links' states.
-    std::string status(std::string_view links) const;
+    // The node's part of its `GET /` page (the runtime adds its links).
+    nlohmann::json status() const;
 
 private:
     void fire(const Rule& rule, std::shared_ptr<Firing> f);

@@ -75,9 +75,10 @@ task<void> NodeRt::watch_edges(int pin, std::shared_ptr<EdgeWatch> watch) {
 }
 
 std::string NodeRt::status() const {
-    nlohmann::json out = nlohmann::json::array();
-    for (const auto& link : links) out.push_back(link->status());
-    return interp.status(out.dump());
+    nlohmann::json page = interp.status();
+    page["links"] = nlohmann::json::array();
+    for (const auto& link : links) page["links"].push_back(link->status());
+    return page.dump();
 }
 
 // ---- the fleet ----------------------------------------------------------------

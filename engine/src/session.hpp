@@ -69,12 +69,12 @@ inline task<bool> common_http(FleetCore& fleet, const NodeRt* node, TcpStream& s
     const bool get = req.method() == http::verb::get || req.method() == http::verb::head;
     std::string body;
     if (get && path == "/healthz") {
-        nlohmann::json names = nlohmann::json::array();
-        for (const auto& n : fleet.nodes) names.push_back(n->spec().name);
         if (node) {
             body = healthz(fleet, node->started, "node", node->spec().name);
         } else {
-            body = healthz(fleet, fleet.started, "nodes", names);
+            nlohmann::json names = nlohmann::json::array();
+            for (const auto& n : fleet.nodes) names.push_back(n->spec().name);
+            body = healthz(fleet, fleet.started, "nodes", std::move(names));
         }
         co_await http_reply(stream, req, http::status::ok, "application/json", std::move(body));
     } else if (get && path == "/metrics") {
@@ -222,6 +222,14 @@ inline task<void> session(NodeRt& node, Socket socket) {
     }
 }
 
+// A connection past its bound: 503, then closed.
+inline void refuse_busy(Socket& socket) {
+    static constexpr std::string_view busy = "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+    beast::error_code ec;
+    socket.write_some(asio::buffer(busy), ec);  // a fresh socket takes it whole
+    socket.close(ec);
+}
+
 // Accepts connections. A failure to accept (out of descriptors: EMFILE, ENFILE) pauses
 // accepting with backoff, as nginx does, instead of spinning: it is logged once, then
 // summarised, and accepting resumes when descriptors are free again.
@@ -246,9 +254,7 @@ inline task<void> listen(NodeRt& node) {
         if (auto line = failures.recovered(fleet.clock->now(), "accepting connections again")) node.log(*line);
         backoff.reset();
         if (fleet.connections >= fleet.max_connections) {
-            static constexpr std::string_view busy = "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
-            socket.write_some(asio::buffer(busy), ec);  // a fresh socket takes it whole
-            socket.close(ec);
+            refuse_busy(socket);
             const auto why = fmt::format("{} connections are open, the most this process's descriptor limit leaves room for",
                                          fleet.max_connections);
             if (auto line = refused.failed(fleet.clock->now(), "refusing new connections (HTTP 503): " + why, why)) node.log(*line);
@@ -296,9 +302,7 @@ inline task<void> listen_metrics(FleetCore& fleet) {
         }
         backoff.reset();
         if (open >= fleet.max_metrics_connections) {
-            static constexpr std::string_view busy = "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
-            socket.write_some(asio::buffer(busy), ec);
-            socket.close(ec);
+            refuse_busy(socket);
             continue;
         }
         ++open;
