@@ -6,6 +6,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -96,11 +97,29 @@ struct Node {
 };
 
 // The top-level items other than nodes, as written, so that no item of the file is lost on the
-// way to the graph. This version acts on neither secrets nor discovery (the checker reports them
-// as [not-available]); `meshrun test` runs the tests from the checked program.
+// way to the graph. This version does not act on discovery (the checker reports it as
+// [not-available]); `meshrun test` runs the tests from the checked program.
 struct Secret {
-    std::string env;  // `secret env VAR`: the environment variable that holds the links' token
+    std::string env;  // `secret env VAR`: the environment variable that holds the fleet's token
     dsl::Span span;   // the variable's name
+};
+
+// `tls cert "FILE" key "FILE" [ca "FILE"]`: every node serves wss:// with this certificate,
+// and links connect over TLS. With `ca`, both ends must present a certificate it signed
+// (mutual TLS). Paths as written, relative to the current directory when run.
+struct Tls {
+    std::string cert, key, ca;  // ca empty: peers are not asked for a certificate
+    dsl::Span span;             // the whole item
+};
+
+// `limits { ... }`: each a safe default unless the file says otherwise.
+struct Limits {
+    std::size_t message = 64 * 1024;            // `message SIZE`: the largest message or reply (1009 past it)
+    std::size_t connections = 1024;             // `connections N`: open connections per node (503 past it)
+    Micros handshake = std::chrono::seconds(5);  // `handshake D`: an HTTP request or websocket handshake, whole
+    Micros idle = std::chrono::seconds(60);      // `idle D`: a connection silent this long (a ping unanswered) is closed
+    std::size_t input = 16;                     // `input N`: messages read and not yet handled, per connection
+    std::size_t outbox = 1000;                  // `outbox N`: messages a link holds until acknowledged
 };
 
 struct Discovery {
@@ -122,6 +141,8 @@ struct Graph {
     std::string name;  // the `mesh NAME` line's, else "mesh"
     std::vector<Secret> secrets;
     std::vector<Discovery> discovery;
+    std::optional<Tls> tls;
+    Limits limits;
     std::vector<Node> nodes;
     std::vector<Test> tests;
     std::vector<Include> includes;  // every include read, in the order read
