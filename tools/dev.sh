@@ -20,6 +20,7 @@ packages=(
   libcli11-dev nlohmann-json3-dev
   catch2 python3 python3-websockets clang-14 libclang-rt-14-dev          # tests: Catch2, bench generator, libFuzzer
   prometheus                                         # tests: promtool and a Prometheus server (2.42)
+  libssl-dev openssl ca-certificates                 # TLS: OpenSSL, the tests' certificates, the system's authorities
 )
 
 setup() {

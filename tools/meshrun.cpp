@@ -145,7 +145,7 @@ struct Loaded {
 
 // Compiles a file for the commands that run or draw it: diagnostics go to stderr,
 // and a file with errors is refused. `not_available` is the severity of what this
-// version does not build (`secret`, `discovery`): an error for run and up.
+// version does not build (`discovery`): an error for run and up.
 Loaded load(const std::string& path, dsl::Severity not_available) {
     auto sources = std::make_shared<dsl::SourceManager>();
     dsl::SourceManager& sm = *sources;
@@ -172,7 +172,8 @@ struct RunOptions {
     std::uint64_t seed = 0;
     std::string log = "text";
     std::string color = "auto";
-    std::size_t queue_limit = 1000;
+    std::size_t queue_limit = 0;  // 0: the file's `limits { outbox N }` (1000 unless it says)
+    std::optional<std::string> state;
     double grace = 5;
     double ack_timeout = 30;
     std::optional<std::string> metrics;
@@ -250,6 +251,7 @@ int run_fleet(const RunOptions& opt, bool one_node) {
     fleet_options.grace = std::chrono::milliseconds(static_cast<std::int64_t>(opt.grace * 1000));
     fleet_options.ack_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(opt.ack_timeout * 1000));
     fleet_options.metrics = opt.metrics;
+    fleet_options.state_dir = opt.state;
     fleet_options.seed = opt.seed;
     fleet_options.handle_signals = true;
 
@@ -265,9 +267,10 @@ int run_fleet(const RunOptions& opt, bool one_node) {
     std::vector<drivers::SimDriver> simulated(real ? 0 : graph->nodes.size());
     for (auto& p : simulated) fleet_options.node_pins.push_back(&p);
     drivers::PinDriver& pins = real ? *gpiod : static_cast<drivers::PinDriver&>(simulated.front());
-    engine::Fleet fleet(*graph, pins, *logger, fleet_options);
+    std::optional<engine::Fleet> fleet;
     try {
-        fleet.start();
+        fleet.emplace(*graph, pins, *logger, fleet_options);  // throws: the secret is not set, --state cannot be had
+        fleet->start();
     } catch (const engine::PinError& e) {
         dsl::Diagnostic d{dsl::Severity::error, dsl::Kind::gpio_line, e.span, e.what(), {}};
         for (const auto& line : e.help) d.notes.push_back({std::nullopt, line});
@@ -280,7 +283,7 @@ int run_fleet(const RunOptions& opt, bool one_node) {
         fmt::print(stderr, "meshrun: error: {}\n", e.what());
         return exit_errors;
     }
-    fleet.run();
+    fleet->run();
     return exit_ok;
 }
 
@@ -332,8 +335,8 @@ int run_tests(const TestOptions& opt) {
             usage_error = true;
             continue;
         }
-        // Tests run on free loopback ports, where neither a secret nor discovery would apply:
-        // they run, and a warning says that the file declares what this version ignores.
+        // Tests run on free loopback ports, where discovery would not apply: they run, and a
+        // warning says that the file declares what this version ignores.
         dsl::Diagnostics not_available;
         dsl::report_not_available(compiled->program, not_available, dsl::Severity::warning);
         for (const auto& d : not_available.all()) fmt::print(stderr, "{}", dsl::render_text(d, sm));
@@ -499,8 +502,8 @@ int main(int argc, char** argv) {
     cmd->add_flag("-q,--quiet", check.quiet, "Print diagnostics only, not the summary line");
     cmd->footer("`-` reads a file from standard input; diagnostics name it <stdin>, and its includes\n"
                 "are found from the current directory.\n"
-                "`secret` and `discovery` lines check, with a [not-available] warning: this version\n"
-                "does not build them, and `run` and `up` refuse a file that has them.\n"
+                "`discovery` lines check, with a [not-available] warning: this version does not build\n"
+                "it, and `run` and `up` refuse a file that has it.\n"
                 "Exit status: 0 when no file has errors (warnings allowed), 1 when one has,\n"
                 "2 on bad usage or an unreadable file.\n\n"
                 "Examples:\n"
@@ -525,10 +528,14 @@ int main(int argc, char** argv) {
             ->check(CLI::IsMember({"auto", "always", "never"}))
             ->default_str("auto");
         sub->add_option("--queue-limit", run.queue_limit,
-                        "Messages held per target channel while its node is down or slow; a sending rule waits "
-                        "while its queue is full")
-            ->check(CLI::Range(std::size_t{1}, std::size_t{1'000'000}))
-            ->default_str("1000");
+                        "Messages held per target channel until acknowledged (its outbox) while its node is down "
+                        "or slow; a sending rule waits while it is full (default: the file's `limits { outbox N }`, "
+                        "else 1000)")
+            ->check(CLI::Range(std::size_t{1}, std::size_t{1'000'000}));
+        sub->add_option("--state", run.state,
+                        "Keep each node's outbox and what it fired in DIR/NODE.state (appended and synced): "
+                        "killed and restarted, it loses no message and fires none twice (docs/delivery.md)")
+            ->type_name("DIR");
         // CLI::Range lets `nan` through: a number of seconds is checked by hand.
         // Times are kept to the millisecond: a value between 0 and 1 ms would silently be 0.
         const auto seconds = [](double most) {
@@ -571,10 +578,12 @@ int main(int argc, char** argv) {
                     "SIGINT or SIGTERM closes every connection with a close frame, delivers what links hold\n"
                     "(--grace) and exits 0.\n"
                     + log_notes +
-                    "Exit status: 0 after a signal; 1 when the file has errors (`secret` and `discovery`\n"
-                    "are errors: this version does not build them), the node cannot listen or hold its pins,\n"
-                    "or it would do nothing (no port, no timer, no rule); 2 on bad usage, an unreadable file\n"
-                    "or an unusable --bind.\n\n"
+                    "With `secret env VAR` the token is read from VAR at start (missing or empty: an error);\n"
+                    "with `tls`, the certificate and key files are read at start.\n"
+                    "Exit status: 0 after a signal; 1 when the file has errors (`discovery` is an error:\n"
+                    "this version does not build it), the secret is not set, the state directory or the TLS\n"
+                    "files cannot be read, the node cannot listen or hold its pins, or it would do nothing\n"
+                    "(no port, no timer, no rule); 2 on bad usage, an unreadable file or an unusable --bind.\n\n"
                     "Example:\n  meshrun run topologies/arduino.mesh --node buzzer --sim");
 
     auto* up_cmd = app.add_subcommand("up", "Run every node of a .mesh file in one process, on simulated pins");
@@ -587,10 +596,10 @@ int main(int argc, char** argv) {
                    "(the log line says which). Links between them go where they really listen; with --only, links\n"
                    "to the other nodes go to their declared addresses. Logs are interleaved, prefixed with the node.\n"
                    "SIGINT or SIGTERM stops every node, delivers what links hold (--grace) and exits 0.\n" + log_notes +
-                   "Exit status: 0 after a signal; 1 when the file has errors (`secret` and `discovery`\n"
-                   "are errors: this version does not build them), a node cannot listen, or there is nothing\n"
-                   "to run (no node, or none with a port, a timer or a rule); 2 on bad usage or an\n"
-                   "unreadable file.\n\n"
+                   "Exit status: 0 after a signal; 1 when the file has errors (`discovery` is an error: this\n"
+                   "version does not build it), the secret is not set, the state directory or the TLS files\n"
+                   "cannot be read, a node cannot listen, or there is nothing to run (no node, or none with a\n"
+                   "port, a timer or a rule); 2 on bad usage or an unreadable file.\n\n"
                    "Example:\n  meshrun up topologies/arduino.mesh --seed 7 --timestamps");
 
     std::string probe_file, probe_node, probe_format = "text";
@@ -642,7 +651,8 @@ int main(int argc, char** argv) {
                      "A test that reaches --timeout or --max-steps fails at the statement it was running.\n"
                      "Timer firings count `every`, `after` and debounce: an hour of a 1 s timer is 3,600,\n"
                      "well under the default; an hour of `every 1us` is 3.6e9 and fails in a second.\n"
-                     "`secret` and `discovery` lines, which tests do not need, are warned of and ignored.\n"
+                     "`discovery` lines, which tests do not need, are warned of and ignored; with `secret`,\n"
+                     "the fleet of a test uses a token of its own.\n"
                      "Exit status: 0 when every test passes; 1 when one fails, a file has errors or --filter\n"
                      "matches no test; 2 on bad usage: an unreadable file, or a --junit path that cannot be\n"
                      "written (found before any test runs).\n\n"

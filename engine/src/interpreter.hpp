@@ -71,6 +71,7 @@ public:
                 const std::vector<Observer*>& observers, std::uint64_t seed);
 
     const Node& spec() const { return spec_; }
+    const Graph& graph() const { return graph_; }
     int index() const { return node_; }
     void log(std::string_view text) { log_.line(spec_.name, text); }
 

@@ -103,6 +103,8 @@ Metrics::Metrics(const Graph& graph, std::vector<int> nodes)
         f.node = nodes[i];
         f.received = std::vector<Figure>(node.sources.size());
         f.replied = std::vector<Figure>(node.sources.size());
+        f.repeats = std::vector<Figure>(node.sources.size());
+        f.refired = std::vector<Figure>(node.sources.size());
         f.links = std::vector<Link>(node.edges.size());
         f.writes = std::vector<Figure>(node.pins.size());
         f.edges = std::vector<Figure>(node.pins.size());
@@ -146,6 +148,16 @@ void Metrics::message_in(int node, int source, std::string_view) {
 
 void Metrics::reply_out(int node, int source, std::string_view) {
     if (Figures* f = at(node); f && static_cast<std::size_t>(source) < f->replied.size()) f->replied[source].add();
+}
+
+void Metrics::repeat(int node, int source, bool refired) {
+    Figures* f = at(node);
+    if (!f || static_cast<std::size_t>(source) >= f->repeats.size()) return;
+    (refired ? f->refired : f->repeats)[source].add();
+}
+
+void Metrics::unauthorized(int node) {
+    if (Figures* f = at(node)) f->unauthorized.add();
 }
 
 void Metrics::rule_fired(int node, const Rule& rule) {
@@ -265,6 +277,13 @@ std::string Metrics::render(int node) const {
 
     per_source("meshrun_messages_received_total", "Messages received on a channel.", &Figures::received);
     per_source("meshrun_replies_sent_total", "Replies a channel sent to the messages it received.", &Figures::replied);
+    per_source("meshrun_delivery_repeats_total",
+               "meshrun.1 messages sent again that were answered with their first reply, not fired again.",
+               &Figures::repeats);
+    per_source("meshrun_delivery_refired_total",
+               "meshrun.1 messages sent again that were fired again, possibly a second time: the node had no record of "
+               "their reply (it stopped while firing them, or restarted without --state).",
+               &Figures::refired);
     per_link("meshrun_messages_sent_total", "counter", "Messages handed by send to the link of a target NODE/CHANNEL.",
              &Link::sent);
     per_link("meshrun_messages_dropped_total", "counter", "Messages to a target that were dropped (the peer refused them).",
@@ -323,6 +342,9 @@ std::string Metrics::render(int node) const {
              &Figures::open);
     per_node("meshrun_connections_total", "counter", "Clients' connections (websocket or HTTP) to a node opened.",
              &Figures::connections);
+    per_node("meshrun_unauthorized_total", "counter",
+             "Requests to a node refused with 401: without the fleet's token (secret env VAR), or with another.",
+             &Figures::unauthorized);
     {
         Family family(out, "meshrun_node_start_time_seconds", "gauge",
                       "When a node started serving, in Unix time (0 before it starts).");

@@ -9,16 +9,29 @@
 #include <vector>
 
 #include "asio_support.hpp"
+#include "tls.hpp"
 #include "failures.hpp"
 #include "interpreter.hpp"
 #include "meshrun/engine/metrics.hpp"
+#include "received.hpp"
+#include "state_store.hpp"
 
 namespace meshrun::engine {
 
 struct NodeRt;
-template<class Ws> class BasicLink;
-// A link over plain TCP; over TLS it is BasicLink of another stream.
-using Link = BasicLink<websocket::stream<TcpStream>>;
+
+// A link (link.hpp), over plain TCP or TLS: BasicLink of one websocket stream or the other.
+class Link {
+public:
+    virtual ~Link() = default;
+    // Hands a message to the link; `done` is called with what became of it.
+    virtual void send(std::string payload, std::function<void(Delivery)> done) = 0;
+    virtual void stop() = 0;
+    // The messages it holds: queued (the one in flight included), and waiting for room.
+    virtual std::size_t held() const = 0;
+    virtual std::string name() const = 0;  // TARGET/CHANNEL
+    virtual nlohmann::json status() const = 0;
+};
 
 struct FleetCore {
     FleetCore(const Graph& g, drivers::PinDriver& p, Logger& l, FleetOptions o);
@@ -44,9 +57,13 @@ struct FleetCore {
     std::uint64_t in_flight = 0;       // requests sent and not yet acknowledged
     std::unique_ptr<NodeRt> tester;    // the test runner, as a node that only sends
     std::map<std::pair<int, std::string>, std::unique_ptr<Link>> test_links;
+    // tls: the contexts every session and link of the fleet uses, made once at start.
+    std::optional<asio::ssl::context> tls_server, tls_client;
     std::optional<Acceptor> metrics_acceptor;  // --metrics: the whole fleet's on one port
     std::size_t metrics_connections = 0, max_metrics_connections = 0;  // open on it, and the most
     Micros started{0};
+    std::string token;  // secret env VAR: what every request but /healthz must carry; empty: no secret
+    Repeated unauthorized{"requests without the fleet's token"};
 
     // Where to reach a node on this machine: the address it listens on (loopback in
     // place of every interface), or IPv4's loopback.
@@ -79,6 +96,8 @@ struct NodeRt final : NodeHost {
     void start_pins();
     task<void> watch_edges(int pin, std::shared_ptr<EdgeWatch> watch);
     std::string status() const;
+    // Who sends, to meshrun.1 peers: MESH/NODE.
+    std::string sender() const { return interp.graph().name + "/" + spec().name; }
 
     FleetCore& fleet;
     Interpreter interp;
@@ -89,12 +108,17 @@ struct NodeRt final : NodeHost {
     // Open websocket sessions, by id: how to close each when the node stops.
     std::map<std::uint64_t, std::function<void()>> sessions;
     std::uint64_t next_session = 0;
+    std::size_t open = 0;  // connections open to it now, at most limits { connections N }
     // Firings waiting for room in a full link. While there are any, sessions read no
     // more messages (the clients' TCP windows fill: back pressure), and timers and
     // input edges do not start firings that could send (they are counted instead).
     std::uint64_t waiting = 0;
     Signal room;
     Repeated session_failures{"connections"};  // ended in an error: a client's fault, not the node's
+    Received received;                    // meshrun.1: what was fired, per sender and channel
+    Signal fired;                         // a meshrun.1 firing replied: repeats waiting on it ask again
+    std::unique_ptr<StateStore> state;    // --state DIR: null without
+    std::string boot;                     // this node's boot, to meshrun.1 peers: kept in --state, else new
 };
 
 }  // namespace meshrun::engine

@@ -20,7 +20,8 @@ namespace meshrun::engine {
 // ---- a node -------------------------------------------------------------------
 
 NodeRt::NodeRt(FleetCore& f, const Graph& graph, int node, std::uint64_t seed)
-    : fleet(f), interp(graph, node, *f.clock, f.log, *this, f.observers, seed), room(f.io.get_executor()) {}
+    : fleet(f), interp(graph, node, *f.clock, f.log, *this, f.observers, seed), room(f.io.get_executor()),
+      fired(f.io.get_executor()), boot(fmt::format("{:016x}", std::random_device{}() * 0x100000000ull ^ std::random_device{}())) {}
 
 NodeRt::~NodeRt() = default;
 
@@ -143,6 +144,12 @@ Acceptor open_acceptor(asio::io_context& io, const tcp::endpoint& endpoint, beas
     return acceptor;
 }
 
+// A link over TLS when the fleet has `tls`, else over plain TCP.
+std::unique_ptr<Link> make_link(FleetCore& f, NodeRt& owner, int edge, int target, const std::string& channel) {
+    if (f.graph.tls && !f.options.plain) return std::make_unique<BasicLink<TlsWebsocket>>(owner, edge, target, channel);
+    return std::make_unique<BasicLink<websocket::stream<TcpStream>>>(owner, edge, target, channel);
+}
+
 // The test runner's sender: a node of a graph of its own, with no rules.
 const Graph& tester_graph() {
     static const Graph graph = [] {
@@ -171,6 +178,18 @@ struct Fleet::Impl : FleetCore {
 Fleet::Fleet(const Graph& graph, drivers::PinDriver& pins, Logger& log, FleetOptions options)
     : impl_(std::make_unique<Impl>(graph, pins, log, std::move(options))) {
     Impl& f = *impl_;
+    if (!graph.secrets.empty()) {
+        const std::string& var = graph.secrets.front().env;
+        if (f.options.token) {
+            f.token = *f.options.token;
+        } else if (const char* value = std::getenv(var.c_str()); value && *value) {
+            f.token = value;
+        } else {
+            throw std::runtime_error(fmt::format("the file says `secret env {}`, and the environment variable {} is {}: "
+                                                 "set it to the fleet's token on every machine of the fleet",
+                                                 var, var, value ? "empty" : "not set"));
+        }
+    }
     std::uint64_t seed = f.options.seed ? f.options.seed : std::random_device{}();
     f.ports.resize(graph.nodes.size());
     for (std::size_t i = 0; i < graph.nodes.size(); ++i) {
@@ -183,9 +202,18 @@ Fleet::Fleet(const Graph& graph, drivers::PinDriver& pins, Logger& log, FleetOpt
         if (f.here[static_cast<std::size_t>(n)]) continue;  // named twice: one node all the same
         f.here[static_cast<std::size_t>(n)] = true;
         auto rt = std::make_unique<NodeRt>(f, graph, n, seed + static_cast<std::uint64_t>(n));
+        if (f.options.state_dir) {
+            rt->state = std::make_unique<StateStore>(*f.options.state_dir, rt->spec().name);  // throws with the reason
+            rt->boot = rt->state->boot();
+            for (const auto& [key, fired] : rt->state->fired()) {
+                Received::Known known{fired.boot, fired.seq, fired.reply.has_value(), {}};
+                for (const auto& r : fired.replies) known.replies.push_back(r);
+                rt->received.load(key.first, key.second, std::move(known));
+            }
+        }
         const auto& edges = rt->spec().edges;
         for (std::size_t e = 0; e < edges.size(); ++e)
-            rt->links.push_back(std::make_unique<Link>(*rt, static_cast<int>(e), edges[e].node, edges[e].channel));
+            rt->links.push_back(make_link(f, *rt, static_cast<int>(e), edges[e].node, edges[e].channel));
         f.nodes.push_back(std::move(rt));
     }
 }
@@ -202,6 +230,11 @@ void Fleet::start() {
         } catch (const std::exception& e) {
             throw BadOption(fmt::format("--bind: {}", e.what()));
         }
+    }
+    if (f.graph.tls && !f.options.plain) {
+        // The files are read now, on the machine that runs the node: an error names the file.
+        f.tls_server.emplace(server_context(*f.graph.tls));
+        f.tls_client.emplace(client_context(*f.graph.tls));
     }
     // --metrics is checked, and its port had, before anything else listens; it never takes
     // the port of a node here or of one the file declares on this machine.
@@ -298,7 +331,8 @@ void Fleet::start() {
             if (!moved[index].empty())
                 note = fmt::format(" (declared {}: {})", host_port(node->spec().host.empty() ? "" : node->spec().host, *node->spec().port),
                                    moved[index]);
-            node->log(fmt::format("listening on ws://{}{}", host_port(at.address().to_string(), at.port()), note));
+            node->log(fmt::format("listening on {}://{}{}", f.tls_server ? "wss" : "ws", host_port(at.address().to_string(), at.port()),
+                                  note));
         } else {
             std::vector<std::string> targets;
             for (const Edge& e : node->spec().edges)
@@ -424,7 +458,7 @@ void Fleet::inject(int node, const std::string& channel, std::string value, std:
     Impl& f = *impl_;
     if (!f.tester) f.tester = std::make_unique<NodeRt>(f, tester_graph(), 0, 1);
     auto& link = f.test_links[{node, channel}];
-    if (!link) link = std::make_unique<Link>(*f.tester, -1, node, channel);
+    if (!link) link = make_link(f, *f.tester, -1, node, channel);
     link->send(std::move(value), [done = std::move(done)](Delivery d) {
         done(d.refused ? "error: the message was dropped: " + *d.refused : std::move(d.ack));
     });

@@ -11,6 +11,7 @@
 #include <type_traits>
 
 #include "link.hpp"
+#include "received.hpp"
 #include "plain_stream.hpp"
 
 namespace meshrun::engine {
@@ -33,10 +34,10 @@ task<void> http_reply(Stream& stream, const http::request<http::string_body>& re
 
 // Reads a request, sent whole within `limit`; a request too large is answered 431.
 // False when the connection has nothing more to answer.
-inline task<bool> read_request(TcpStream& stream, beast::flat_buffer& buffer, http::request<http::string_body>& req,
-                               std::chrono::seconds limit) {
+template<class Stream>
+task<bool> read_request(Stream& stream, beast::flat_buffer& buffer, http::request<http::string_body>& req, Micros limit) {
     beast::error_code ec;
-    stream.expires_after(limit);
+    beast::get_lowest_layer(stream).expires_after(limit);
     co_await http::async_read(stream, buffer, req, asio::redirect_error(use, ec));
     if (ec == http::error::header_limit || ec == http::error::body_limit || ec == http::error::buffer_overflow)
         co_await http_reply(stream, req, http::status::request_header_fields_too_large, "text/plain", "request too large\n");
@@ -47,6 +48,55 @@ inline task<bool> read_request(TcpStream& stream, beast::flat_buffer& buffer, ht
 inline std::string_view path_of(const http::request<http::string_body>& req) {
     const std::string_view target(req.target().data(), req.target().size());
     return target.substr(0, target.find('?'));
+}
+
+// Whether a request carries the fleet's token (`Authorization: Bearer TOKEN`); always
+// true without a secret. Compared in constant time: the time taken depends on the
+// token's length only, never on how much of a guess is right.
+inline bool authorized(const FleetCore& fleet, const http::request<http::string_body>& req) {
+    if (fleet.token.empty()) return true;
+    const auto field = req.find(http::field::authorization);
+    if (field == req.end()) return false;
+    std::string_view given(field->value().data(), field->value().size());
+    constexpr std::string_view scheme = "bearer ";
+    if (given.size() < scheme.size()) return false;
+    for (std::size_t i = 0; i < scheme.size(); ++i)
+        if (std::tolower(static_cast<unsigned char>(given[i])) != scheme[i]) return false;
+    given.remove_prefix(scheme.size());
+    const std::string& token = fleet.token;
+    unsigned char diff = given.size() == token.size() ? 0 : 1;
+    for (std::size_t i = 0; i < token.size(); ++i)
+        diff |= static_cast<unsigned char>((i < given.size() ? given[i] : 0) ^ token[i]);
+    return diff == 0;
+}
+
+// A request without the token: 401, logged with the peer's address (once, then summarised).
+template<class Stream>
+task<void> refuse_unauthorized(FleetCore& fleet, const NodeRt* node, Stream& stream, const http::request<http::string_body>& req,
+                               const std::string& peer) {
+    const bool had = req.find(http::field::authorization) != req.end();
+    const std::string why = had ? "a wrong token" : "no token";
+    const std::string method(req.method_string().data(), req.method_string().size());
+    const std::string line = fmt::format("refused {} {} from {}: {} (HTTP 401; secret env {})", method, path_of(req),
+                                         peer, why, fleet.graph.secrets.front().env);
+    if (auto text = fleet.unauthorized.failed(fleet.clock->now(), line, why)) {
+        if (node) {
+            fleet.log.line(node->spec().name, *text);
+        } else {
+            fleet.log.line("meshrun", *text);
+        }
+    }
+    if (node) fleet.tell([&](Observer& o) { o.unauthorized(node->index()); });
+    http::response<http::string_body> res{http::status::unauthorized, req.version()};
+    res.set(http::field::server, "meshrun");
+    res.set(http::field::www_authenticate, "Bearer realm=\"meshrun\"");
+    res.set(http::field::content_type, "text/plain");
+    res.keep_alive(false);
+    res.body() = "this node needs the fleet's token: Authorization: Bearer TOKEN\n";
+    res.prepare_payload();
+    beast::error_code ec;
+    co_await http::async_write(stream, res, asio::redirect_error(use, ec));
+    beast::get_lowest_layer(stream).socket().shutdown(Socket::shutdown_send, ec);
 }
 
 // Health: 200 while serving, with the name (a node's, or the nodes' of the process) and uptime.
@@ -63,8 +113,9 @@ constexpr const char* metrics_type = "text/plain; version=0.0.4; charset=utf-8";
 
 // GET /healthz and /metrics, and what a request for anything else gets, when `node` is
 // null (the --metrics port) or is no channel of it. True when the request was answered.
-inline task<bool> common_http(FleetCore& fleet, const NodeRt* node, TcpStream& stream, const http::request<http::string_body>& req,
-                              std::string_view path) {
+template<class Stream>
+task<bool> common_http(FleetCore& fleet, const NodeRt* node, Stream& stream, const http::request<http::string_body>& req,
+                       std::string_view path) {
     // Named locals around co_await: g++ 12 mishandles temporaries (and ?:) there.
     const bool get = req.method() == http::verb::get || req.method() == http::verb::head;
     std::string body;
@@ -89,21 +140,85 @@ inline task<bool> common_http(FleetCore& fleet, const NodeRt* node, TcpStream& s
     co_return true;
 }
 
+// The sender of a meshrun.1 session, from its upgrade request (docs/delivery.md).
+struct Numbering {
+    std::string sender, boot;
+};
+
+// The reply of a firing that waited: one pointer in the callback, so that making it
+// allocates nothing (std::function keeps two pointers' worth in itself).
+struct Later {
+    std::string reply;
+    bool replied = false;
+    Event event;
+};
+
+// Fires a message and gives its reply, at once or when the firing has replied.
+inline task<std::string> fire(NodeRt& node, Message& message, Later& later) {
+    std::optional<std::string> now = node.interp.deliver(message, [&later](std::string text) {
+        later.reply = std::move(text);
+        later.replied = true;
+        later.event.notify();
+    });
+    if (now) co_return std::move(*now);
+    while (!later.replied) co_await later.event.wait();
+    later.replied = false;
+    later.event.reset();
+    co_return std::move(later.reply);
+}
+
+// A meshrun.1 message: fired once, whatever the times it is sent (docs/delivery.md).
+// Returns its reply: the firing's, or the one it gave the first time.
+inline task<std::string> fire_once(NodeRt& node, const Source& channel, const Numbering& from, Message& message,
+                                   Later& later) {
+    const std::uint64_t seq = message.sequence;
+    Received::Check seen = node.received.check(from.sender, channel.name, from.boot, seq, message.resent);
+    while (seen.verdict == Received::Verdict::wait && !node.fleet.closing) {
+        co_await node.fired.wait();  // the same message, on a connection before this one
+        seen = node.received.check(from.sender, channel.name, from.boot, seq, message.resent);
+    }
+    const int source = message.channel;
+    switch (seen.verdict) {
+    case Received::Verdict::answer:
+        node.fleet.tell([&](Observer& o) { o.repeat(node.index(), source, false); });
+        co_return std::move(seen.reply);
+    case Received::Verdict::forgotten:
+        node.fleet.tell([&](Observer& o) { o.repeat(node.index(), source, false); });
+        co_return fmt::format("error: message {} of {} was fired already; its reply is no longer kept", seq, from.sender);
+    case Received::Verdict::wait:
+        co_return std::string();  // the node closes: no reply goes out
+    case Received::Verdict::fire:
+        break;
+    }
+    if (seen.refire) {
+        node.log(fmt::format("warning: firing message {} of {} on /{} again: it was sent again and this node has no record "
+                             "of its reply ({}); counted in meshrun_delivery_refired_total",
+                             seq, from.sender, channel.name,
+                             node.state ? "it stopped while firing it" : "it restarted, without --state"));
+        node.fleet.tell([&](Observer& o) { o.repeat(node.index(), source, true); });
+    }
+    node.received.begin(from.sender, channel.name, from.boot, seq);
+    if (node.state) node.state->firing(from.sender, channel.name, from.boot, seq);  // synced before it fires
+    std::string reply = co_await fire(node, message, later);
+    if (node.state) {
+        node.state->replied(from.sender, channel.name, from.boot, seq, reply);
+        node.state->sync();  // recorded before the sender hears of it
+    }
+    node.received.done(from.sender, channel.name, seq, reply);
+    node.fired.notify();
+    co_return reply;
+}
+
 // A channel's websocket, open: reads messages, hands them to the interpreter, sends
-// its replies, until the client closes or the node stops.
+// its replies, until the client closes or the node stops. `numbering`: meshrun.1.
 template<class Ws>
-task<void> serve(NodeRt& node, Ws& ws, const Source& channel, const Peer& peer, beast::error_code& ec) {
+task<void> serve(NodeRt& node, Ws& ws, const Source& channel, const Peer& peer, const Numbering* numbering,
+                 beast::error_code& ec) {
     constexpr bool plain = std::is_same_v<Ws, PlainServerStream>;
     const int index = static_cast<int>(&channel - node.spec().sources.data());
     beast::flat_buffer buffer;
     std::string reply;
-    // The reply of a firing that waited: one pointer in the callback, so that making it
-    // allocates nothing (std::function keeps two pointers' worth in itself).
-    struct Later {
-        std::string reply;
-        bool replied = false;
-        Event event;
-    } later{{}, false, Event(node.executor())};
+    Later later{{}, false, Event(node.executor())};
     while (!node.fleet.closing) {
         if (node.waiting > 0) {
             // A firing waits for room in a full link: read nothing more until it has room.
@@ -126,24 +241,18 @@ task<void> serve(NodeRt& node, Ws& ws, const Source& channel, const Peer& peer, 
         Message message;
         message.channel = index;
         message.from = &peer;
-        if (const auto bad = wire::decode(ws.got_text(), beast::buffers_to_string(buffer.data()), message)) {
+        if (const auto bad = wire::decode(ws.got_text(), beast::buffers_to_string(buffer.data()), message, numbering)) {
             const websocket::close_reason why(static_cast<websocket::close_code>(bad->code),
                                               beast::string_view(bad->reason.data(), bad->reason.size()));
             co_await ws.async_close(why, asio::redirect_error(use, ec));
             break;
         }
-        std::optional<std::string> now = node.interp.deliver(message, [&later](std::string text) {
-            later.reply = std::move(text);
-            later.replied = true;
-            later.event.notify();
-        });
-        if (now) {
-            reply = std::move(*now);
+        if (numbering) {
+            const std::uint64_t seq = message.sequence;
+            std::string answer = co_await fire_once(node, channel, *numbering, message, later);
+            reply = wire::numbered('a', seq, answer);
         } else {
-            while (!later.replied) co_await later.event.wait();
-            reply = std::move(later.reply);
-            later.replied = false;
-            later.event.reset();
+            reply = co_await fire(node, message, later);
         }
         if (node.fleet.closing || !ws.is_open()) break;  // a close frame is on its way
         if constexpr (plain) {
@@ -155,24 +264,86 @@ task<void> serve(NodeRt& node, Ws& ws, const Source& channel, const Peer& peer, 
     }
 }
 
-// One client connection: its HTTP request, then, for a channel, its websocket.
-inline task<void> session(NodeRt& node, Socket socket) {
-    TcpStream stream(std::move(socket));
-    stream.socket().set_option(tcp::no_delay(true));
-    Peer peer;
-    {
-        beast::error_code ec;
-        const auto remote = stream.socket().remote_endpoint(ec);
-        if (!ec) peer.address = host_port(remote.address().to_string(), remote.port());
+// Whether an upgrade asks for meshrun.1 (`numbering` then says who sends), or why it
+// cannot have it.
+inline std::optional<std::string> numbered(const http::request<http::string_body>& req, std::optional<Numbering>& numbering) {
+    const auto asked = req.find(http::field::sec_websocket_protocol);
+    if (asked == req.end()) return std::nullopt;
+    bool meshrun1 = false;
+    const std::string_view list(asked->value().data(), asked->value().size());
+    for (std::size_t at = 0; at <= list.size();) {
+        std::size_t comma = list.find(',', at);
+        if (comma == std::string_view::npos) comma = list.size();
+        std::string_view item = list.substr(at, comma - at);
+        while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+        while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+        if (item == wire::protocol) meshrun1 = true;
+        at = comma + 1;
     }
+    if (!meshrun1) return std::nullopt;  // another subprotocol: the plain one is all this node speaks besides
+    const auto field = [&](std::string_view name) {
+        const auto it = req.find(beast::string_view(name.data(), name.size()));
+        return it == req.end() ? std::string() : std::string(it->value().data(), it->value().size());
+    };
+    Numbering n{field("Meshrun-Sender"), field("Meshrun-Boot")};
+    if (n.sender.empty() || n.sender.size() > 256)
+        return std::string("meshrun.1 needs a Meshrun-Sender header: who sends (1 to 256 characters)");
+    const bool boot_ok = !n.boot.empty() && n.boot.size() <= 64 &&
+                         n.boot.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") ==
+                             std::string::npos;
+    if (!boot_ok) return std::string("meshrun.1 needs a Meshrun-Boot header: 1 to 64 letters, digits, - or _");
+    numbering = std::move(n);
+    return std::nullopt;
+}
+
+// A channel's websocket on an accepted upgrade request, until it ends.
+template<class Ws>
+task<void> open_channel(NodeRt& node, Ws& ws, const http::request<http::string_body>& req, const Source& channel,
+                        const Peer& peer, const std::optional<Numbering>& numbering) {
+    const Limits& limits = node.fleet.graph.limits;
+    // The handshake must finish within `handshake`; an open channel may stay quiet for as
+    // long as its peer likes, as long as it answers the pings sent after `idle`/2 of silence.
+    websocket::stream_base::timeout timeouts{};
+    timeouts.handshake_timeout = limits.handshake;
+    timeouts.idle_timeout = limits.idle;
+    timeouts.keep_alive_pings = true;
+    ws.set_option(timeouts);
+    const bool meshrun1 = numbering.has_value();
+    ws.set_option(websocket::stream_base::decorator([meshrun1](websocket::response_type& res) {
+        res.set(http::field::server, "meshrun");
+        if (meshrun1) res.set(http::field::sec_websocket_protocol, beast::string_view(wire::protocol.data(), wire::protocol.size()));
+    }));
+    ws.read_message_max(limits.message + (meshrun1 ? wire::numbered_overhead : 0));
+    beast::error_code ec;
+    co_await ws.async_accept(req, asio::redirect_error(use, ec));
+    if (ec) co_return;
+    const std::uint64_t id = node.next_session++;
+    node.sessions.emplace(id, [&ws] {
+        ws.async_close(websocket::close_reason(websocket::close_code::going_away, "node stopping"), [](beast::error_code) {});
+    });
+    const Numbering* from = numbering ? &*numbering : nullptr;
+    co_await serve(node, ws, channel, peer, from, ec);
+    node.sessions.erase(id);
+    if constexpr (std::is_same_v<Ws, PlainServerStream>) co_await ws.next_layer().drain();  // after a close: until the client's end
+    if (ec && !quiet_error(ec) && ec != websocket::error::message_too_big && ec != beast::websocket::error::bad_frame_payload) {
+        const auto why = fmt::format("connection on /{} ended: {}", channel.name, ec.message());
+        if (auto line = node.session_failures.failed(node.fleet.clock->now(), why, why)) node.log(*line);
+    }
+}
+
+// A client's HTTP request (over TCP or TLS), then, for a channel, its websocket.
+template<class Stream>
+task<void> serve_http(NodeRt& node, Stream& stream, const Peer& peer) {
     beast::flat_buffer buffer;
     http::request<http::string_body> req;
-    const bool read = co_await read_request(stream, buffer, req, std::chrono::seconds(30));
+    const bool read = co_await read_request(stream, buffer, req, node.fleet.graph.limits.handshake);
     if (!read) co_return;
     const std::string_view path = path_of(req);
-    beast::error_code ec;
+    if (path != "/healthz" && !authorized(node.fleet, req)) {
+        co_await refuse_unauthorized(node.fleet, &node, stream, req, peer.address);
+        co_return;
+    }
     const Source* channel = path.size() > 1 ? node.spec().channel(path.substr(1)) : nullptr;
-
     if (!websocket::is_upgrade(req)) {
         const bool get = req.method() == http::verb::get || req.method() == http::verb::head;
         if (get && path == "/") {
@@ -195,31 +366,48 @@ inline task<void> session(NodeRt& node, Socket socket) {
                             fmt::format("no channel `{}` on node `{}`\n", path, node.spec().name));
         co_return;
     }
-    stream.expires_never();
-    PlainServerStream ws(CoalescingStream(std::move(stream)));
-    // A handshake must finish in 30 s; an open channel may stay quiet for as long
-    // as its peer likes (links are kept open), so no idle timer to re-arm per message.
-    websocket::stream_base::timeout limits{};
-    limits.handshake_timeout = std::chrono::seconds(30);
-    limits.idle_timeout = websocket::stream_base::none();
-    limits.keep_alive_pings = false;
-    ws.set_option(limits);
-    ws.set_option(websocket::stream_base::decorator(
-        [](websocket::response_type& res) { res.set(http::field::server, "meshrun"); }));
-    ws.read_message_max(max_message);
-    co_await ws.async_accept(req, asio::redirect_error(use, ec));
-    if (ec) co_return;
-    const std::uint64_t id = node.next_session++;
-    node.sessions.emplace(id, [&ws] {
-        ws.async_close(websocket::close_reason(websocket::close_code::going_away, "node stopping"), [](beast::error_code) {});
-    });
-    co_await serve(node, ws, *channel, peer, ec);
-    node.sessions.erase(id);
-    co_await ws.next_layer().drain();  // after a close: until the client's end
-    if (ec && !quiet_error(ec) && ec != websocket::error::message_too_big && ec != beast::websocket::error::bad_frame_payload) {
-        const auto why = fmt::format("connection on /{} ended: {}", channel->name, ec.message());
-        if (auto line = node.session_failures.failed(node.fleet.clock->now(), why, why)) node.log(*line);
+    std::optional<Numbering> numbering;
+    if (const auto why = numbered(req, numbering)) {
+        co_await http_reply(stream, req, http::status::bad_request, "text/plain", *why + "\n");
+        co_return;
     }
+    beast::get_lowest_layer(stream).expires_never();
+    if constexpr (std::is_same_v<Stream, TcpStream>) {
+        PlainServerStream ws(CoalescingStream(std::move(stream)));
+        co_await open_channel(node, ws, req, *channel, peer, numbering);
+    } else {
+        TlsWebsocket ws(std::move(stream));
+        co_await open_channel(node, ws, req, *channel, peer, numbering);
+    }
+}
+
+// One client connection: over TLS when the file has `tls`, its TLS handshake first.
+inline task<void> session(NodeRt& node, Socket socket) {
+    TcpStream stream(std::move(socket));
+    stream.socket().set_option(tcp::no_delay(true));
+    Peer peer;
+    {
+        beast::error_code ec;
+        const auto remote = stream.socket().remote_endpoint(ec);
+        if (!ec) peer.address = host_port(remote.address().to_string(), remote.port());
+    }
+    if (!node.fleet.tls_server) {
+        co_await serve_http(node, stream, peer);
+        co_return;
+    }
+    TlsStream tls(std::move(stream), *node.fleet.tls_server);
+    beast::get_lowest_layer(tls).expires_after(node.fleet.graph.limits.handshake);
+    beast::error_code ec;
+    co_await tls.async_handshake(asio::ssl::stream_base::server, asio::redirect_error(use, ec));
+    if (ec) {
+        // A client without a certificate the fleet's authority signed, or not speaking TLS.
+        const std::string why = handshake_error(tls, ec);
+        const std::string line = fmt::format("refused a connection from {}: TLS handshake: {}", peer.address, why);
+        if (auto text = node.fleet.unauthorized.failed(node.fleet.clock->now(), line, why)) node.log(*text);
+        node.fleet.tell([&](Observer& o) { o.unauthorized(node.index()); });
+        co_return;
+    }
+    co_await serve_http(node, tls, peer);
 }
 
 // A connection past its bound: 503, then closed.
@@ -253,19 +441,25 @@ inline task<void> listen(NodeRt& node) {
         }
         if (auto line = failures.recovered(fleet.clock->now(), "accepting connections again")) node.log(*line);
         backoff.reset();
-        if (fleet.connections >= fleet.max_connections) {
+        const std::size_t most = fleet.graph.limits.connections;
+        if (fleet.connections >= fleet.max_connections || node.open >= most) {
             refuse_busy(socket);
-            const auto why = fmt::format("{} connections are open, the most this process's descriptor limit leaves room for",
-                                         fleet.max_connections);
+            const auto why =
+                node.open >= most
+                    ? fmt::format("{} connections are open, the node's limit (limits {{ connections {} }})", node.open, most)
+                    : fmt::format("{} connections are open, the most this process's descriptor limit leaves room for",
+                                  fleet.max_connections);
             if (auto line = refused.failed(fleet.clock->now(), "refusing new connections (HTTP 503): " + why, why)) node.log(*line);
             continue;
         }
         if (auto line = refused.recovered(fleet.clock->now(), "taking new connections again")) node.log(*line);
         ++fleet.connections;
+        ++node.open;
         const int index = node.index();
         fleet.tell([&](Observer& o) { o.connection_opened(index); });
         asio::co_spawn(node.executor(), session(node, std::move(socket)), [&node, index](std::exception_ptr e) {
             --node.fleet.connections;
+            --node.open;
             node.fleet.tell([&](Observer& o) { o.connection_closed(index); });
             or_log(node.fleet.log, node.spec().name, "a connection")(e);
         });
@@ -278,9 +472,16 @@ inline task<void> serve_metrics(FleetCore& fleet, Socket socket) {
     TcpStream stream(std::move(socket));
     beast::flat_buffer buffer;
     http::request<http::string_body> req;
-    const bool read = co_await read_request(stream, buffer, req, std::chrono::seconds(10));
+    const bool read = co_await read_request(stream, buffer, req, fleet.graph.limits.handshake);
     if (!read) co_return;
     const std::string_view path = path_of(req);
+    if (path != "/healthz" && !authorized(fleet, req)) {
+        beast::error_code ec;
+        const auto remote = stream.socket().remote_endpoint(ec);
+        const std::string peer = ec ? std::string("?") : host_port(remote.address().to_string(), remote.port());
+        co_await refuse_unauthorized(fleet, nullptr, stream, req, peer);
+        co_return;
+    }
     const bool answered = co_await common_http(fleet, nullptr, stream, req, path);
     if (!answered)
         co_await http_reply(stream, req, http::status::not_found, "text/plain", "this port serves /metrics and /healthz\n");

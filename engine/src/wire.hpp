@@ -11,9 +11,6 @@
 
 namespace meshrun::engine {
 
-// The largest message (and reply) a node takes: a bigger one closes its connection with 1009.
-constexpr std::size_t max_message = 64 * 1024;
-
 // Who is at the other end of a connection: its address, and the identity it proved
 // (none yet: authentication attaches here).
 struct Peer {
@@ -60,6 +57,9 @@ inline std::optional<Numbered> parse_numbered(std::string_view frame, std::strin
     if (i == 2 || i == frame.size() || frame[i] != ' ' || seq == 0 || (frame[2] == '0')) return std::nullopt;
     return Numbered{frame[0], seq, frame.substr(i + 1)};
 }
+
+// What numbering adds to a message or reply: `m `, up to 20 digits, a space.
+constexpr std::size_t numbered_overhead = 24;
 
 // The frame of a numbered message or reply.
 inline std::string numbered(char kind, std::uint64_t seq, std::string_view body) {

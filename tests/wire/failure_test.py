@@ -14,7 +14,6 @@ Run it with Debian's /usr/bin/python3 (apt package python3-websockets, version 1
 
 import asyncio
 import os
-import resource
 import signal
 import socket
 import subprocess
@@ -26,77 +25,8 @@ import websockets
 import websockets.exceptions
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from checks import HOST, STEP, CheckFailed, expect, free_port, run_checks, wait_for_port  # noqa: E402
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-class Node:
-    """A `meshrun run` process; its log is read from a file, so it never blocks on a full pipe."""
-
-    def __init__(self, meshrun, mesh, node, args=(), limit_files=None, wait_port=None):
-        self.log_path = tempfile.mktemp(suffix=".log")
-        self.log_file = open(self.log_path, "w")
-
-        def limits():
-            if limit_files:
-                resource.setrlimit(resource.RLIMIT_NOFILE, (limit_files, limit_files))
-
-        self.proc = subprocess.Popen([meshrun, "run", mesh, "--node", node, "--color", "never", *args],
-                                     stdout=self.log_file, stderr=subprocess.STDOUT, preexec_fn=limits)
-        if wait_port:
-            self.wait_for_line(f":{wait_port}", STEP)
-
-    def log(self):
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
-
-    def wait_for_line(self, text, timeout):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text in self.log():
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.02)
-        raise CheckFailed(f"no log line with {text!r} within {timeout} s; the log:\n{self.log()[-2000:]}")
-
-    def cpu_seconds(self):
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICK
-
-    def rss_mib(self):
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        return 0
-
-    def stop(self, sig=signal.SIGTERM, timeout=STEP):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log_file.close()
-        return self.proc.returncode
-
-
-def write_mesh(text):
-    fd, path = tempfile.mkstemp(suffix=".mesh")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    return path
-
-
-async def ask(port, channel, message, timeout=STEP):
-    async with websockets.connect(f"ws://{HOST}:{port}/{channel}", max_size=None, open_timeout=timeout) as ws:
-        await ws.send(message)
-        return await asyncio.wait_for(ws.recv(), timeout)
-
-
+from checks import HOST, STEP, expect, free_port, run_checks, wait_for_port  # noqa: E402
+from nodes import Node, ask, write_mesh  # noqa: E402
 def idle_cpu(node, seconds):
     before = node.cpu_seconds()
     time.sleep(seconds)
@@ -559,7 +489,7 @@ node b at {HOST}:{pb} {{ on in -> ack "ok" }}
         silent.listen(16)  # the kernel accepts; nobody ever answers
         a = Node(meshrun, mesh, "a", args=["--grace", "0"], wait_port=pa)
         try:
-            line = f"waiting for b/in at {HOST}:{pb} (no answer to the websocket handshake within 5 s); retrying"
+            line = f"waiting for b/in at {HOST}:{pb} (no answer to the websocket handshake within 5s); retrying"
             a.wait_for_line(line, 8)
             time.sleep(1)
             expect(a.log().count(line) == 1, f"expected {line!r} once:\n{a.log()}")

@@ -31,7 +31,7 @@ from wsraw import Ended, RawClient, RunningNode, close_payload, frame, handshake
 
 # The node's deadline for an HTTP request or websocket handshake to arrive whole, in seconds: 30
 # today (engine/src/session.hpp); docs/delivery.md's `handshake` limit makes it 5 by default.
-HANDSHAKE_DEADLINE = 30
+HANDSHAKE_DEADLINE = 5  # limits { handshake } by default
 DROP_MARGIN = 3             # the slowloris must be dropped within HANDSHAKE_DEADLINE + this
 MAX_MESSAGE = 64 * 1024     # the node's limit on a message
 IDLE_CONNECTIONS = 10_000   # fewer when RLIMIT_NOFILE's hard limit does not allow them
@@ -174,19 +174,21 @@ class Hostile:
 
     def check_close_frames(self):
         """Autobahn 7: codes that must not be sent fail with 1002; valid ones are echoed; a reason
-        that is not UTF-8 is 1007; nothing after a close is answered."""
-        bad = [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535]
+        that is not UTF-8 fails the connection (Beast says 1002, which Autobahn's 7.5.1 accepts: the
+        RFC names no code for it); nothing after a close is answered. Codes from 5000 up are not
+        checked: RFC 6455 leaves them undefined, and Autobahn scores them informational (7.13)."""
+        bad = [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999]
         good = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999]
         cases = [(f"a close with code {code}", frame(0x8, close_payload(code)), 1002) for code in bad]
         cases += [(f"a close with code {code}", frame(0x8, close_payload(code)), code) for code in good]
         cases += [("a close with code 1000 and a reason", frame(0x8, close_payload(1000, b"bye \xc3\xa9")), 1000),
-                  ("a close with a reason that is not UTF-8", frame(0x8, close_payload(1000, NOT_UTF8_REASON)), 1007),
+                  ("a close with a reason that is not UTF-8", frame(0x8, close_payload(1000, NOT_UTF8_REASON)), 1002),
                   ("a close, then a message", frame(0x8, close_payload(1000)) + frame(0x1, b"after the close"), 1000)]
         problems = []
         for what, data, code in cases:
             # Our close is sent already: the node's close ends the closing handshake.
             problems += self.case(what, data, code, answer_close=False)
-        problems += self.case("a close with code 5000, behind a good message", GOOD + frame(0x8, close_payload(5000)), 1002,
+        problems += self.case("a close with code 1016, behind a good message", GOOD + frame(0x8, close_payload(1016)), 1002,
                               replies=[b"good"], answer_close=False)
         problems += self.good_case("an empty close", self.empty_close)
         no_problems(problems)
@@ -495,7 +497,7 @@ def main():
                 ("unmasked client frames -> 1002", h.check_unmasked),
                 ("control frames: fragmented or over 125 bytes -> 1002, pings answered, pongs ignored",
                  h.check_control_frames),
-                ("close frames: forbidden codes -> 1002, valid ones echoed, a reason not UTF-8 -> 1007",
+                ("close frames: forbidden codes -> 1002, valid ones echoed, a reason not UTF-8 -> 1002",
                  h.check_close_frames),
                 ("continuations: nothing to continue or a message inside a message -> 1002, fragments reassembled",
                  h.check_continuations),

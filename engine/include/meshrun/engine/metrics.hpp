@@ -51,6 +51,8 @@ public:
     void dropped(int node, int edge, std::string_view why) override;
     void link_state(int node, int edge, LinkState state, std::string_view why) override;
     void link_queue(int node, int edge, std::size_t held, std::size_t limit) override;
+    void repeat(int node, int source, bool refired) override;
+    void unauthorized(int node) override;
     void connection_opened(int node) override;
     void connection_closed(int node) override;
 
@@ -74,12 +76,13 @@ private:
     struct Figures {
         int node = -1;  // graph index
         std::vector<Figure> received, replied;  // per source (channels only are shown)
+        std::vector<Figure> repeats, refired;   // per source: meshrun.1 messages sent again
         std::vector<Link> links;                // per edge
         std::vector<Figure> writes, edges, level;  // per pin; level -1: not known yet
         std::vector<Figure> fired;              // per rule of the node, sources in order
         std::vector<const Rule*> rules;         // per rule of the node (Rule::index): which it is
 
-        Figure open, connections, started_micros;  // started: Unix time, 0 before start
+        Figure open, connections, unauthorized, started_micros;  // started: Unix time, 0 before start
     };
 
     Figures* at(int node) {

@@ -52,6 +52,13 @@ public:
     // The messages a link has queued (the one in flight included), of at most `limit`.
     virtual void link_queue(int /*node*/, int /*edge*/, std::size_t /*queued*/, std::size_t /*limit*/) {}
 
+    // meshrun.1: a message sent again was answered with its first reply, without firing
+    // (`refired` false); or it was fired again, possibly for the second time, since the
+    // node has no record of its reply (it restarted while firing it, or without --state).
+    virtual void repeat(int /*node*/, int /*source*/, bool /*refired*/) {}
+    // A request without the fleet's token (secret env VAR) was refused with 401.
+    virtual void unauthorized(int /*node*/) {}
+
     // A client's connection to a node (websocket or HTTP) opened, or closed.
     virtual void connection_opened(int /*node*/) {}
     virtual void connection_closed(int /*node*/) {}

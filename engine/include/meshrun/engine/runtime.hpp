@@ -82,6 +82,13 @@ struct FleetOptions {
     // Also serve the whole process's /metrics and /healthz here: PORT (on 127.0.0.1) or
     // ADDR:PORT ([ADDR]:PORT for IPv6); port 0: a free one.
     std::optional<std::string> metrics;
+    // Keep each node's outbox and what it fired in DIR/NODE.state, so that a restart
+    // loses nothing and fires nothing twice (docs/delivery.md); none: in memory only.
+    std::optional<std::string> state_dir;
+    // Plain websockets whatever the file's `tls` says (the test runner: one process on loopback).
+    bool plain = false;
+    // The fleet's token when the file has `secret env VAR`; none: read from VAR at start.
+    std::optional<std::string> token;
     // Told of everything the fleet does, in order, on its thread (observer.hpp).
     std::vector<Observer*> observers;
 };
