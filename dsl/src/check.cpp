@@ -169,6 +169,7 @@ Summary Checker::run() {
     }
 
     check_discovery();
+    check_settings();
     declare_nodes();
     s.channels = channel_names_.size();
     action_vertex_base_ = channel_names_.size();
@@ -237,6 +238,131 @@ void Checker::check_discovery() {
         if (port < 1 || port > max_port)
             error(Kind::bad_url, d.span,
                   "port " + std::to_string(port) + " of discovery URL " + bt(d.url) + " is out of range (1 to 65535)");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// `secret`, `tls` and `limits`: one of each at most
+
+namespace {
+
+// What a limit takes and its range; the defaults are engine::Limits' (docs/delivery.md).
+struct LimitSpec {
+    std::string_view name;
+    Limit::Unit unit;
+    std::uint64_t least, most;
+    std::string_view example;  // its default, as the language writes it
+};
+constexpr LimitSpec limit_specs[] = {
+    {"message", Limit::Unit::size, 16, 16 << 20, "64KiB"},
+    {"connections", Limit::Unit::count, 1, 1'000'000, "1024"},
+    {"handshake", Limit::Unit::duration, 100'000, 3600 * us_per_s, "5s"},
+    {"idle", Limit::Unit::duration, us_per_s, 24 * 3600 * us_per_s, "60s"},
+    {"input", Limit::Unit::count, 1, 1024, "16"},
+    {"outbox", Limit::Unit::count, 1, 1'000'000, "1000"},
+};
+
+// A size in the largest unit it is a whole number of: `16B`, `1000B`, `64KiB`, `16MiB`.
+std::string format_size(std::uint64_t bytes) {
+    if (bytes != 0 && bytes % (1024 * 1024) == 0) return std::to_string(bytes / (1024 * 1024)) + "MiB";
+    if (bytes != 0 && bytes % 1024 == 0) return std::to_string(bytes / 1024) + "KiB";
+    return std::to_string(bytes) + "B";
+}
+
+std::string format_limit(Limit::Unit unit, std::uint64_t value) {
+    if (unit == Limit::Unit::size) return format_size(value);
+    if (unit == Limit::Unit::duration) return format_duration(value);
+    return std::to_string(value);
+}
+
+}  // namespace
+
+void Checker::check_settings() {
+    const auto& secrets = program_.secrets;
+    for (std::size_t i = 1; i < secrets.size(); ++i)
+        error(Kind::duplicate_item, secrets[i].span, "`secret` is given twice: a topology has one token")
+            .notes.push_back({secrets[0].span, "first given here"});
+    for (std::size_t i = 0; i < program_.tls.size(); ++i) {
+        if (i > 0)
+            error(Kind::duplicate_item, program_.tls[i].keyword,
+                  "`tls` is given twice: a topology has one certificate and key")
+                .notes.push_back({program_.tls[0].keyword, "first given here"});
+        check_tls(program_.tls[i]);
+    }
+    for (std::size_t i = 0; i < program_.limits.size(); ++i) {
+        if (i > 0)
+            error(Kind::duplicate_item, program_.limits[i].keyword,
+                  "`limits` is given twice: write every limit in one `limits { ... }`")
+                .notes.push_back({program_.limits[0].keyword, "first given here"});
+        check_limits(program_.limits[i]);
+    }
+}
+
+// `tls cert "FILE" key "FILE" [ca "FILE"]`: cert and key once each, ca at most once, no file
+// name empty. The files are not opened here: they may exist only on the device that runs the node.
+void Checker::check_tls(const Tls& tls) {
+    for (std::size_t i = 0; i < tls.files.size(); ++i) {
+        const Tls::File& f = tls.files[i];
+        const Tls::File* first = tls.find(f.option);
+        if (first != &f) {
+            error(Kind::tls_option, f.span, bt(f.option) + " is given twice in `tls`")
+                .notes.push_back({first->span, "first given here"});
+            continue;
+        }
+        if (f.path.empty()) error(Kind::tls_option, f.path_span, bt(f.option) + " has an empty file name");
+    }
+    const bool cert = tls.find("cert") != nullptr, key = tls.find("key") != nullptr;
+    if (cert && key) return;
+    const std::string missing =
+        !cert && !key ? "`cert \"FILE\"` and `key \"FILE\"`, the certificate the nodes serve and its private key"
+        : !cert       ? "`cert \"FILE\"`, the certificate the nodes serve"
+                      : "`key \"FILE\"`, the private key of the certificate";
+    error(Kind::tls_option, tls.keyword, "`tls` without " + missing)
+        .notes.push_back({std::nullopt, "as in `tls cert \"node.crt\" key \"node.key\"`, with `ca \"FILE\"` for mutual TLS"});
+}
+
+// Each limit known, once, in its unit and range.
+void Checker::check_limits(const Limits& limits) {
+    for (std::size_t i = 0; i < limits.limits.size(); ++i) {
+        const Limit& l = limits.limits[i];
+        const LimitSpec* spec = nullptr;
+        for (const LimitSpec& s : limit_specs)
+            if (s.name == l.name.name) spec = &s;
+        if (!spec) {
+            std::vector<std::string_view> names;
+            for (const LimitSpec& s : limit_specs) names.push_back(s.name);
+            auto& d = error(Kind::unknown_limit, l.name.span, "unknown limit " + bt(l.name.name));
+            suggest(d, l.name.name, names);
+            d.notes.push_back({std::nullopt, "the limits are `message`, `connections`, `handshake`, `idle`, `input` "
+                                             "and `outbox`"});
+            continue;
+        }
+        const Limit* first = nullptr;
+        for (std::size_t k = 0; k < i && !first; ++k)
+            if (limits.limits[k].name.name == l.name.name) first = &limits.limits[k];
+        if (first) {
+            error(Kind::duplicate_item, l.name.span, "limit " + bt(l.name.name) + " is given twice")
+                .notes.push_back({first->name.span, "first given here"});
+            continue;
+        }
+        if (l.unit != spec->unit) {
+            const char* what = spec->unit == Limit::Unit::size       ? "a size"
+                               : spec->unit == Limit::Unit::duration ? "a duration"
+                                                                     : "a count";
+            const char* how = spec->unit == Limit::Unit::size ? "a size is a whole number with `B`, `KiB` or `MiB`; "
+                                                                "`1KiB` is 1024 bytes"
+                              : spec->unit == Limit::Unit::duration
+                                  ? "a duration is a whole number with `us`, `ms`, `s`, `m` or `h`"
+                                  : "a count is a whole number without a unit";
+            error(Kind::limit_unit, l.value_span,
+                  "limit " + bt(l.name.name) + " is " + what + ", such as " + bt(spec->example) + ", not " + bt(l.text))
+                .notes.push_back({std::nullopt, how});
+            continue;
+        }
+        if (l.value < spec->least || l.value > spec->most)
+            error(Kind::out_of_range, l.value_span,
+                  bt(l.name.name) + " limit " + l.text + " is out of range (" + format_limit(spec->unit, spec->least) +
+                      " to " + format_limit(spec->unit, spec->most) + ")");
     }
 }
 

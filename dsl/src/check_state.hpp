@@ -215,6 +215,9 @@ private:
 
     // --- declarations (check.cpp) ---
     void check_discovery();
+    void check_settings();  // `secret`, `tls` and `limits`
+    void check_tls(const Tls& tls);
+    void check_limits(const Limits& limits);
     void declare_nodes();
     void declare_names(int node);
     void declare_rules(int node);

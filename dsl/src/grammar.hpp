@@ -45,6 +45,10 @@ MESHRUN_KW(initial, "initial") MESHRUN_KW(pull_up, "pull_up") MESHRUN_KW(pull_do
 MESHRUN_KW(debounce, "debounce") MESHRUN_KW(drive, "drive") MESHRUN_KW(advance, "advance")
 MESHRUN_KW(expect, "expect") MESHRUN_KW(within, "within") MESHRUN_KW(received, "received")
 MESHRUN_KW(logged, "logged") MESHRUN_KW(history, "history")
+// Top-level items that are not reserved: a name may be `tls` or `limits` (an item starts with a
+// keyword, so at the top level they cannot be taken for a name), and so may `cert`, `key`, `ca`.
+MESHRUN_KW(tls, "tls") MESHRUN_KW(limits, "limits") MESHRUN_KW(cert, "cert") MESHRUN_KW(key, "key")
+MESHRUN_KW(ca, "ca")
 #undef MESHRUN_KW
 
 // A name, read whole in one scan: `[A-Za-z_][A-Za-z0-9_-]*`, not ending in `-`,
@@ -290,10 +294,51 @@ struct secret_decl : if_must<kw_secret, _, kw_env, _, env_var> {};
 struct discovery_url : string_lit {};
 struct discovery_decl : if_must<kw_discovery, _, kw_etcd, _, discovery_url> {};
 
+// `tls cert "FILE" key "FILE" [ca "FILE"]`: the options in any order; the checker finds a
+// missing or repeated one.
+struct cert_file : string_lit {};
+struct key_file : string_lit {};
+struct ca_file : string_lit {};
+struct tls_cert : if_must<kw_cert, _, cert_file> {};
+struct tls_key : if_must<kw_key, _, key_file> {};
+struct tls_ca : if_must<kw_ca, _, ca_file> {};
+struct tls_option : sor<peek<kw_cert, tls_cert>, peek<kw_key, tls_key>, peek<kw_ca, tls_ca>> {};
+struct tls_first : seq<tls_option> {};
+struct tls_end : at<sor<one<';'>, one<'\n'>, eof>> {};
+struct tls_decl : if_must<kw_tls, _, tls_first, star<_, tls_option>> {};
+struct tls_item : seq<tls_decl, _, tls_end> {};  // the item's span ends at its last file
+
+// `limits { NAME VALUE ... }`, one limit a line (or `;` between them). A value is a whole number
+// and the letters after it, read whole: the checker says which unit each limit takes, and what
+// is wrong with `64KB` or `message 5s`.
+//
+// A limit's name: any word read as a name is, reserved or not (the checker says which limits
+// there are, and that `on` is none of them).
+struct limit_name {
+    using rule_t = limit_name;
+    using subs_t = empty_list;
+    template<typename ParseInput>
+    static bool match(ParseInput& in) {
+        const std::size_t n = name::scan(in.current(), in.end());
+        if (n == 0) return false;
+        in.bump(n);
+        return true;
+    }
+};
+struct limit_token : seq<plus<digit>, star<alpha>, word_end> {};
+// All or nothing, so that an error points at the start of a bad value.
+struct limit_value : seq<at<limit_token>, limit_token> {};
+struct limit : seq<limit_name, _, must<limit_value>> {};
+struct limit_end : seq<end_of_item> {};
+struct limits_open : one<'{'> {};
+struct limits_close : one<'}'> {};
+struct limits_decl : if_must<kw_limits, _, limits_open, __, star<limit, _, must<limit_end>, __>, limits_close> {};
+
 struct top_end : sor<one<';'>, one<'\n'>, eof> {};
 struct top_item : sor<peek<kw_node, node_decl>, peek<kw_test, test_decl>, peek<kw_mesh, mesh_decl>,
                       peek<kw_include, include_decl>, peek<kw_secret, secret_decl>,
-                      peek<kw_discovery, discovery_decl>> {};
+                      peek<kw_discovery, discovery_decl>, peek<kw_tls, tls_item>,
+                      peek<kw_limits, limits_decl>> {};
 // The parser reads one top-level item at a time, so that one syntax error
 // costs one item and the rest of the file is still read.
 struct top_entry : seq<top_item, _, must<top_end>> {};
@@ -375,6 +420,15 @@ MESHRUN_MSG(kw_env, "expected `env` after `secret`, as in `secret env MESH_TOKEN
 MESHRUN_MSG(env_var, "expected an environment variable name")
 MESHRUN_MSG(kw_etcd, "expected `etcd` after `discovery`")
 MESHRUN_MSG(discovery_url, "expected a URL in quotes, as in `\"http://127.0.0.1:2379\"`")
+MESHRUN_MSG(cert_file, "expected the certificate's file in quotes after `cert`, as in `cert \"node.crt\"`")
+MESHRUN_MSG(key_file, "expected the private key's file in quotes after `key`, as in `key \"node.key\"`")
+MESHRUN_MSG(ca_file, "expected the authority's certificate file in quotes after `ca`, as in `ca \"fleet-ca.crt\"`")
+MESHRUN_MSG(tls_first, "expected `cert \"FILE\"`, `key \"FILE\"` or `ca \"FILE\"` after `tls`")
+MESHRUN_MSG(tls_end, "expected `cert`, `key`, `ca` or the end of the line")
+MESHRUN_MSG(limits_open, "expected `{` after `limits`")
+MESHRUN_MSG(limit_value, "expected a value after the limit's name, such as `64KiB`, `1024` or `5s`")
+MESHRUN_MSG(limit_end, "expected a newline or `;` after the limit")
+MESHRUN_MSG(limits_close, "expected a limit, such as `message 64KiB`, or `}`")
 MESHRUN_MSG(top_end, "expected a newline or `;` after the item")
 #undef MESHRUN_MSG
 
@@ -386,3 +440,5 @@ template<typename Name>
 struct tao::pegtl::analyze_traits<Name, meshrun::dsl::grammar::name> : analyze_any_traits<> {};
 template<typename Name>
 struct tao::pegtl::analyze_traits<Name, meshrun::dsl::grammar::assignment_ahead> : analyze_opt_traits<> {};
+template<typename Name>
+struct tao::pegtl::analyze_traits<Name, meshrun::dsl::grammar::limit_name> : analyze_any_traits<> {};

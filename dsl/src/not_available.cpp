@@ -1,6 +1,5 @@
-// Items of the language that parse and check but that this version does not build: `secret env
-// VAR` (links carrying a token) and `discovery etcd "URL"` (nodes finding each other in etcd).
-// A file that has them must not run as if they were there.
+// Items of the language that parse and check but that this version does not build: `discovery
+// etcd "URL"` (nodes finding each other in etcd). A file that has it must not run as if it were there.
 #include "meshrun/dsl/frontend.hpp"
 
 namespace meshrun::dsl {
@@ -13,9 +12,6 @@ void report_not_available(const Program& program, Diagnostics& diags, Severity s
             diags.warning(Kind::not_available, at, std::move(message));
         }
     };
-    for (const Ident& secret : program.secrets)
-        report(secret.span, "`secret env " + secret.name +
-                                "` is not available in this version of meshrun: links would run without the token");
     for (const Program::Discovery& d : program.discovery)
         report(d.span, "`discovery etcd` is not available in this version of meshrun: nodes would not register "
                        "or look each other up in etcd");

@@ -46,7 +46,9 @@ using selected_rules = rule_set<
     g::history_text, g::expect_logged,
     g::test_title, g::test_decl,
     g::mesh_name, g::mesh_decl, g::include_path, g::include_decl, g::env_var, g::secret_decl,
-    g::discovery_url, g::discovery_decl>;
+    g::discovery_url, g::discovery_decl,
+    g::cert_file, g::key_file, g::ca_file, g::tls_cert, g::tls_key, g::tls_ca, g::tls_decl,
+    g::limit_name, g::limit_value, g::limit, g::limits_decl>;
 // clang-format on
 
 // The parse tree, flat: nodes in pre-order, each with the size of its subtree.
@@ -272,6 +274,8 @@ private:
     void node(const Tree& n);
     void test(const Tree& n);
     void top_item(const Tree& n, bool is_root);
+    void tls(const Tree& n);
+    void limits(const Tree& n);
 
     Diagnostic* syntax_error(const std::string& text, std::uint32_t offset, std::string message);
     void syntax_error(const std::string& text, const Failure& f);
@@ -734,11 +738,71 @@ void Parser::top_item(const Tree& n, bool is_root) {
         program_.secrets.push_back(ident(c.at(0)));
     } else if (n.is_type<g::discovery_decl>()) {
         program_.discovery.push_back({plain_string(c.at(0), "a URL"), span(c.at(0))});
+    } else if (n.is_type<g::tls_decl>()) {
+        tls(n);
+    } else if (n.is_type<g::limits_decl>()) {
+        limits(n);
     } else if (n.is_type<g::node_decl>()) {
         node(n);
     } else if (n.is_type<g::test_decl>()) {
         test(n);
     }
+}
+
+void Parser::tls(const Tree& n) {
+    Tls t;
+    t.span = span(n);
+    t.keyword = Span{file_, n.begin(), n.begin() + 3};
+    for (const Tree& o : n.children()) {
+        Tls::File f;
+        f.option = o.is_type<g::tls_cert>() ? "cert" : o.is_type<g::tls_key>() ? "key" : "ca";
+        const Tree path = o.child(0);
+        f.path = plain_string(path, "a file name");
+        f.span = span(o);
+        f.path_span = span(path);
+        t.files.push_back(std::move(f));
+    }
+    program_.tls.push_back(std::move(t));
+}
+
+// `NAME VALUE` lines. A value is a whole number and the letters after it (the grammar reads
+// them whole); the letters say what it is, and the checker whether that fits the limit.
+void Parser::limits(const Tree& n) {
+    Limits l;
+    l.span = span(n);
+    l.keyword = Span{file_, n.begin(), n.begin() + 6};
+    constexpr std::uint64_t most = std::numeric_limits<std::uint64_t>::max();
+    for (const Tree& item : n.children()) {
+        const Tree value = item.child(1);
+        Limit lim;
+        lim.name = ident(item.child(0));
+        lim.span = span(item);
+        lim.text = value.string();
+        lim.value_span = span(value);
+        const std::string_view text = value.string_view();
+        std::size_t i = 0;
+        std::uint64_t amount = 0;
+        for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i)
+            amount = amount > (most - 9) / 10 ? most : amount * 10 + static_cast<std::uint64_t>(text[i] - '0');
+        const std::string_view unit = text.substr(i);
+        std::uint64_t scale = 1;
+        lim.unit = Limit::Unit::unknown;
+        if (unit.empty()) {
+            lim.unit = Limit::Unit::count;
+        } else if (unit == "B" || unit == "KiB" || unit == "MiB") {
+            lim.unit = Limit::Unit::size;
+            scale = unit == "B" ? 1 : unit == "KiB" ? 1024 : 1024 * 1024;
+        } else {
+            for (const DurationUnit& u : duration_units) {
+                if (unit != u.name) continue;
+                lim.unit = Limit::Unit::duration;
+                scale = u.micros;
+            }
+        }
+        lim.value = amount > most / scale ? most : amount * scale;
+        l.limits.push_back(std::move(lim));
+    }
+    program_.limits.push_back(std::move(l));
 }
 
 Diagnostic* Parser::syntax_error(const std::string& text, std::uint32_t offset, std::string message) {
@@ -863,7 +927,8 @@ void Parser::parse_source(std::uint32_t file_id, std::optional<Span> included_at
                 file_ = file_id;
                 continue;
             }
-            syntax_error(text, offset, "expected `node`, `test`, `include`, `mesh`, `secret` or `discovery`");
+            syntax_error(text, offset,
+                         "expected `node`, `test`, `include`, `mesh`, `secret`, `tls`, `limits` or `discovery`");
         } catch (const Failure& f) {
             syntax_error(text, f);
         }
@@ -879,7 +944,7 @@ void Parser::parse_source(std::uint32_t file_id, std::optional<Span> included_at
             ++at;
             pegtl::memory_input<> probe(text.data() + at, text.data() + text.size(), "");
             if (pegtl::parse<pegtl::sor<g::kw_node, g::kw_test, g::kw_include, g::kw_mesh, g::kw_secret,
-                                        g::kw_discovery>>(probe)) {
+                                        g::kw_discovery, g::kw_tls, g::kw_limits>>(probe)) {
                 break;
             }
         }

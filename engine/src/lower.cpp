@@ -241,6 +241,38 @@ Graph lower(const dsl::Program& program) {
     graph.name = program.mesh_name ? program.mesh_name->name : "mesh";
     for (const dsl::Ident& secret : program.secrets) graph.secrets.push_back({secret.name, secret.span});
     for (const auto& d : program.discovery) graph.discovery.push_back({d.url, d.span});
+    // The checker allows one `tls` and one `limits` item, each limit once, in its unit and range.
+    if (!program.tls.empty()) {
+        const dsl::Tls& in = program.tls.front();
+        Tls tls;
+        tls.span = in.span;
+        for (const dsl::Tls::File& f : in.files) {
+            std::string& path = f.option == "cert" ? tls.cert : f.option == "key" ? tls.key : tls.ca;
+            path = f.path;
+        }
+        graph.tls = std::move(tls);
+    }
+    if (!program.limits.empty()) {
+        for (const dsl::Limit& l : program.limits.front().limits) {
+            const std::string& name = l.name.name;
+            const auto n = static_cast<std::size_t>(l.value);
+            if (name == "message") {
+                graph.limits.message = n;
+            } else if (name == "connections") {
+                graph.limits.connections = n;
+            } else if (name == "handshake") {
+                graph.limits.handshake = Micros(l.value);
+            } else if (name == "idle") {
+                graph.limits.idle = Micros(l.value);
+            } else if (name == "input") {
+                graph.limits.input = n;
+            } else if (name == "outbox") {
+                graph.limits.outbox = n;
+            } else {
+                throw std::logic_error(fmt::format("lowering a program that did not check clean: unknown limit `{}`", name));
+            }
+        }
+    }
     for (const dsl::Test& t : program.tests) graph.tests.push_back({t.title, t.span});
     for (const dsl::Include& i : program.includes) graph.includes.push_back({i.path, i.span});
     graph.nodes.resize(program.nodes.size());

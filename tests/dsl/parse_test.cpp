@@ -1,4 +1,5 @@
 // The parser: grammar soundness, the AST it builds, and what its syntax errors say.
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 
@@ -237,6 +238,76 @@ TEST_CASE("contextual keywords stay usable as names", "[dsl][parse]") {
     CHECK(p->program.nodes[0].rules[0].source.name == "in");
 }
 
+TEST_CASE("tls takes its files in any order, as written", "[dsl][parse]") {
+    auto p = parse("tls key \"k.key\" ca \"certs/ca.crt\"   # mutual\n"
+                   "tls cert \"a b.crt\"; tls cert \"\\\"q\\\".crt\" key \"\"\n");
+    INFO(p->errors());
+    REQUIRE(p->diags.all().empty());
+    const auto& tls = p->program.tls;
+    REQUIRE(tls.size() == 3);  // the checker, not the parser, allows one
+    CHECK(p->text(tls[0].span) == "tls key \"k.key\" ca \"certs/ca.crt\"");
+    CHECK(p->text(tls[0].keyword) == "tls");
+    REQUIRE(tls[0].files.size() == 2);
+    CHECK(tls[0].files[0].option == "key");
+    CHECK(tls[0].files[0].path == "k.key");
+    CHECK(p->text(tls[0].files[0].span) == "key \"k.key\"");
+    CHECK(p->text(tls[0].files[0].path_span) == "\"k.key\"");
+    CHECK(tls[0].find("ca")->path == "certs/ca.crt");
+    CHECK(tls[0].find("cert") == nullptr);
+    CHECK(tls[1].find("cert")->path == "a b.crt");
+    CHECK(tls[2].find("cert")->path == "\"q\".crt");  // escapes as in any string
+    CHECK(tls[2].find("key")->path.empty());            // an error of the checker's
+}
+
+TEST_CASE("limits read one a line or between `;`, with the value in its unit's base", "[dsl][parse]") {
+    auto p = parse("limits {\n    message 64KiB   # a size\n connections 1024; handshake 250ms\n"
+                   "  idle 2m; input 16B; outbox 1MiB\n  x 5h; y 3us; z 64KB\n huge 99999999999999999999999MiB }\n"
+                   "limits {}\nlimits {\n}\n");
+    INFO(p->errors());
+    REQUIRE(p->diags.all().empty());
+    REQUIRE(p->program.limits.size() == 3);
+    CHECK(p->program.limits[1].limits.empty());
+    const Limits& l = p->program.limits[0];
+    CHECK(p->text(l.keyword) == "limits");
+    REQUIRE(l.limits.size() == 10);
+    using U = Limit::Unit;
+    struct Want {
+        const char* name;
+        U unit;
+        std::uint64_t value;
+        const char* text;
+    };
+    const Want want[] = {
+        {"message", U::size, 65536, "64KiB"},   {"connections", U::count, 1024, "1024"},
+        {"handshake", U::duration, 250'000, "250ms"}, {"idle", U::duration, 120'000'000, "2m"},
+        {"input", U::size, 16, "16B"},          {"outbox", U::size, 1 << 20, "1MiB"},
+        {"x", U::duration, 5 * 3'600'000'000ULL, "5h"}, {"y", U::duration, 3, "3us"},
+        {"z", U::unknown, 64, "64KB"},          {"huge", U::size, UINT64_MAX, "99999999999999999999999MiB"},
+    };
+    for (std::size_t i = 0; i < l.limits.size(); ++i) {
+        INFO(want[i].name);
+        CHECK(l.limits[i].name.name == want[i].name);
+        CHECK(l.limits[i].unit == want[i].unit);
+        CHECK(l.limits[i].value == want[i].value);
+        CHECK(l.limits[i].text == want[i].text);
+        CHECK(p->text(l.limits[i].value_span) == want[i].text);
+        CHECK(p->text(l.limits[i].span) == std::string(want[i].name) + " " + want[i].text);
+    }
+}
+
+TEST_CASE("`tls` and `limits` start items only at the top level: elsewhere they are names", "[dsl][parse]") {
+    auto p = parse("node tls at :1 {\n on limits -> ack 1\n on cert -> ack 2\n action ca { log \"x\" }\n"
+                   " on key -> ca\n}\nnode limits { every 1s -> send 1 to tls/limits }\n");
+    INFO(p->errors());
+    REQUIRE(p->diags.all().empty());
+    REQUIRE(p->program.nodes.size() == 2);
+    CHECK(p->program.nodes[0].name.name == "tls");
+    CHECK(p->program.nodes[0].rules[0].source.name == "limits");
+    CHECK(p->program.nodes[1].name.name == "limits");
+    CHECK(p->program.tls.empty());
+    CHECK(p->program.limits.empty());
+}
+
 TEST_CASE("test blocks parse every statement", "[dsl][parse]") {
     auto p = parse("test \"t\" {\n send 1 to b/signal expect \"buzz\"\n drive b.button = 1\n advance 5s\n"
                    " expect b.horn == 1 within 100ms\n expect b.horn != 0\n expect b received 15 on signal\n"
@@ -277,11 +348,20 @@ TEST_CASE("a syntax error says what was expected where, and what was found", "[d
         {"node n {\n pin p = out gpiochip0 17 pullup\n}\n", "expected a pin option (`active_low`, `initial`, `pull_up`, `pull_down`, `debounce`) or the end of the line, found `pullup`", "2:27"},
         {"node n {\n every 1 -> {}\n}\n", "expected a duration such as `1s` or `250ms` after `every`, found `1`", "2:8"},
         {"node n at :1 {\n on c -> ack 1 +\n}\n", "expected an expression after the operator, found end of line", "2:17"},
-        {"nod n {}\n", "expected `node`, `test`, `include`, `mesh`, `secret` or `discovery`, found `nod`", "1:1"},
+        {"nod n {}\n", "expected `node`, `test`, `include`, `mesh`, `secret`, `tls`, `limits` or `discovery`, found `nod`", "1:1"},
         {"node n {\n frobnicate\n}\n", "expected `pin`, `action`, `every`, `on` or `}`, found `frobnicate`", "2:2"},
         {"node n at :1 {\n on c -> { ack 1 ack 2 }\n}\n", "expected a newline or `;` after the statement, found `ack`", "2:18"},
         {"test \"t\" {\n expect b horn\n}\n", "expected `.PIN == LEVEL`, `.PIN history \"1 0\"`, `received N on CHANNEL` or `logged \"TEXT\"` after the node, found `horn`", "2:11"},
         {"node send {}\n", "expected a node name after `node`, found `send`", "1:6"},
+        {"tls cert node.crt\n", "expected the certificate's file in quotes after `cert`, as in `cert \"node.crt\"`, found `node`", "1:10"},
+        {"tls\n", "expected `cert \"FILE\"`, `key \"FILE\"` or `ca \"FILE\"` after `tls`, found end of line", "1:4"},
+        {"tls key \"k\" ca\n", "expected the authority's certificate file in quotes after `ca`, as in `ca \"fleet-ca.crt\"`, found end of line", "1:15"},
+        {"tls cert \"c\" key \"k\" mutual\n", "expected `cert`, `key`, `ca` or the end of the line, found `mutual`", "1:22"},
+        {"limits\n", "expected `{` after `limits`, found end of line", "1:7"},
+        {"limits { idle }\n", "expected a value after the limit's name, such as `64KiB`, `1024` or `5s`, found `}`", "1:15"},
+        {"limits { idle 5s input 4 }\n", "expected a newline or `;` after the limit, found `input`", "1:18"},
+        {"limits {\n 64KiB\n}\n", "expected a limit, such as `message 64KiB`, or `}`, found `64KiB`", "2:2"},
+        {"limits { message 1.5MiB }\n", "expected a newline or `;` after the limit, found `.`", "1:19"},
     };
     for (const auto& c : cases) {
         auto p = parse(c.text);

@@ -129,7 +129,7 @@ TEST_CASE("control bytes are never echoed to the terminal", "[dsl][utf8]") {
     auto c = compile("\x1b]0;pwned\x07\x01\x02\n");
     INFO(c->text());
     REQUIRE(c->diags.all().size() == 1);
-    CHECK(c->diags.all()[0].message == "expected `node`, `test`, `include`, `mesh`, `secret` or `discovery`, found `\\x1b`");
+    CHECK(c->diags.all()[0].message == "expected `node`, `test`, `include`, `mesh`, `secret`, `tls`, `limits` or `discovery`, found `\\x1b`");
     CHECK(c->text().find("    1 | \\x1b]0;pwned\\x07\\x01\\x02\n      | ^~~~\n") != std::string::npos);
     // Nor through a message that quotes the source, such as a URL or a test title.
     auto url = compile("discovery etcd \"\x1b[2Jhttp://x\"\n");

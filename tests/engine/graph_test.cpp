@@ -386,12 +386,14 @@ TEST_CASE("actions that each call the next one twice are drawn once each, not 2^
 TEST_CASE("every top-level item of a file reaches the graph", "[engine]") {
     // The items a file may have, as the parser gives them. A new one stops this from compiling:
     // carry it into engine::Graph (lower.cpp), then check it below.
-    [[maybe_unused]] const auto& [mesh_name, secrets, discovery, nodes, tests, includes] = dsl::Program{};
+    [[maybe_unused]] const auto& [mesh_name, secrets, tls, limits, discovery, nodes, tests, includes] = dsl::Program{};
 
     const fs::path dir = fs::temp_directory_path() / "meshrun-graph-items-test";
     fs::create_directories(dir);
     std::ofstream(dir / "root.mesh") << R"(mesh plant
 secret env PLANT_TOKEN
+tls key "certs/pump.key" cert "certs/pump.crt" ca "certs/plant-ca.crt"
+limits { message 1MiB; idle 90s }
 discovery etcd "http://127.0.0.1:2379"
 include "more.mesh"
 node pump at localhost:8800 { on go -> ack 1 }
@@ -409,6 +411,14 @@ test "the pump acks" { send 1 to pump/go expect "1" }
     REQUIRE(graph.secrets.size() == 1);
     CHECK(graph.secrets[0].env == "PLANT_TOKEN");
     CHECK(sm.text(graph.secrets[0].span) == "PLANT_TOKEN");
+    REQUIRE(graph.tls);
+    CHECK(graph.tls->cert == "certs/pump.crt");
+    CHECK(graph.tls->key == "certs/pump.key");
+    CHECK(graph.tls->ca == "certs/plant-ca.crt");
+    CHECK(sm.text(graph.tls->span) == "tls key \"certs/pump.key\" cert \"certs/pump.crt\" ca \"certs/plant-ca.crt\"");
+    CHECK(graph.limits.message == 1024 * 1024);
+    CHECK(graph.limits.idle == std::chrono::seconds(90));
+    CHECK(graph.limits.connections == Limits{}.connections);  // the others keep their defaults
     REQUIRE(graph.discovery.size() == 1);
     CHECK(graph.discovery[0].url == "http://127.0.0.1:2379");
     CHECK(sm.text(graph.discovery[0].span) == "\"http://127.0.0.1:2379\"");
@@ -420,6 +430,59 @@ test "the pump acks" { send 1 to pump/go expect "1" }
     REQUIRE(graph.tests.size() == 1);
     CHECK(graph.tests[0].title == "the pump acks");
     CHECK(sm.text(graph.tests[0].span).starts_with("test \"the pump acks\""));
+}
+
+TEST_CASE("tls and every limit reach the graph; without them, no TLS and the defaults", "[engine]") {
+    auto lowered = [](const std::string& text) {
+        dsl::SourceManager sm;
+        dsl::Diagnostics diags;
+        auto program = dsl::parse_text("limits.mesh", text, sm, diags);
+        dsl::check(program, diags);
+        std::string shown;
+        for (const auto& d : diags.all()) shown += dsl::render_text(d, sm);
+        INFO(shown);
+        REQUIRE(diags.all().empty());
+        return lower(program);
+    };
+    const std::string node = "node pump at localhost:8800 { on go -> ack 1 }\n";
+
+    const Graph plain = lowered(node);
+    CHECK_FALSE(plain.tls);
+    const Limits defaults;
+    CHECK(defaults.message == 64 * 1024);  // docs/delivery.md's table
+    CHECK(defaults.connections == 1024);
+    CHECK(defaults.handshake == std::chrono::seconds(5));
+    CHECK(defaults.idle == std::chrono::seconds(60));
+    CHECK(defaults.input == 16);
+    CHECK(defaults.outbox == 1000);
+    CHECK(plain.limits.message == defaults.message);
+    CHECK(plain.limits.connections == defaults.connections);
+    CHECK(plain.limits.handshake == defaults.handshake);
+    CHECK(plain.limits.idle == defaults.idle);
+    CHECK(plain.limits.input == defaults.input);
+    CHECK(plain.limits.outbox == defaults.outbox);
+
+    const Graph set = lowered("tls cert \"n.crt\" key \"n.key\"\n"
+                              "limits {\n  outbox 1000000; input 1024\n  idle 24h\n  handshake 100ms\n"
+                              "  connections 1\n  message 16B\n}\n" + node);
+    REQUIRE(set.tls);
+    CHECK(set.tls->cert == "n.crt");
+    CHECK(set.tls->key == "n.key");
+    CHECK(set.tls->ca.empty());  // peers are not asked for a certificate
+    CHECK(set.limits.message == 16);
+    CHECK(set.limits.connections == 1);
+    CHECK(set.limits.handshake == std::chrono::milliseconds(100));
+    CHECK(set.limits.idle == std::chrono::hours(24));
+    CHECK(set.limits.input == 1024);
+    CHECK(set.limits.outbox == 1'000'000);
+
+    const Graph sizes = lowered("limits { message 16MiB; connections 1000000; handshake 1h; idle 1s; input 1 }\n" + node);
+    CHECK(sizes.limits.message == 16 * 1024 * 1024);
+    CHECK(sizes.limits.connections == 1'000'000);
+    CHECK(sizes.limits.handshake == std::chrono::hours(1));
+    CHECK(sizes.limits.idle == std::chrono::seconds(1));
+    CHECK(sizes.limits.input == 1);
+    CHECK(sizes.limits.outbox == defaults.outbox);
 }
 
 TEST_CASE("lowering refuses a program whose names the checker did not resolve", "[engine]") {

@@ -209,10 +209,53 @@ struct Include {
     Span span;
 };
 
+// `tls cert "FILE" key "FILE" [ca "FILE"]`, the options in any order. The files are named, not
+// read: they may exist only on the device that runs the node (the runtime reads them at start).
+struct Tls {
+    Span span;     // the whole item
+    Span keyword;  // `tls`
+    struct File {
+        std::string option;  // `cert`, `key` or `ca`
+        std::string path;    // as written, unescaped
+        Span span;           // the option with its file: `cert "node.crt"`
+        Span path_span;      // the file in quotes
+    };
+    std::vector<File> files;  // as written, in order: the checker finds a missing or repeated one
+    const File* find(std::string_view option) const {
+        for (const File& f : files)
+            if (f.option == option) return &f;
+        return nullptr;
+    }
+};
+
+// One line of `limits { ... }`: `NAME VALUE`, such as `message 64KiB` or `idle 60s`.
+struct Limit {
+    enum class Unit : std::uint8_t {
+        count,     // a bare whole number: `1024`
+        size,      // `B`, `KiB` or `MiB`: value in bytes
+        duration,  // a unit of a duration (`us ms s m h`): value in microseconds
+        unknown,   // any other letters after the number (`64KB`)
+    };
+    Ident name;
+    Span span;        // `NAME VALUE`
+    std::string text; // the value as written, for messages
+    Span value_span;
+    Unit unit = Unit::count;
+    std::uint64_t value = 0;  // in the unit's base (a count, bytes, microseconds); saturates
+};
+
+struct Limits {
+    Span span;     // the whole item
+    Span keyword;  // `limits`
+    std::vector<Limit> limits;  // as written, in order
+};
+
 // A whole topology: the root file with its includes spliced in, in order.
 struct Program {
     std::optional<Ident> mesh_name;
-    std::vector<Ident> secrets;    // `secret env VAR`: the variable names
+    std::vector<Ident> secrets;    // `secret env VAR`: the variable names (the checker allows one)
+    std::vector<Tls> tls;          // `tls ...` items (the checker allows one)
+    std::vector<Limits> limits;    // `limits { ... }` items (the checker allows one)
     struct Discovery { std::string url; Span span; };
     std::vector<Discovery> discovery;
     std::vector<Node> nodes;

@@ -38,6 +38,10 @@ namespace meshrun::dsl {
     X(recursive_action, "recursive-action")                 \
     X(misplaced_mesh, "misplaced-mesh")                     \
     X(bad_url, "bad-url")                                   \
+    X(duplicate_item, "duplicate-item")                     \
+    X(tls_option, "tls-option")                             \
+    X(unknown_limit, "unknown-limit")                       \
+    X(limit_unit, "limit-unit")                             \
     X(not_available, "not-available")                       \
     X(unreachable_rule, "unreachable-rule")                 \
     X(message_storm, "message-storm")                       \
