@@ -258,7 +258,6 @@ constexpr LimitSpec limit_specs[] = {
     {"connections", Limit::Unit::count, 1, 1'000'000, "1024"},
     {"handshake", Limit::Unit::duration, 100'000, 3600 * us_per_s, "5s"},
     {"idle", Limit::Unit::duration, us_per_s, 24 * 3600 * us_per_s, "60s"},
-    {"input", Limit::Unit::count, 1, 1024, "16"},
     {"outbox", Limit::Unit::count, 1, 1'000'000, "1000"},
 };
 
@@ -333,7 +332,7 @@ void Checker::check_limits(const Limits& limits) {
             for (const LimitSpec& s : limit_specs) names.push_back(s.name);
             auto& d = error(Kind::unknown_limit, l.name.span, "unknown limit " + bt(l.name.name));
             suggest(d, l.name.name, names);
-            d.notes.push_back({std::nullopt, "the limits are `message`, `connections`, `handshake`, `idle`, `input` "
+            d.notes.push_back({std::nullopt, "the limits are `message`, `connections`, `handshake`, `idle` "
                                              "and `outbox`"});
             continue;
         }

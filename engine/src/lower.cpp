@@ -264,8 +264,6 @@ Graph lower(const dsl::Program& program) {
                 graph.limits.handshake = Micros(l.value);
             } else if (name == "idle") {
                 graph.limits.idle = Micros(l.value);
-            } else if (name == "input") {
-                graph.limits.input = n;
             } else if (name == "outbox") {
                 graph.limits.outbox = n;
             } else {

@@ -280,7 +280,7 @@ TEST_CASE("limits read one a line or between `;`, with the value in its unit's b
     const Want want[] = {
         {"message", U::size, 65536, "64KiB"},   {"connections", U::count, 1024, "1024"},
         {"handshake", U::duration, 250'000, "250ms"}, {"idle", U::duration, 120'000'000, "2m"},
-        {"input", U::size, 16, "16B"},          {"outbox", U::size, 1 << 20, "1MiB"},
+        {"outbox", U::size, 1 << 20, "1MiB"},
         {"x", U::duration, 5 * 3'600'000'000ULL, "5h"}, {"y", U::duration, 3, "3us"},
         {"z", U::unknown, 64, "64KB"},          {"huge", U::size, UINT64_MAX, "99999999999999999999999MiB"},
     };
@@ -359,7 +359,7 @@ TEST_CASE("a syntax error says what was expected where, and what was found", "[d
         {"tls cert \"c\" key \"k\" mutual\n", "expected `cert`, `key`, `ca` or the end of the line, found `mutual`", "1:22"},
         {"limits\n", "expected `{` after `limits`, found end of line", "1:7"},
         {"limits { idle }\n", "expected a value after the limit's name, such as `64KiB`, `1024` or `5s`, found `}`", "1:15"},
-        {"limits { idle 5s input 4 }\n", "expected a newline or `;` after the limit, found `input`", "1:18"},
+        {"limits { idle 5s outbox 4 }\n", "expected a newline or `;` after the limit, found `outbox`", "1:18"},
         {"limits {\n 64KiB\n}\n", "expected a limit, such as `message 64KiB`, or `}`, found `64KiB`", "2:2"},
         {"limits { message 1.5MiB }\n", "expected a newline or `;` after the limit, found `.`", "1:19"},
     };

@@ -453,17 +453,15 @@ TEST_CASE("tls and every limit reach the graph; without them, no TLS and the def
     CHECK(defaults.connections == 1024);
     CHECK(defaults.handshake == std::chrono::seconds(5));
     CHECK(defaults.idle == std::chrono::seconds(60));
-    CHECK(defaults.input == 16);
     CHECK(defaults.outbox == 1000);
     CHECK(plain.limits.message == defaults.message);
     CHECK(plain.limits.connections == defaults.connections);
     CHECK(plain.limits.handshake == defaults.handshake);
     CHECK(plain.limits.idle == defaults.idle);
-    CHECK(plain.limits.input == defaults.input);
     CHECK(plain.limits.outbox == defaults.outbox);
 
     const Graph set = lowered("tls cert \"n.crt\" key \"n.key\"\n"
-                              "limits {\n  outbox 1000000; input 1024\n  idle 24h\n  handshake 100ms\n"
+                              "limits {\n  outbox 1000000\n  idle 24h\n  handshake 100ms\n"
                               "  connections 1\n  message 16B\n}\n" + node);
     REQUIRE(set.tls);
     CHECK(set.tls->cert == "n.crt");
@@ -473,15 +471,13 @@ TEST_CASE("tls and every limit reach the graph; without them, no TLS and the def
     CHECK(set.limits.connections == 1);
     CHECK(set.limits.handshake == std::chrono::milliseconds(100));
     CHECK(set.limits.idle == std::chrono::hours(24));
-    CHECK(set.limits.input == 1024);
     CHECK(set.limits.outbox == 1'000'000);
 
-    const Graph sizes = lowered("limits { message 16MiB; connections 1000000; handshake 1h; idle 1s; input 1 }\n" + node);
+    const Graph sizes = lowered("limits { message 16MiB; connections 1000000; handshake 1h; idle 1s }\n" + node);
     CHECK(sizes.limits.message == 16 * 1024 * 1024);
     CHECK(sizes.limits.connections == 1'000'000);
     CHECK(sizes.limits.handshake == std::chrono::hours(1));
     CHECK(sizes.limits.idle == std::chrono::seconds(1));
-    CHECK(sizes.limits.input == 1);
     CHECK(sizes.limits.outbox == defaults.outbox);
 }
 

@@ -73,7 +73,7 @@ def check_repeats_answered_once(meshrun):
         # Plain clients keep one reply per message, unnumbered.
         expect(asyncio.run(ask(port, "data", "plain")) == "reply to plain", "a plain client's reply")
         metrics = http_get(port, "/metrics")[1]
-        expect('meshrun_delivery_repeats_total{node="n",channel="data"} 4' in metrics,
+        expect('meshrun_delivery_repeats_total{node="n",channel="data"} 3' in metrics,
                "meshrun_delivery_repeats_total: " + "".join(
                    line for line in metrics.splitlines(True) if "repeats" in line))
     finally:
@@ -153,8 +153,8 @@ node b at {HOST}:{pb} {{ on in -> {{ log "b got {{value}}"; ack "got {{value}}" 
                f"the first refusal is not logged with the peer's address:\n{log}")
         expect(log.count("HTTP 401") <= 2, f"every refusal is logged, not once then summarised:\n{log}")
         metrics = http_get(pb, "/metrics", token)[1]
-        expect('meshrun_unauthorized_total{node="b"} 1' in metrics and "meshrun_unauthorized_total{node=\"b\"} 1\n" not in
-               metrics or 'meshrun_unauthorized_total{node="b"} 11' in metrics,
+        # 3 paths, each without a token, with a wrong one and with a longer one; 2 websockets.
+        expect('meshrun_unauthorized_total{node="b"} 11\n' in metrics,
                "meshrun_unauthorized_total: " + "".join(l for l in metrics.splitlines(True) if "unauthorized" in l))
     finally:
         a.stop()
@@ -207,13 +207,14 @@ node b at {HOST}:{pb} {{ on in -> ack "b" }}
             accepted.set()
             if len(frames) == 1:
                 ws.transport.pause_reading()
-                await asyncio.sleep(20)
+                await asyncio.sleep(7)
             else:
                 await ws.send(frames[-1][1].replace("r ", "a ", 1).split(" ", 2)[0] + " " +
                               frames[-1][1].split(" ", 2)[1] + " b")
                 await asyncio.sleep(1)
 
-        async with websockets.serve(handler, HOST, pb, subprotocols=["meshrun.1"], ping_interval=None):
+        async with websockets.serve(handler, HOST, pb, subprotocols=["meshrun.1"], ping_interval=None,
+                                    close_timeout=1):
             a = Node(meshrun, mesh, "a", args=["--sim"], wait_port=pa)
             try:
                 sent = time.monotonic()

@@ -31,6 +31,7 @@ from wsraw import Ended, RawClient, RunningNode, close_payload, frame, handshake
 
 # The node's deadline for an HTTP request or websocket handshake to arrive whole, in seconds: 30
 # today (engine/src/session.hpp); docs/delivery.md's `handshake` limit makes it 5 by default.
+CONNECTION_LIMIT = 1024  # limits { connections } by default
 HANDSHAKE_DEADLINE = 5  # limits { handshake } by default
 DROP_MARGIN = 3             # the slowloris must be dropped within HANDSHAKE_DEADLINE + this
 MAX_MESSAGE = 64 * 1024     # the node's limit on a message
@@ -54,14 +55,17 @@ class Hostile:
         self.second = RawClient(self.port)  # the second client, connected throughout
         self.trips = 0
 
-    def still_serving(self, after):
-        """The second client's round trip, and a fresh client's: both must work after `after`."""
+    def still_serving(self, after, fresh=True):
+        """The second client's round trip, and a fresh client's (unless the node is at its
+        connection limit): both must work after `after`."""
         expect(self.node.alive(), f"after {after}: the node exited with {self.node.proc.returncode}")
         self.trips += 1
         try:
             self.second.round_trip(f"second client, round trip {self.trips}")
         except (Ended, OSError) as e:
             raise CheckFailed(f"after {after}: the second client's connection failed: {e}")
+        if not fresh:
+            return
         try:
             with RawClient(self.port) as c:
                 c.round_trip(f"fresh client, round trip {self.trips}")
@@ -316,8 +320,16 @@ class Hostile:
                                    f"e.g. {idle.wrong[:3]}")
             expect(len(idle.accepted) + idle.refused == count,
                    f"only {len(idle.accepted) + idle.refused} of {count} connections answered within 60 s")
+            if idle.refused:
+                # The node's limit (limits { connections }, 1024 by default), the second client included.
+                # (other checks' connections may still be closing: a few fewer is fine, never more)
+                expect(CONNECTION_LIMIT - 8 <= len(idle.accepted) + 1 <= CONNECTION_LIMIT,
+                       f"{len(idle.accepted)} idle connections accepted besides the second client, "
+                       f"the limit is {CONNECTION_LIMIT}")
             t0 = time.monotonic()
-            self.still_serving(f"{len(idle.accepted)} idle connections open")
+            # At its limit the node answers a fresh client 503: the second client, connected
+            # before the crowd, is the one whose round trip must work.
+            self.still_serving(f"{len(idle.accepted)} idle connections open", fresh=not idle.refused)
             print(f"      round trips with them open: {(time.monotonic() - t0) * 1000:.1f} ms", flush=True)
             # The idle ones are really served: a message on a few of them is answered.
             for s in idle.accepted[:: max(1, len(idle.accepted) // 5)]:

@@ -118,7 +118,6 @@ struct Limits {
     std::size_t connections = 1024;             // `connections N`: open connections per node (503 past it)
     Micros handshake = std::chrono::seconds(5);  // `handshake D`: an HTTP request or websocket handshake, whole
     Micros idle = std::chrono::seconds(60);      // `idle D`: a connection silent this long (a ping unanswered) is closed
-    std::size_t input = 16;                     // `input N`: messages read and not yet handled, per connection
     std::size_t outbox = 1000;                  // `outbox N`: messages a link holds until acknowledged
 };
 
