@@ -416,8 +416,11 @@ void Fleet::stop() {
             for (auto& node : f.nodes) {
                 for (auto& link : node->links) {
                     if (link->held() > 0)
-                        node->log(fmt::format("warning: {} message{} to {} {} not delivered", link->held(),
-                                              link->held() == 1 ? "" : "s", link->name(), link->held() == 1 ? "was" : "were"));
+                        node->log(fmt::format("warning: {} message{} to {} {} not delivered{}", link->held(),
+                                              link->held() == 1 ? "" : "s", link->name(), link->held() == 1 ? "was" : "were",
+                                              node->state ? fmt::format("; those in its outbox are kept in {} and go at the "
+                                                                        "next start", node->state->path())
+                                                          : std::string()));
                     link->stop();
                 }
             }
