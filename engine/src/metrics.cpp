@@ -343,7 +343,8 @@ std::string Metrics::render(int node) const {
     per_node("meshrun_connections_total", "counter", "Clients' connections (websocket or HTTP) to a node opened.",
              &Figures::connections);
     per_node("meshrun_unauthorized_total", "counter",
-             "Requests to a node refused with 401: without the fleet's token (secret env VAR), or with another.",
+             "Requests to a node refused with 401 (without the fleet's token, or with another), and clients refused in "
+             "the TLS handshake (no certificate, or one the fleet's CA did not sign).",
              &Figures::unauthorized);
     {
         Family family(out, "meshrun_node_start_time_seconds", "gauge",

@@ -64,6 +64,8 @@ struct FleetCore {
     Micros started{0};
     std::string token;  // secret env VAR: what every request but /healthz must carry; empty: no secret
     Repeated unauthorized{"requests without the fleet's token"};
+    Repeated untrusted{"clients refused in the TLS handshake"};
+    Repeated tls_refused{"clients that refused this node's certificate"};
 
     // Where to reach a node on this machine: the address it listens on (loopback in
     // place of every interface), or IPv4's loopback.

@@ -400,11 +400,27 @@ inline task<void> session(NodeRt& node, Socket socket) {
     beast::error_code ec;
     co_await tls.async_handshake(asio::ssl::stream_base::server, asio::redirect_error(use, ec));
     if (ec) {
-        // A client without a certificate the fleet's authority signed, or not speaking TLS.
         const std::string why = handshake_error(tls, ec);
+        FleetCore& fleet = node.fleet;
+        if (ec == beast::error::timeout) co_return;  // said nothing in time: dropped, as on a plain port
+        if (why.find("http request") != std::string::npos) {
+            // Plain HTTP to a TLS port: say so in plain HTTP, as nginx does.
+            static constexpr std::string_view plain =
+                "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 45\r\n\r\n"
+                "this node speaks TLS: use https:// or wss://\n";
+            beast::get_lowest_layer(tls).socket().write_some(asio::buffer(plain), ec);
+            co_return;
+        }
+        if (why.find("alert") != std::string::npos) {
+            // The client ended the handshake: it refused this node's certificate.
+            const std::string line = fmt::format("a client at {} refused this node's certificate: {}", peer.address, why);
+            if (auto text = fleet.tls_refused.failed(fleet.clock->now(), line, why)) node.log(*text);
+            co_return;
+        }
+        // A client without a certificate the fleet's authority signed.
         const std::string line = fmt::format("refused a connection from {}: TLS handshake: {}", peer.address, why);
-        if (auto text = node.fleet.unauthorized.failed(node.fleet.clock->now(), line, why)) node.log(*text);
-        node.fleet.tell([&](Observer& o) { o.unauthorized(node.index()); });
+        if (auto text = fleet.untrusted.failed(fleet.clock->now(), line, why)) node.log(*text);
+        fleet.tell([&](Observer& o) { o.unauthorized(node.index()); });
         co_return;
     }
     co_await serve_http(node, tls, peer);

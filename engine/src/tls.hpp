@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -73,7 +74,12 @@ inline std::string openssl_reason() {
 inline std::string read_file(std::string_view what, const std::string& path) {
     constexpr std::size_t bound = 1 << 20;
     const auto fail = [&](const std::string& why) {
-        return std::runtime_error(fmt::format("tls: cannot read the {} `{}`: {}", what, path, why));
+        // A relative path is read from the current directory: say which, a service's is often /.
+        std::error_code ec;
+        const auto cwd = std::filesystem::current_path(ec);
+        const std::string from = ec || std::filesystem::path(path).is_absolute() ? std::string()
+                                                                                 : fmt::format(" (from {})", cwd.string());
+        return std::runtime_error(fmt::format("tls: cannot read the {} `{}`{}: {}", what, path, from, why));
     };
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) throw fail(std::strerror(errno));
