@@ -49,9 +49,9 @@ namespace wire = meshrun::engine::wire;
     std::abort();
 }
 
-#define FUZZ_CHECK(cond, ...) \
-    do {                      \
-        if (!(cond)) fail("check failed: " #cond, ##__VA_ARGS__); \
+#define FUZZ_CHECK(cond, ...)                                               \
+    do {                                                                    \
+        if (!(cond)) fail("check failed: " #cond __VA_OPT__(, ) __VA_ARGS__); \
     } while (0)
 
 // The reference: frames read from the start of the whole stream (RFC 6455 5.2), as far as
