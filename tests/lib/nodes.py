@@ -62,6 +62,12 @@ class Node:
                     return int(line.split()[1]) / 1024
         return 0
 
+    def sanitized(self):
+        """Whether this meshrun runs with AddressSanitizer (tests/sanitize/): its shadow memory and
+        quarantine of freed blocks make the resident size say nothing of what meshrun holds."""
+        with open(f"/proc/{self.proc.pid}/maps") as f:
+            return "libasan" in f.read()
+
     def stop(self, sig=signal.SIGTERM, timeout=STEP):
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
