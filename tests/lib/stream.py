@@ -119,7 +119,8 @@ class Firings:
                     self.firsts.append(n)
                 self.fired[n] = self.fired.get(n, 0) + 1
         self.duplicates = sum(count - 1 for count in self.fired.values())
-        self.refires = a_log.count(REFIRED) + b_log.count(REFIRED)
+        self.refires_at = {"a": a_log.count(REFIRED), "b": b_log.count(REFIRED)}
+        self.refires = self.refires_at["a"] + self.refires_at["b"]
 
     def check(self, messages):
         """Every number 1..messages fired, each client's numbers first fired in order, and no more

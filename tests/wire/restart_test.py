@@ -33,7 +33,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from checks import HOST, CheckFailed, expect, run_checks  # noqa: E402
 from nodes import Node, write_mesh  # noqa: E402
-from stream import SENDERS, Client, Firings, loopback_port, stream_mesh  # noqa: E402
+from stream import REFIRED, SENDERS, Client, Firings, loopback_port, stream_mesh  # noqa: E402
 
 
 class Restartable:
@@ -65,6 +65,10 @@ class Restartable:
     def stop(self):
         for node in self.runs:
             node.stop()
+
+
+def other_refires(node):
+    return "".join(f"  {line}\n" for line in node.log().splitlines() if REFIRED in line)[:3000]
 
 
 def check_stream(meshrun, victim, state, messages, kills, seed):
@@ -117,10 +121,20 @@ def check_stream(meshrun, victim, state, messages, kills, seed):
         killed = len(nodes[victim].runs) - 1
         firings = Firings(a.log(), b.log())
         print(f"      {victim} killed {killed} times, {'with' if state else 'without'} --state: {messages} messages, "
-              f"{firings.duplicates} duplicates, {firings.refires} counted refires, {took:.1f} s, seed {seed}",
+              f"{firings.duplicates} duplicates, {firings.refires} counted refires (a {firings.refires_at['a']}, "
+              f"b {firings.refires_at['b']}), {took:.1f} s, seed {seed}",
               flush=True)
         expect(killed == kills, f"{victim} was killed {killed} times, not {kills}: the stream ended first")
         firings.check(messages)
+        # Only the restarted node may refire, and only what was in flight to it when it was
+        # killed: one message of a's link to b (one in flight a link), one of each client to a.
+        other = "a" if victim == "b" else "b"
+        expect(firings.refires_at[other] == 0,
+               f"{other}, never restarted, refired {firings.refires_at[other]} messages:\n{other_refires(nodes[other])}")
+        in_flight = 1 if victim == "b" else SENDERS
+        expect(firings.refires_at[victim] <= kills * in_flight,
+               f"{victim} refired {firings.refires_at[victim]} messages in {kills} restarts, more than the "
+               f"{in_flight} it can have had in flight each time")
     finally:
         a.stop()
         b.stop()
