@@ -225,9 +225,9 @@ def check_partition(meshrun, net, messages, outage):
                     seen["up during the outage"] = time.monotonic() - cut_at
                 await asyncio.sleep(0.2)
             seen["replies in the outage"] = progress[0] - seen["replies at the cut"]
-            net.heal()
-            healed_at = time.monotonic()
             at_heal = progress[0]
+            healed_at = time.monotonic()
+            net.heal()
             while progress[0] == at_heal and progress[0] < messages and time.monotonic() < healed_at + 2 * RECOVERED_WITHIN:
                 await asyncio.sleep(0.01)
             seen["recovered"] = time.monotonic() - healed_at
