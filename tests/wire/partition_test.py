@@ -42,6 +42,7 @@ PREFIX = "meshrun-part-"  # the namespaces: meshrun-part-PID-a, meshrun-part-PID
 A_ADDR, B_ADDR = "10.77.0.1", "10.77.0.2"
 PA, PB = 21001, 21002  # in the namespaces: nothing else listens there
 CLONE_NEWNET = 0x40000000
+PR_SET_PDEATHSIG = 1
 NOTICED_WITHIN = 6.0  # pings every 2 s, dead after 4 s without an answer: 5 s, and a scrape's slack
 RECOVERED_WITHIN = 15.0  # a connect waits at most 5 s, a backoff pause at most 2 s
 
@@ -141,13 +142,15 @@ def remove_stale():
 
 
 class NsNode:
-    """`meshrun run` in a namespace, its log in a file."""
+    """`meshrun run` in a namespace, its log in a file. `ip netns exec` execs meshrun in its own
+    process, which is killed if this one dies first (SIGKILLed by ctest's timeout, say)."""
 
     def __init__(self, meshrun, net, mesh, node, args=()):
         self.log_path = os.path.join(tempfile.gettempdir(), f"{node}.log")
         with open(self.log_path, "w") as log:
             self.proc = subprocess.Popen(["ip", "netns", "exec", net.ns[node], meshrun, "run", mesh, "--node", node,
-                                          "--sim", "--color", "never", *args], stdout=log, stderr=subprocess.STDOUT)
+                                          "--sim", "--color", "never", *args], stdout=log, stderr=subprocess.STDOUT,
+                                         preexec_fn=lambda: libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL))
 
     def log(self):
         with open(self.log_path, errors="replace") as f:
@@ -192,7 +195,6 @@ def scrape(net, port):
 
 
 def check_partition(meshrun, net, messages, outage):
-    net.make()
     mesh = os.path.join(tempfile.gettempdir(), "partition.mesh")
     with open(mesh, "w") as f:
         f.write(stream_mesh(A_ADDR, PA, B_ADDR, PB))
@@ -286,20 +288,20 @@ def main():
         signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))
     remove_stale()
     net = Net()
-    probe = subprocess.run(["ip", "netns", "add", net.ns["a"]], capture_output=True, text=True, timeout=STEP)
-    if probe.returncode != 0:
-        skip(f"cannot make a network namespace here: ip netns add: {probe.stderr.strip()}")
-    ip("netns", "del", net.ns["a"])
-    tempfile.tempdir = tempfile.mkdtemp(prefix="meshrun-partition-")
     failed = None
     try:
+        try:
+            net.make()
+        except CheckFailed as e:
+            skip(f"cannot make two network namespaces joined by a veth pair here: {e}")
+        tempfile.tempdir = tempfile.mkdtemp(prefix="meshrun-partition-")
         failed = run_checks([(f"a silent partition of {opts.outage:g} s mid-stream",
                               lambda: check_partition(opts.meshrun, net, opts.messages, opts.outage))])
     finally:
-        net.remove()
+        net.remove()  # the veth pair goes with the namespaces
         if failed == 0:
             shutil.rmtree(tempfile.tempdir, ignore_errors=True)
-        else:
+        elif tempfile.tempdir:  # a failure or an interruption: kept to be read
             print(f"the nodes' logs are kept in {tempfile.tempdir}", flush=True)
     return 1 if failed else 0
 
