@@ -37,6 +37,7 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <csignal>
@@ -788,8 +789,10 @@ public:
         }
         batch_.clear();
         for (std::size_t i = 0; i < n; ++i) {
-            char text[64];
-            const auto end = fmt::format_to_n(text, sizeof text, "m {} {}", ++*seq_, payload_).out;
+            char text[128] = {'m', ' '};
+            char* end = std::to_chars(text + 2, text + 24, ++*seq_).ptr;
+            *end++ = ' ';
+            end = std::copy_n(payload_.data(), std::min<std::size_t>(payload_.size(), 100), end);
             append_masked_text_frame(batch_, std::string_view(text, static_cast<std::size_t>(end - text)), mask_);
         }
         return batch_;
