@@ -95,7 +95,11 @@ private:
 inline task<void> sleep_on(Clock& clock, Executor ex, Micros pause, std::shared_ptr<Event>& cut) {
     auto done = std::make_shared<Event>(ex);
     cut = done;
-    clock.call_at(clock.now() + pause, [done] { done->notify(); });
+    // The clock holds a weak reference only: a clock may outlive the fleet (a test's, the
+    // scenario runner's), and an Event kept past it would outlive its io_context.
+    clock.call_at(clock.now() + pause, [weak = std::weak_ptr<Event>(done)] {
+        if (const auto event = weak.lock()) event->notify();
+    });
     co_await done->wait();
     if (cut == done) cut.reset();
 }

@@ -68,8 +68,9 @@ public:
     void begin(const std::string& sender, const std::string& channel, std::string_view boot, std::uint64_t seq) {
         auto [it, fresh] = entries_.try_emplace({sender, channel});
         Entry& e = it->second;
-        if (e.boot != boot) {
+        if (e.boot != boot) {  // the sender started again: its numbers start again
             e.boot = std::string(boot);
+            e.last = 0;
             e.replies.clear();
         }
         e.last = std::max(e.last, seq);

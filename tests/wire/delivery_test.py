@@ -64,11 +64,13 @@ def check_repeats_answered_once(meshrun):
         replies = asyncio.run(numbered(port, "data", ["r 2 two", "m 3 three"]))
         expect(replies == ["a 2 reply to two", "a 3 reply to three"], f"replies on a second connection: {replies}")
         # A new boot of the sender numbers afresh.
-        replies = asyncio.run(numbered(port, "data", ["m 1 again"], headers={**NUMBERED, "Meshrun-Boot": "boot2"}))
-        expect(replies == ["a 1 reply to again"], f"replies to a new boot: {replies}")
+        replies = asyncio.run(numbered(port, "data", ["m 1 again", "m 2 anew", "m 3 thrice"],
+                                       headers={**NUMBERED, "Meshrun-Boot": "boot2"}))
+        expect(replies == ["a 1 reply to again", "a 2 reply to anew", "a 3 reply to thrice"],
+               f"replies to a new boot: {replies}")
         n.wait_for_line("fired again", STEP)
         log = n.log()
-        for value, times in (("one", 1), ("two", 1), ("three", 1), ("again", 1)):
+        for value, times in (("one", 1), ("two", 1), ("three", 1), ("again", 1), ("anew", 1), ("thrice", 1)):
             expect(log.count(f"fired {value}\n") == times, f"`{value}` fired {log.count(f'fired {value}')} times:\n{log}")
         # Plain clients keep one reply per message, unnumbered.
         expect(asyncio.run(ask(port, "data", "plain")) == "reply to plain", "a plain client's reply")
