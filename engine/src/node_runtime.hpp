@@ -33,6 +33,13 @@ public:
     virtual nlohmann::json status() const = 0;
 };
 
+// An open websocket session, as its node sees it.
+struct OpenSession {
+    std::function<void()> close;  // the node stops: 1001
+    std::function<void()> sweep;  // each quarter of `limits { idle }`: a ping, or the end, when silent
+    static constexpr int ping_after = 2, dead_after = 4;  // sweeps that found it silent
+};
+
 struct FleetCore {
     FleetCore(const Graph& g, drivers::PinDriver& p, Logger& l, FleetOptions o);
     const Graph& graph;
@@ -107,8 +114,9 @@ struct NodeRt final : NodeHost {
     std::vector<std::unique_ptr<Link>> links;  // per edge
     std::optional<Acceptor> acceptor;
     Micros started{0};
-    // Open websocket sessions, by id: how to close each when the node stops.
-    std::map<std::uint64_t, std::function<void()>> sessions;
+    // Open websocket sessions, by id.
+    std::map<std::uint64_t, OpenSession> sessions;
+    Timer sweeper;  // sweep_idle's: ticks while the node serves
     std::uint64_t next_session = 0;
     std::size_t open = 0;  // connections open to it now, at most limits { connections N }
     // Firings waiting for room in a full link. While there are any, sessions read no

@@ -3,7 +3,8 @@
 // are heavy), through the headers it includes:
 //
 //   asio_support.hpp   types on one executor, the steady clock, waits
-//   plain_stream.hpp   the server's fast stream over plain TCP
+//   tls.hpp            TLS contexts and stream types
+//   server_stream.hpp  the server's fast stream under the websocket, over TCP or TLS
 //   node_runtime.hpp   the fleet's shared state, a node's runtime (NodeRt)
 //   link.hpp           how a message leaves a node: links
 //   session.hpp        how a message enters a node: sessions, the listener
@@ -20,8 +21,8 @@ namespace meshrun::engine {
 // ---- a node -------------------------------------------------------------------
 
 NodeRt::NodeRt(FleetCore& f, const Graph& graph, int node, std::uint64_t seed)
-    : fleet(f), interp(graph, node, *f.clock, f.log, *this, f.observers, seed), room(f.io.get_executor()),
-      fired(f.io.get_executor()), boot(fmt::format("{:016x}", std::random_device{}() * 0x100000000ull ^ std::random_device{}())) {}
+    : fleet(f), interp(graph, node, *f.clock, f.log, *this, f.observers, seed), sweeper(f.io.get_executor()),
+      room(f.io.get_executor()), fired(f.io.get_executor()), boot(fmt::format("{:016x}", std::random_device{}() * 0x100000000ull ^ std::random_device{}())) {}
 
 NodeRt::~NodeRt() = default;
 
@@ -326,6 +327,7 @@ void Fleet::start() {
         const auto index = static_cast<std::size_t>(node->index());
         if (node->acceptor) {
             asio::co_spawn(f.io.get_executor(), listen(*node), or_log(f.log, node->spec().name, "listening"));
+            asio::co_spawn(f.io.get_executor(), sweep_idle(*node), or_log(f.log, node->spec().name, "the idle sweep"));
             const auto at = node->acceptor->local_endpoint();
             std::string note;
             if (!moved[index].empty())
@@ -387,7 +389,8 @@ void Fleet::stop() {
         for (auto& node : f.nodes) {
             if (node->acceptor) node->acceptor->close();
             node->room.notify();
-            for (auto& [id, close_session] : node->sessions) close_session();
+            node->sweeper.cancel();
+            for (auto& [id, open] : node->sessions) open.close();
         }
     };
     if (held == 0) close();

@@ -2,9 +2,10 @@
 // first (the status page, health, metrics, errors), then a channel's websocket:
 // frames in through the codec, the interpreter's replies out.
 //
-// Generic over the stream under the websocket: over plain TCP it runs on the
-// coalescing stream (plain_stream.hpp), the fast path; over any other stream
-// (TLS) on Beast's own reads and writes.
+// Over plain TCP or TLS, the websocket runs on the coalescing stream
+// (server_stream.hpp): replies held and written together, messages already received
+// read without a trip through the event loop, idle connections found by one sweep a
+// node.
 #pragma once
 
 #include <cmath>
@@ -12,7 +13,7 @@
 
 #include "link.hpp"
 #include "received.hpp"
-#include "plain_stream.hpp"
+#include "server_stream.hpp"
 
 namespace meshrun::engine {
 
@@ -214,7 +215,6 @@ inline task<std::string> fire_once(NodeRt& node, const Source& channel, const Nu
 template<class Ws>
 task<void> serve(NodeRt& node, Ws& ws, const Source& channel, const Peer& peer, const Numbering* numbering,
                  beast::error_code& ec) {
-    constexpr bool plain = std::is_same_v<Ws, PlainServerStream>;
     const int index = static_cast<int>(&channel - node.spec().sources.data());
     beast::flat_buffer buffer;
     std::string reply;
@@ -222,22 +222,18 @@ task<void> serve(NodeRt& node, Ws& ws, const Source& channel, const Peer& peer, 
     while (!node.fleet.closing) {
         if (node.waiting > 0) {
             // A firing waits for room in a full link: read nothing more until it has room.
-            if constexpr (plain) ws.next_layer().flush([](beast::error_code) {});
+            ws.next_layer().flush([](beast::error_code) {});
             while (node.waiting > 0 && !node.fleet.closing) co_await node.room.wait();
             if (node.fleet.closing) break;
         }
         buffer.clear();
-        if constexpr (plain) {
-            if (ws.next_layer().received().whole() > 0) {
-                ws.read(buffer, ec);  // every byte of it is in Beast's buffer already: this does not block
-            } else {
-                co_await ws.async_read(buffer, asio::redirect_error(use, ec));
-            }
+        if (ws.next_layer().received().whole() > 0) {
+            ws.read(buffer, ec);  // every byte of it is in Beast's buffer already: this does not block
         } else {
             co_await ws.async_read(buffer, asio::redirect_error(use, ec));
         }
         if (ec) break;  // Beast has already closed with 1009 (too big) or 1007 (bad UTF-8) where that applies
-        if constexpr (plain) ws.next_layer().received().take();
+        ws.next_layer().received().take();
         Message message;
         message.channel = index;
         message.from = &peer;
@@ -255,12 +251,7 @@ task<void> serve(NodeRt& node, Ws& ws, const Source& channel, const Peer& peer, 
             reply = co_await fire(node, message, later);
         }
         if (node.fleet.closing || !ws.is_open()) break;  // a close frame is on its way
-        if constexpr (plain) {
-            ws.next_layer().send_text(wire::encode(reply));  // held: it goes out when the session next reads
-        } else {
-            co_await ws.async_write(asio::buffer(wire::encode(reply)), asio::redirect_error(use, ec));
-            if (ec) break;
-        }
+        ws.next_layer().send_text(wire::encode(reply));  // held: it goes out when the session next reads
     }
 }
 
@@ -301,12 +292,13 @@ template<class Ws>
 task<void> open_channel(NodeRt& node, Ws& ws, const http::request<http::string_body>& req, const Source& channel,
                         const Peer& peer, const std::optional<Numbering>& numbering) {
     const Limits& limits = node.fleet.graph.limits;
-    // The handshake must finish within `handshake`; an open channel may stay quiet for as
-    // long as its peer likes, as long as it answers the pings sent after `idle`/2 of silence.
+    // Closing handshakes must finish within `handshake`. An open channel may stay quiet
+    // for as long as its peer likes, as long as it answers pings: the node's idle sweep
+    // (sweep_idle) keeps that time.
     websocket::stream_base::timeout timeouts{};
     timeouts.handshake_timeout = limits.handshake;
-    timeouts.idle_timeout = limits.idle;
-    timeouts.keep_alive_pings = true;
+    timeouts.idle_timeout = websocket::stream_base::none();
+    timeouts.keep_alive_pings = false;
     ws.set_option(timeouts);
     const bool meshrun1 = numbering.has_value();
     ws.set_option(websocket::stream_base::decorator([meshrun1](websocket::response_type& res) {
@@ -318,13 +310,24 @@ task<void> open_channel(NodeRt& node, Ws& ws, const http::request<http::string_b
     co_await ws.async_accept(req, asio::redirect_error(use, ec));
     if (ec) co_return;
     const std::uint64_t id = node.next_session++;
-    node.sessions.emplace(id, [&ws] {
-        ws.async_close(websocket::close_reason(websocket::close_code::going_away, "node stopping"), [](beast::error_code) {});
-    });
+    node.sessions.emplace(id, OpenSession{[&ws] {
+                                              ws.async_close(websocket::close_reason(websocket::close_code::going_away,
+                                                                                     "node stopping"),
+                                                             [](beast::error_code) {});
+                                          },
+                                          [&ws, silent = 0]() mutable {
+                                              if (!ws.next_layer().silent()) {
+                                                  silent = 0;
+                                              } else if (++silent == OpenSession::ping_after) {
+                                                  ws.async_ping({}, [](beast::error_code) {});
+                                              } else if (silent == OpenSession::dead_after) {
+                                                  ws.next_layer().time_out();
+                                              }
+                                          }});
     const Numbering* from = numbering ? &*numbering : nullptr;
     co_await serve(node, ws, channel, peer, from, ec);
     node.sessions.erase(id);
-    if constexpr (std::is_same_v<Ws, PlainServerStream>) co_await ws.next_layer().drain();  // after a close: until the client's end
+    co_await ws.next_layer().drain();  // after a close: until the client's end
     if (ec && !quiet_error(ec) && ec != websocket::error::message_too_big && ec != beast::websocket::error::bad_frame_payload) {
         const auto why = fmt::format("connection on /{} ended: {}", channel.name, ec.message());
         if (auto line = node.session_failures.failed(node.fleet.clock->now(), why, why)) node.log(*line);
@@ -376,7 +379,7 @@ task<void> serve_http(NodeRt& node, Stream& stream, const Peer& peer) {
         PlainServerStream ws(CoalescingStream(std::move(stream)));
         co_await open_channel(node, ws, req, *channel, peer, numbering);
     } else {
-        TlsWebsocket ws(std::move(stream));
+        TlsServerStream ws(CoalescingStream(std::move(stream)));
         co_await open_channel(node, ws, req, *channel, peer, numbering);
     }
 }
@@ -424,6 +427,21 @@ inline task<void> session(NodeRt& node, Socket socket) {
         co_return;
     }
     co_await serve_http(node, tls, peer);
+}
+
+// Every quarter of `limits { idle }`, each open websocket session is looked at: one
+// silent (nothing received while it waited for input) for half of it is pinged, one
+// silent for all of it is closed (a dead peer: the ping went unanswered). One timer a
+// node, instead of one re-armed on every read of every session.
+inline task<void> sweep_idle(NodeRt& node) {
+    const auto tick = node.fleet.graph.limits.idle / OpenSession::dead_after;
+    while (!node.fleet.closing) {
+        node.sweeper.expires_after(tick);
+        beast::error_code ec;
+        co_await node.sweeper.async_wait(asio::redirect_error(use, ec));
+        if (node.fleet.closing) break;
+        for (auto& [id, open] : node.sessions) open.sweep();
+    }
 }
 
 // A connection past its bound: 503, then closed.

@@ -23,6 +23,16 @@ def expect(cond, message):
         raise CheckFailed(message)
 
 
+def sanitized(pid):
+    """Whether process `pid` runs with AddressSanitizer (tests/sanitize/): its shadow memory and
+    quarantine of freed blocks make the resident size say nothing of what the program holds."""
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            return "libasan" in f.read()
+    except OSError:
+        return False
+
+
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))

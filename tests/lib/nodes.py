@@ -14,7 +14,7 @@ import time
 
 import websockets
 
-from checks import HOST, STEP, CheckFailed
+from checks import HOST, STEP, CheckFailed, sanitized
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -63,10 +63,7 @@ class Node:
         return 0
 
     def sanitized(self):
-        """Whether this meshrun runs with AddressSanitizer (tests/sanitize/): its shadow memory and
-        quarantine of freed blocks make the resident size say nothing of what meshrun holds."""
-        with open(f"/proc/{self.proc.pid}/maps") as f:
-            return "libasan" in f.read()
+        return sanitized(self.proc.pid)
 
     def stop(self, sig=signal.SIGTERM, timeout=STEP):
         if self.proc.poll() is None:

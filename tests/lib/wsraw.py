@@ -17,7 +17,7 @@ import subprocess
 import time
 import urllib.request
 
-from checks import HOST, STEP, CheckFailed, expect
+from checks import HOST, STEP, CheckFailed, expect, sanitized
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 PORTS = range(47000, 48000)  # the ports these tests take; a busy one is skipped
@@ -79,10 +79,13 @@ class Ended(Exception):
 
 class RawClient:
     """A blocking websocket client on a plain socket: the handshake, frames of any shape, and the
-    node's frames read one by one. Every read waits at most `timeout` seconds."""
+    node's frames read one by one. Every read waits at most `timeout` seconds. `wrap`: a function
+    of the connected socket that gives the one to speak on (an ssl.SSLContext's wrap_socket)."""
 
-    def __init__(self, port, path="/echo", timeout=STEP):
+    def __init__(self, port, path="/echo", timeout=STEP, wrap=None):
         self.sock = socket.create_connection((HOST, port), timeout=timeout)
+        if wrap:
+            self.sock = wrap(self.sock)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
         key = base64.b64encode(os.urandom(16))
@@ -248,6 +251,9 @@ class RunningNode:
 
     def rss_kib(self):
         return vm_kib(self.proc.pid)
+
+    def sanitized(self):
+        return sanitized(self.proc.pid)
 
     def connections_open(self):
         """meshrun_connections_open of the node, this request's connection included."""

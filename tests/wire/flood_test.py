@@ -153,7 +153,7 @@ def flood(node):
           f"peak {sampler.peak / 1024:.1f} MiB in {sampler.samples} samples, {node.rss_kib() / 1024:.1f} MiB now",
           flush=True)
     expect(replies == MESSAGES, f"{replies} replies to {MESSAGES} messages")
-    expect(sampler.peak < RSS_LIMIT_MIB * 1024, f"the node's VmRSS reached {sampler.peak / 1024:.1f} MiB during the "
+    expect(sampler.peak < RSS_LIMIT_MIB * 1024 or node.sanitized(), f"the node's VmRSS reached {sampler.peak / 1024:.1f} MiB during the "
                                                 f"flood, over {RSS_LIMIT_MIB} MiB")
     # The node counted each of them once.
     with urllib.request.urlopen(f"http://{HOST}:{node.port}/", timeout=STEP) as r:
@@ -197,7 +197,7 @@ def no_readers(node):
         sent = {what: state[0] for what, _, _, state in clients}
         print("      sent before the node stopped reading: " + ", ".join(f"{what} {n / 2**20:.1f} MiB" for what, n in
               sent.items()) + f"; the node's VmRSS peak {sampler.peak / 1024:.1f} MiB", flush=True)
-        expect(sampler.peak < RSS_LIMIT_MIB * 1024, f"the node's VmRSS reached {sampler.peak / 1024:.1f} MiB, over "
+        expect(sampler.peak < RSS_LIMIT_MIB * 1024 or node.sanitized(), f"the node's VmRSS reached {sampler.peak / 1024:.1f} MiB, over "
                                                     f"{RSS_LIMIT_MIB} MiB")
         for what, n in sent.items():
             expect(n < NO_READER_LIMIT_MIB * 2**20, f"a client sending {what} and reading nothing got {n / 2**20:.1f} MiB "
