@@ -661,18 +661,43 @@ private:
 
 constexpr std::size_t raw_size = 16;
 
+// The certificate and key of a TLS echo server (OpenSSL straight on the blocking socket).
+struct EchoTls {
+    std::string cert, key;
+};
+
 // Echoes each complete 16-byte message with its own write, like a server that answers each
-// message on its own. Serves up to 4 connections one after another, then exits.
-[[noreturn]] void echo_server(int listener) {
+// message on its own; with `tls`, over TLS (each message its own record): OpenSSL's own cost,
+// the floor of any TLS server's. Serves up to 4 connections one after another, then exits.
+[[noreturn]] void echo_server(int listener, const EchoTls* tls) {
     static char buf[65536];
+    SSL_CTX* ctx = nullptr;
+    if (tls) {
+        ctx = SSL_CTX_new(TLS_server_method());
+        if (!ctx || SSL_CTX_use_certificate_chain_file(ctx, tls->cert.c_str()) != 1 ||
+            SSL_CTX_use_PrivateKey_file(ctx, tls->key.c_str(), SSL_FILETYPE_PEM) != 1)
+            ::_exit(1);
+        SSL_CTX_set_read_ahead(ctx, 1);
+    }
     for (int c = 0; c < 4; ++c) {
         const int fd = ::accept(listener, nullptr, nullptr);
         if (fd < 0) ::_exit(1);
         const int one = 1;
         ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        SSL* ssl = nullptr;
+        if (ctx) {
+            ssl = SSL_new(ctx);
+            if (!ssl || SSL_set_fd(ssl, fd) != 1 || SSL_accept(ssl) != 1) ::_exit(1);
+        }
+        const auto in = [&](char* p, std::size_t n) -> ssize_t {
+            return ssl ? SSL_read(ssl, p, static_cast<int>(n)) : ::read(fd, p, n);
+        };
+        const auto out = [&](const char* p, std::size_t n) -> ssize_t {
+            return ssl ? SSL_write(ssl, p, static_cast<int>(n)) : ::write(fd, p, n);
+        };
         std::size_t have = 0;
         while (true) {
-            const ssize_t n = ::read(fd, buf + have, sizeof buf - have);
+            const ssize_t n = in(buf + have, sizeof buf - have);
             if (n < 0 && errno == EINTR) continue;
             if (n <= 0) break;
             have += static_cast<std::size_t>(n);
@@ -681,7 +706,7 @@ constexpr std::size_t raw_size = 16;
             for (; have - at >= raw_size && ok; at += raw_size) {
                 std::size_t done = 0;
                 while (done < raw_size) {
-                    const ssize_t w = ::write(fd, buf + at + done, raw_size - done);
+                    const ssize_t w = out(buf + at + done, raw_size - done);
                     if (w < 0 && errno == EINTR) continue;
                     if (w <= 0) {
                         ok = false;
@@ -694,6 +719,7 @@ constexpr std::size_t raw_size = 16;
             std::memmove(buf, buf + at, have - at);
             have -= at;
         }
+        if (ssl) SSL_free(ssl);
         ::close(fd);
     }
     ::_exit(0);
@@ -701,7 +727,7 @@ constexpr std::size_t raw_size = 16;
 
 class EchoServer {
 public:
-    EchoServer(int cpu) {
+    EchoServer(int cpu, const EchoTls* tls = nullptr) {
         Fd listener = listen_on(0);
         if (listener.get() < 0) fail_errno("bind 127.0.0.1:0");
         port_ = local_port(listener.get());
@@ -712,7 +738,7 @@ public:
             ::prctl(PR_SET_PDEATHSIG, SIGKILL);
             if (::getppid() != parent) ::_exit(1);
             pin_self(cpu);
-            echo_server(listener.get());
+            echo_server(listener.get(), tls);
         }
         register_child(pid_);
     }
@@ -1348,10 +1374,25 @@ fs::path make_certs(const TempDir& tmp) {
 
 // The same buzzer with `tls cert ... key ...` (no `ca`: the client trusts the test authority
 // and checks the name `localhost`), plain websocket over TLS.
-Figures measure_tls(const std::string& binary, const TempDir& tmp, const Pinning& pins, std::mt19937& rng,
-                    const Counts& n) {
+// The TLS node's figures, and OpenSSL's own beside them: the raw echo server over TLS.
+struct TlsFigures {
+    Figures node, openssl;
+};
+
+TlsFigures measure_tls(const std::string& binary, const TempDir& tmp, const Pinning& pins, std::mt19937& rng,
+                       const Counts& n) {
     const fs::path certs = make_certs(tmp);
     const TlsClient client((certs / "ca.pem").string());
+    TlsFigures both;
+    {
+        const EchoTls tls{(certs / "node.pem").string(), (certs / "node.key").string()};
+        EchoServer echo(pins.server, &tls);
+        const std::string msg(raw_size, 'x');
+        std::optional<OneCpu> here;
+        if (n.one_cpu) here.emplace(echo.pid());
+        Session s(Conn(connect_to(echo.port()), client, "localhost"), Speech::raw, "", Messages::fixed(msg));
+        both.openssl.rt = round_trips(s, n.warmup, n.round_trips, echo.pid());
+    }
     const std::uint16_t port = free_port();
     const fs::path file = tmp.path() / "tls.mesh";
     const std::string tls_item =
@@ -1363,16 +1404,15 @@ Figures measure_tls(const std::string& binary, const TempDir& tmp, const Pinning
         fail(node.why_not_listening("`meshrun run` with tls", 15));
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     const long idle_kib = rss_kib(node.pid());
-    Figures out;
     try {
-        out = measure(Target{port, false, &client}, node.pid(), rng, n);
-        out.idle_kib = idle_kib;
+        both.node = measure(Target{port, false, &client}, node.pid(), rng, n);
+        both.node.idle_kib = idle_kib;
     } catch (const Failure& e) {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
         fail(fmt::format("{}\n`meshrun run` (tls)'s last output:\n{}", e.what(), node.tail()));
     }
     node.stop();
-    return out;
+    return both;
 }
 
 void print_figures(std::string_view what, const Figures& f, long idle_kib) {
@@ -1466,9 +1506,14 @@ int run(const Options& opt) {
     if (opt.meshrun1) print_figures("meshrun run, meshrun.1", m1, -1);
 
     // 3. The same over TLS.
-    Figures tls;
+    TlsFigures tls_both;
+    const Figures& tls = tls_both.node;
     if (opt.tls) {
-        tls = measure_tls(opt.meshrun, tmp, pins, rng, counts);
+        tls_both = measure_tls(opt.meshrun, tmp, pins, rng, counts);
+        const RoundTrips& o = tls_both.openssl.rt;
+        fmt::print("raw TLS echo (OpenSSL on a blocking socket): round trip p50 {:.1f} us, p99 {:.1f} us (min {:.1f}, "
+                   "mean {:.1f}; CPU: client {:.1f} us, server {:.1f} us)\n",
+                   o.p50_us, o.p99_us, o.min_us, o.mean_us, o.client_cpu_us, o.server_cpu_us);
         print_figures("meshrun run, TLS (wss)", tls, tls.idle_kib);
     }
 
@@ -1536,6 +1581,11 @@ int run(const Options& opt) {
     if (opt.tls) {
         rows.push_back({"TLS: round trip p50 (us)", fixed(tls.rt.p50_us, 1), fixed(ws.rt.p50_us, 1) + " plain ws",
                         "<= 1.3x plain ws", tls.rt.p50_us / ws.rt.p50_us, tls.rt.p50_us <= 1.3 * ws.rt.p50_us});
+        // What TLS costs by itself: the raw echo's round trip over TLS less over TCP, added to
+        // plain websocket's. No TLS server on this machine's OpenSSL goes below it.
+        const double floor_us = ws.rt.p50_us + tls_both.openssl.rt.p50_us - raw.rt.p50_us;
+        rows.push_back({"TLS: OpenSSL's floor, RT p50 (us)", fixed(floor_us, 1), fixed(ws.rt.p50_us, 1) + " plain ws",
+                        "-", floor_us / ws.rt.p50_us, std::nullopt});
         rows.push_back({"TLS: pipelined (msg/s)", thousands(tls.pipe.msgs_per_s),
                         thousands(ws.pipe.msgs_per_s) + " plain ws",
                         ">= 0.25x plain ws", tls.pipe.msgs_per_s / ws.pipe.msgs_per_s,

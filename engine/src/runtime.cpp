@@ -235,7 +235,10 @@ void Fleet::start() {
     if (f.graph.tls && !f.options.plain) {
         // The files are read now, on the machine that runs the node: an error names the file.
         f.tls_server.emplace(server_context(*f.graph.tls));
-        f.tls_client.emplace(client_context(*f.graph.tls));
+        // The links' context only where there are links: without `ca` it loads the system's
+        // authorities (0.8 MiB, and most of a node's start).
+        const bool links = std::any_of(f.nodes.begin(), f.nodes.end(), [](const auto& n) { return !n->links.empty(); });
+        if (links) f.tls_client.emplace(client_context(*f.graph.tls));
     }
     // --metrics is checked, and its port had, before anything else listens; it never takes
     // the port of a node here or of one the file declares on this machine.
