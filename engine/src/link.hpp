@@ -96,11 +96,13 @@ public:
     std::string name() const override { return target_ + "/" + channel_; }
     LinkState state() const { return state_; }
     nlohmann::json status() const override {
-        return {{"target", name()},
-                {"state", std::string(to_string(state_))},
-                {"queued", queue_.size()},
-                {"limit", limit()},
-                {"waiting", waiting_.size()}};
+        nlohmann::json j = {{"target", name()},
+                            {"state", std::string(to_string(state_))},
+                            {"queued", queue_.size()},
+                            {"limit", limit()},
+                            {"waiting", waiting_.size()}};
+        if (state_ != LinkState::up && !down_.empty()) j["why"] = down_;  // the last reason it went down
+        return j;
     }
 
 private:

@@ -13,6 +13,7 @@ Run it with Debian's /usr/bin/python3 (apt package python3-websockets, version 1
 """
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 import websockets
 import websockets.exceptions
@@ -150,6 +152,11 @@ node p at {HOST}:{pp} {{ on in -> ack "unused" }}
             expect(asyncio.run(ask(pa, "go", "close")) == "taken", "no reply")
             cpu = idle_cpu(a, 3.0)
             expect(cpu < 0.3, f"the sender used {cpu:.2f} s of CPU in 3 s of retries")
+            # The status page says why the link is not up.
+            with urllib.request.urlopen(f"http://{HOST}:{pa}/", timeout=STEP) as r:
+                link = json.loads(r.read())["links"][0]
+            expect(link["state"] != "up" and "closed the connection" in link.get("why", ""),
+                   f"the link's status while the peer refuses: {link}")
             return a.log()
         finally:
             a.stop(timeout=STEP)
