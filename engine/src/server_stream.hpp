@@ -189,31 +189,40 @@ public:
         }
     }
 
-    // After shut_down(): waits (5 s at most) for the client to end its side (over TLS,
-    // sends what is held and the TLS shutdown first), then closes the socket.
+    // The end of a session. After a closing handshake (shut_down()): waits, 5 s at most,
+    // for the client to end its side (over TLS, sends what is held and the TLS shutdown
+    // first). After a failure: closes the socket. Either way it returns once no write is
+    // left going: the write's handler refers to this stream, which the session then drops.
     task<void> drain() {
-        if (!shut_ || !socket().is_open()) co_return;
-        auto& lowest = beast::get_lowest_layer(next_);
-        lowest.expires_after(std::chrono::seconds(5));
         beast::error_code ec;
-        if constexpr (tls) {
-            // Named locals around co_await: g++ 12 mishandles temporaries and lambdas there.
-            auto flushed = [this](auto h) {
-                flush([this, h = std::move(h)](beast::error_code e) mutable {
-                    asio::post(get_executor(), beast::bind_front_handler(std::move(h), e));
-                });
-            };
-            auto token = asio::redirect_error(use, ec);
-            co_await asio::async_initiate<decltype(token), void(beast::error_code)>(flushed, token);
-            if (!ec) co_await next_.async_shutdown(asio::redirect_error(use, ec));
-        } else {
-            char scratch[512];
-            while (!ec) co_await lowest.async_read_some(asio::buffer(scratch), asio::redirect_error(use, ec));
+        auto& lowest = beast::get_lowest_layer(next_);
+        if (shut_ && socket().is_open()) {
+            lowest.expires_after(std::chrono::seconds(5));
+            if constexpr (tls) {
+                co_await written(ec);
+                if (!ec) co_await next_.async_shutdown(asio::redirect_error(use, ec));
+            } else {
+                char scratch[512];
+                while (!ec) co_await lowest.async_read_some(asio::buffer(scratch), asio::redirect_error(use, ec));
+            }
         }
         socket().close(ec);
+        co_await written(ec);  // a write still going fails at once on the closed socket
     }
 
 private:
+    // Until what is held and what is being written have gone out (or failed).
+    task<void> written(beast::error_code& ec) {
+        // Named locals around co_await: g++ 12 mishandles temporaries and lambdas there.
+        auto flushed = [this](auto h) {
+            flush([this, h = std::move(h)](beast::error_code e) mutable {
+                asio::post(get_executor(), beast::bind_front_handler(std::move(h), e));
+            });
+        };
+        auto token = asio::redirect_error(use, ec);
+        co_await asio::async_initiate<decltype(token), void(beast::error_code)>(flushed, token);
+    }
+
     // Straight to the socket over TCP: basic_stream's timer bookkeeping is not needed
     // once the websocket is open (the node's idle sweep keeps time instead).
     template<typename Buffers, typename Handler>

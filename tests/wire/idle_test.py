@@ -3,7 +3,7 @@
 client silent for half of D is pinged; one that answers the pings stays connected for as long as it
 likes; one that answers nothing is closed after D (at most a quarter of D later); a client whose
 message takes longer than D to fire (its rule waits for a peer that is down) is not idle and is
-answered.
+answered. And a client that never reads its replies, then resets: the node goes on serving.
 
     /usr/bin/python3 tests/wire/idle_test.py path/to/meshrun
 
@@ -25,7 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 from checks import STEP, CheckFailed, expect, free_port, run_checks  # noqa: E402
 from nodes import Node, write_mesh  # noqa: E402
-from wsraw import Ended, RawClient  # noqa: E402
+from wsraw import Ended, RawClient, frame  # noqa: E402
 
 IDLE = 2.0  # seconds: the node's `limits { idle 2s }`
 SLOW = 3.0  # seconds the peer of a `slow` message's rule is down: longer than IDLE
@@ -99,6 +99,25 @@ def check_slow(meshrun, mesh, port, late, wrap):
     expect(reply == b"late", f"the slow message was answered {reply!r}")
 
 
+def check_never_reads(port, wrap):
+    """A client that sends as fast as it can, never reads a reply, then resets: the node's writes to
+    it are still going when its session ends; the node goes on serving."""
+    c = RawClient(port, wrap=wrap, timeout=0.5)
+    sent, message = 0, frame(0x1, b"x" * 1000)
+    until = time.monotonic() + 1.5
+    try:
+        while time.monotonic() < until:
+            c.send(message)
+            sent += 1
+    except (socket.timeout, ssl.SSLError, OSError):
+        pass  # the node stopped reading it: its replies fill the socket
+    c.reset()
+    print(f"      sent {sent} messages, read none, reset", flush=True)
+    expect(sent > 0, "not one message went out")
+    with RawClient(port, wrap=wrap) as other:
+        other.round_trip("after the reset")
+
+
 def main():
     meshrun = sys.argv[1]
     tmp = tempfile.mkdtemp(prefix="meshrun-idle-")
@@ -123,6 +142,7 @@ def main():
             checks += [
                 (f"{kind}: a silent client is pinged after idle/2 and closed after idle", lambda p=port, w=wrap: check_dead(p, w)),
                 (f"{kind}: a client that answers pings stays", lambda p=port, w=wrap: check_alive(p, w)),
+                (f"{kind}: a client that never reads, then resets", lambda p=port, w=wrap: check_never_reads(p, w)),
                 (f"{kind}: a firing longer than idle is answered", lambda m=mesh, p=port, l=late, w=wrap: check_slow(meshrun, m, p, l, w)),
             ]
         def still_running():
