@@ -73,6 +73,7 @@ struct FleetCore {
     Repeated unauthorized{"requests without the fleet's token"};
     Repeated untrusted{"clients refused in the TLS handshake"};
     Repeated tls_refused{"clients that refused this node's certificate"};
+    Repeated tls_failed{"TLS handshakes that failed"};
 
     // Where to reach a node on this machine: the address it listens on (loopback in
     // place of every interface), or IPv4's loopback.
@@ -125,6 +126,7 @@ struct NodeRt final : NodeHost {
     std::uint64_t waiting = 0;
     Signal room;
     Repeated session_failures{"connections"};  // ended in an error: a client's fault, not the node's
+    Repeated refires{"messages fired again"};    // meshrun.1 messages fired again (warned once, then summarised)
     Received received;                    // meshrun.1: what was fired, per sender and channel
     Signal fired;                         // a meshrun.1 firing replied: repeats waiting on it ask again
     std::unique_ptr<StateStore> state;    // --state DIR: null without

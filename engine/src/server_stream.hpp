@@ -39,12 +39,13 @@ public:
     Socket& socket() { return beast::get_lowest_layer(next_).socket(); }
     MessageCounter& received() { return received_; }
 
-    // The idle sweep's view: whether nothing has come since it last looked while the
-    // session waited for input (a session busy firing is not idle), and the end of a
-    // connection found dead (the session's read fails).
-    bool silent() {
-        const bool was = reading_ && !heard_;
-        heard_ = false;
+    // The idle sweep's view: whether the connection made no progress since the sweep
+    // last looked: nothing came while the session waited for input, or a write went on
+    // without ending (a client that reads no replies). A session busy firing is not
+    // idle. And the end of a connection found dead (the session's read fails).
+    bool idle() {
+        const bool was = (reading_ && !heard_) || (writing_ && !wrote_);
+        heard_ = wrote_ = false;
         return was;
     }
     void time_out() {
@@ -56,6 +57,10 @@ public:
     auto async_read_some(const Buffers& buffers, Handler&& handler) {
         return asio::async_initiate<Handler, void(beast::error_code, std::size_t)>(
             [this](auto h, const Buffers& b) {
+                if (broken_) {
+                    // A write failed: the connection is over, whatever a TLS layer still holds.
+                    return asio::post(get_executor(), beast::bind_front_handler(std::move(h), broken_, std::size_t{0}));
+                }
                 if constexpr (tls) {
                     // Over TLS the held replies' write (encrypting, then the socket) goes on
                     // while the next read waits; one write at most is in flight.
@@ -147,12 +152,17 @@ public:
             after_write_.push_back([shared](beast::error_code ec) { (*shared)(ec); });
             return;
         }
+        if (broken_) {
+            pending_.clear();
+            return done(broken_);
+        }
         if (pending_.empty()) return done(beast::error_code{});
         if constexpr (!tls) {
             beast::error_code ec;
             const std::size_t n = socket().write_some(asio::buffer(pending_), ec);
             if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
                 pending_.clear();
+                broke(ec);
                 return done(ec);
             }
             pending_.erase(0, ec ? 0 : n);
@@ -163,6 +173,8 @@ public:
         pending_.clear();
         auto written = [this, data, done = std::forward<Done>(done)](beast::error_code e, std::size_t) mutable {
             writing_ = false;
+            wrote_ = true;
+            if (e) broke(e);
             auto waiting = std::move(after_write_);
             after_write_.clear();
             for (auto& w : waiting) flush(std::move(w));
@@ -211,6 +223,15 @@ public:
     }
 
 private:
+    // A write failed: the connection is closed (a read waiting on it ends), and every
+    // later read and write fails at once.
+    void broke(const beast::error_code& ec) {
+        if (broken_) return;
+        broken_ = ec;
+        beast::error_code ignored;
+        socket().close(ignored);
+    }
+
     // Until what is held and what is being written have gone out (or failed).
     task<void> written(beast::error_code& ec) {
         // Named locals around co_await: g++ 12 mishandles temporaries and lambdas there.
@@ -266,7 +287,9 @@ private:
     MessageCounter received_;
     std::string pending_;
     std::vector<std::function<void(beast::error_code)>> after_write_;
-    bool reading_ = false, writing_ = false, shut_ = false, heard_ = false;
+    beast::error_code broken_;  // the first write that failed
+    // heard_, wrote_: progress since the idle sweep last looked (a new connection counts).
+    bool reading_ = false, writing_ = false, shut_ = false, heard_ = true, wrote_ = false;
 };
 
 // The end of a connection after the closing handshake, or after Beast closed it over

@@ -192,10 +192,13 @@ inline task<std::string> fire_once(NodeRt& node, const Source& channel, const Nu
         break;
     }
     if (seen.refire) {
-        node.log(fmt::format("warning: firing message {} of {} on /{} again: it was sent again and this node has no record "
-                             "of its reply ({}); counted in meshrun_delivery_refired_total",
-                             seq, from.sender, channel.name,
-                             node.state ? "it stopped while firing it" : "it restarted, without --state"));
+        const std::string why = node.state ? "it stopped while firing it" : "it restarted, without --state";
+        const std::string line = fmt::format("warning: firing message {} of {} on /{} again: it was sent again and this node "
+                                             "has no record of its reply ({}); counted in meshrun_delivery_refired_total",
+                                             seq, from.sender, channel.name, why);
+        // The first 8 of a run each a line, then a count a minute: a client cannot flood the log.
+        const std::string which = fmt::format("{} {}", from.sender, seq);
+        if (auto text = node.refires.failed(node.fleet.clock->now(), line, which)) node.log(*text);
         node.fleet.tell([&](Observer& o) { o.repeat(node.index(), source, true); });
     }
     node.received.begin(from.sender, channel.name, from.boot, seq);
@@ -237,7 +240,10 @@ task<void> serve(NodeRt& node, Ws& ws, const Source& channel, const Peer& peer, 
         Message message;
         message.channel = index;
         message.from = &peer;
-        if (const auto bad = wire::decode(ws.got_text(), beast::buffers_to_string(buffer.data()), message, numbering)) {
+        std::optional<Refusal> bad = wire::decode(ws.got_text(), beast::buffers_to_string(buffer.data()), message, numbering);
+        // meshrun.1's frame may be longer than `limits { message }` by its header; its message may not.
+        if (!bad && message.payload.size() > node.fleet.graph.limits.message) bad = Refusal{1009, "message too big"};
+        if (bad) {
             const websocket::close_reason why(static_cast<websocket::close_code>(bad->code),
                                               beast::string_view(bad->reason.data(), bad->reason.size()));
             co_await ws.async_close(why, asio::redirect_error(use, ec));
@@ -316,7 +322,7 @@ task<void> open_channel(NodeRt& node, Ws& ws, const http::request<http::string_b
                                                              [](beast::error_code) {});
                                           },
                                           [&ws, silent = 0]() mutable {
-                                              if (!ws.next_layer().silent()) {
+                                              if (!ws.next_layer().idle()) {
                                                   silent = 0;
                                               } else if (++silent == OpenSession::ping_after) {
                                                   ws.async_ping({}, [](beast::error_code) {});
@@ -405,7 +411,10 @@ inline task<void> session(NodeRt& node, Socket socket) {
     if (ec) {
         const std::string why = handshake_error(tls, ec);
         FleetCore& fleet = node.fleet;
-        if (ec == beast::error::timeout) co_return;  // said nothing in time: dropped, as on a plain port
+        // Said nothing in time, or hung up without a word (a port probe): dropped, as on a plain port.
+        if (ec == beast::error::timeout || ec == asio::error::eof || ec == asio::ssl::error::stream_truncated ||
+            ec == asio::error::connection_reset || ec == asio::error::broken_pipe)
+            co_return;
         if (why.find("http request") != std::string::npos) {
             // Plain HTTP to a TLS port: say so in plain HTTP, as nginx does.
             static constexpr std::string_view plain =
@@ -420,6 +429,12 @@ inline task<void> session(NodeRt& node, Socket socket) {
             if (auto text = fleet.tls_refused.failed(fleet.clock->now(), line, why)) node.log(*text);
             co_return;
         }
+        if (why.find("certificate") == std::string::npos) {
+            // Not TLS, or TLS this node does not speak: no one was refused for who they are.
+            const std::string line = fmt::format("a TLS handshake from {} failed: {}", peer.address, why);
+            if (auto text = fleet.tls_failed.failed(fleet.clock->now(), line, why)) node.log(*text);
+            co_return;
+        }
         // A client without a certificate the fleet's authority signed.
         const std::string line = fmt::format("refused a connection from {}: TLS handshake: {}", peer.address, why);
         if (auto text = fleet.untrusted.failed(fleet.clock->now(), line, why)) node.log(*text);
@@ -429,10 +444,10 @@ inline task<void> session(NodeRt& node, Socket socket) {
     co_await serve_http(node, tls, peer);
 }
 
-// Every quarter of `limits { idle }`, each open websocket session is looked at: one
-// silent (nothing received while it waited for input) for half of it is pinged, one
-// silent for all of it is closed (a dead peer: the ping went unanswered). One timer a
-// node, instead of one re-armed on every read of every session.
+// Every quarter of `limits { idle }`, each open websocket session is looked at: one idle
+// (nothing received while it waited for input, or a write to it that never ends) for half
+// of it is pinged, one idle for all of it is closed (a dead peer, or one that reads none of
+// its replies). One timer a node, instead of one re-armed on every read of every session.
 inline task<void> sweep_idle(NodeRt& node) {
     const auto tick = node.fleet.graph.limits.idle / OpenSession::dead_after;
     while (!node.fleet.closing) {
@@ -444,11 +459,13 @@ inline task<void> sweep_idle(NodeRt& node) {
     }
 }
 
-// A connection past its bound: 503, then closed.
-inline void refuse_busy(Socket& socket) {
+// A connection past its bound: 503, then closed. On a TLS port, only closed: a plain
+// 503 would be garbage to a TLS client, and a TLS handshake to refuse it costs what the
+// bound is there to save.
+inline void refuse_busy(Socket& socket, bool tls) {
     static constexpr std::string_view busy = "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
     beast::error_code ec;
-    socket.write_some(asio::buffer(busy), ec);  // a fresh socket takes it whole
+    if (!tls) socket.write_some(asio::buffer(busy), ec);  // a fresh socket takes it whole
     socket.close(ec);
 }
 
@@ -477,13 +494,13 @@ inline task<void> listen(NodeRt& node) {
         backoff.reset();
         const std::size_t most = fleet.graph.limits.connections;
         if (fleet.connections >= fleet.max_connections || node.open >= most) {
-            refuse_busy(socket);
+            refuse_busy(socket, fleet.tls_server.has_value());
             const auto why =
                 node.open >= most
                     ? fmt::format("{} connections are open, the node's limit (limits {{ connections {} }})", node.open, most)
                     : fmt::format("{} connections are open, the most this process's descriptor limit leaves room for",
                                   fleet.max_connections);
-            if (auto line = refused.failed(fleet.clock->now(), "refusing new connections (HTTP 503): " + why, why)) node.log(*line);
+            if (auto line = refused.failed(fleet.clock->now(), fmt::format("refusing new connections ({}): {}", fleet.tls_server ? "closed" : "HTTP 503", why), why)) node.log(*line);
             continue;
         }
         if (auto line = refused.recovered(fleet.clock->now(), "taking new connections again")) node.log(*line);
@@ -537,7 +554,7 @@ inline task<void> listen_metrics(FleetCore& fleet) {
         }
         backoff.reset();
         if (open >= fleet.max_metrics_connections) {
-            refuse_busy(socket);
+            refuse_busy(socket, false);
             continue;
         }
         ++open;

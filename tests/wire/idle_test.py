@@ -3,7 +3,8 @@
 client silent for half of D is pinged; one that answers the pings stays connected for as long as it
 likes; one that answers nothing is closed after D (at most a quarter of D later); a client whose
 message takes longer than D to fire (its rule waits for a peer that is down) is not idle and is
-answered. And a client that never reads its replies, then resets: the node goes on serving.
+answered. Clients that never read their replies: given back when they reset, closed by the sweep
+when they stay; the node goes on serving.
 
     /usr/bin/python3 tests/wire/idle_test.py path/to/meshrun
 
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
@@ -99,23 +101,63 @@ def check_slow(meshrun, mesh, port, late, wrap):
     expect(reply == b"late", f"the slow message was answered {reply!r}")
 
 
-def check_never_reads(port, wrap):
-    """A client that sends as fast as it can, never reads a reply, then resets: the node's writes to
-    it are still going when its session ends; the node goes on serving."""
+def connections(port, ctx):
+    """meshrun_connections_open of the node (this request's connection included)."""
+    url = f"{'https://localhost' if ctx else 'http://127.0.0.1'}:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=STEP, context=ctx) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("meshrun_connections_open{"):
+                return int(float(line.split()[-1]))
+    raise CheckFailed("no meshrun_connections_open in the node's /metrics")
+
+
+def flood(port, wrap, seconds):
+    """A client that sends as fast as it can for `seconds` and reads nothing; how many it sent."""
     c = RawClient(port, wrap=wrap, timeout=0.5)
     sent, message = 0, frame(0x1, b"x" * 1000)
-    until = time.monotonic() + 1.5
+    until = time.monotonic() + seconds
     try:
         while time.monotonic() < until:
             c.send(message)
             sent += 1
     except (socket.timeout, ssl.SSLError, OSError):
         pass  # the node stopped reading it: its replies fill the socket
-    c.reset()
-    print(f"      sent {sent} messages, read none, reset", flush=True)
-    expect(sent > 0, "not one message went out")
+    return c, sent
+
+
+def wait_connections(port, ctx, most, seconds):
+    """Seconds until the node has at most `most` connections open, or None."""
+    start = time.monotonic()
+    while time.monotonic() - start < seconds:
+        if connections(port, ctx) <= most:
+            return time.monotonic() - start
+        time.sleep(0.05)
+    return None
+
+
+def check_never_reads(port, wrap, ctx):
+    """Clients that send as fast as they can and never read a reply: those that then reset are
+    given back at once, though the node's writes to them were still going; one that stays is
+    closed by the idle sweep once its writes have stalled for `idle`. The node goes on serving."""
+    before = connections(port, ctx)
+    for _ in range(4):
+        c, sent = flood(port, wrap, 0.5)
+        c.reset()
+        expect(sent > 0, "not one message went out")
+    took = wait_connections(port, ctx, before, 1.0)
+    print("      4 clients flooded and reset: their connections " +
+          (f"given back after {took:.2f} s" if took is not None else "not given back"), flush=True)
+    expect(took is not None, f"{connections(port, ctx) - before} connections still open 1 s after the resets")
+    c, sent = flood(port, wrap, 1.0)
+    try:
+        took = wait_connections(port, ctx, before, IDLE * 5 / 4 + 1.0)
+    finally:
+        c.reset()
+    print(f"      a client that sent {sent} messages and reads nothing: " +
+          (f"closed {took:.2f} s later" if took is not None else "still connected"), flush=True)
+    expect(took is not None, f"a client that reads nothing still connected {IDLE * 5 / 4 + 1.0} s after it stopped")
     with RawClient(port, wrap=wrap) as other:
-        other.round_trip("after the reset")
+        other.round_trip("after them")
 
 
 def main():
@@ -123,7 +165,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="meshrun-idle-")
     nodes, checks = [], []
     try:
-        kinds = [("plain", "", None)]
+        kinds = [("plain", "", None, None)]
         if shutil.which("openssl"):
             certs = os.path.join(tmp, "certs")
             subprocess.run(["bash", os.path.join(HERE, "..", "lib", "make_certs.sh"), certs], check=True, timeout=60)
@@ -131,10 +173,10 @@ def main():
             ctx.load_cert_chain(os.path.join(certs, "node.pem"), os.path.join(certs, "node.key"))
             # With `ca`: the link of the slow rule trusts the test authority (mutual TLS).
             tls = f'tls cert "{certs}/node.pem" key "{certs}/node.key" ca "{certs}/ca.pem"'
-            kinds.append(("TLS", tls, lambda s: ctx.wrap_socket(s, server_hostname="localhost")))
+            kinds.append(("TLS", tls, lambda s: ctx.wrap_socket(s, server_hostname="localhost"), ctx))
         else:
             print("SKIPPED over TLS: the openssl command is not installed", flush=True)
-        for kind, tls, wrap in kinds:
+        for kind, tls, wrap, ctx in kinds:
             port, late = free_port(), free_port()
             mesh = write_mesh(MESH.format(tls=tls, port=port, late=late))
             node = Node(meshrun, mesh, "idle", wait_port=port)
@@ -142,7 +184,8 @@ def main():
             checks += [
                 (f"{kind}: a silent client is pinged after idle/2 and closed after idle", lambda p=port, w=wrap: check_dead(p, w)),
                 (f"{kind}: a client that answers pings stays", lambda p=port, w=wrap: check_alive(p, w)),
-                (f"{kind}: a client that never reads, then resets", lambda p=port, w=wrap: check_never_reads(p, w)),
+                (f"{kind}: clients that never read: given back on reset, closed when idle",
+                 lambda p=port, w=wrap, c=ctx: check_never_reads(p, w, c)),
                 (f"{kind}: a firing longer than idle is answered", lambda m=mesh, p=port, l=late, w=wrap: check_slow(meshrun, m, p, l, w)),
             ]
         def still_running():
