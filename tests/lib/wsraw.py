@@ -63,9 +63,10 @@ def close_payload(code, reason=b""):
     return struct.pack("!H", code) + reason
 
 
-def handshake_request(port, path, key):
+def handshake_request(port, path, key, headers=b""):
+    """The upgrade request; `headers`: more header lines, each ending with CRLF."""
     return (b"GET " + path.encode() + b" HTTP/1.1\r\nHost: " + f"{HOST}:{port}".encode() + b"\r\n"
-            b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Upgrade: websocket\r\nConnection: Upgrade\r\n" + headers +
             b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
 
 
@@ -80,16 +81,17 @@ class Ended(Exception):
 class RawClient:
     """A blocking websocket client on a plain socket: the handshake, frames of any shape, and the
     node's frames read one by one. Every read waits at most `timeout` seconds. `wrap`: a function
-    of the connected socket that gives the one to speak on (an ssl.SSLContext's wrap_socket)."""
+    of the connected socket that gives the one to speak on (an ssl.SSLContext's wrap_socket);
+    `headers`: more header lines for the upgrade request."""
 
-    def __init__(self, port, path="/echo", timeout=STEP, wrap=None):
+    def __init__(self, port, path="/echo", timeout=STEP, wrap=None, headers=b""):
         self.sock = socket.create_connection((HOST, port), timeout=timeout)
         if wrap:
             self.sock = wrap(self.sock)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
         key = base64.b64encode(os.urandom(16))
-        self.sock.sendall(handshake_request(port, path, key))
+        self.sock.sendall(handshake_request(port, path, key, headers))
         head = self._read_until(b"\r\n\r\n").decode("latin-1")
         status = head.split("\r\n", 1)[0]
         expect(status.startswith("HTTP/1.1 101"), f"handshake on {path}: status line `{status}`, expected 101")

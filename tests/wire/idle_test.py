@@ -160,6 +160,40 @@ def check_never_reads(port, wrap, ctx):
         other.round_trip("after them")
 
 
+def metric(port, ctx, name):
+    """The sum of a counter's samples in the node's /metrics."""
+    url = f"{'https://localhost' if ctx else 'http://127.0.0.1'}:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=STEP, context=ctx) as r:
+        return sum(float(l.split()[-1]) for l in r.read().decode().splitlines() if l.startswith(name + "{"))
+
+
+def check_meshrun1_limit(port, wrap):
+    """A meshrun.1 message may not be longer than `limits { message }` (64 KiB here), though its
+    frame may be, by the `m SEQ ` header: 1009."""
+    numbered = b"Sec-WebSocket-Protocol: meshrun.1\r\nMeshrun-Sender: idle/test\r\nMeshrun-Boot: b1\r\n"
+    with RawClient(port, wrap=wrap, headers=numbered) as c:
+        c.send_frame(0x1, b"m 1 " + b"x" * 65537)
+        how, code, _, _ = c.outcome()
+    expect((how, code) == ("close", 1009), f"a 64 KiB + 1 byte meshrun.1 message: {how} {code}")
+    with RawClient(port, wrap=wrap, headers=numbered) as c:
+        c.send_frame(0x1, b"m 1 " + b"x" * 65536)  # 64 KiB: answered
+        expect(c.read_text() == b"a 1 " + b"x" * 65536, "a 64 KiB meshrun.1 message not answered with itself")
+
+
+def check_probes(port, ctx):
+    """Connections to a TLS port that close without a word, or speak no TLS, are nobody refused for
+    who they are: meshrun_unauthorized_total stays."""
+    before = metric(port, ctx, "meshrun_unauthorized_total")
+    for i in range(5):
+        with socket.create_connection(("127.0.0.1", port), timeout=STEP) as s:
+            if i % 2:
+                s.sendall(b"\x16\x03\x01\x00\x05hello")  # a record that is no ClientHello
+                s.recv(100)
+    time.sleep(0.2)
+    after = metric(port, ctx, "meshrun_unauthorized_total")
+    expect(after == before, f"meshrun_unauthorized_total went from {before} to {after} with 5 probes")
+
+
 def main():
     meshrun = sys.argv[1]
     tmp = tempfile.mkdtemp(prefix="meshrun-idle-")
@@ -186,8 +220,13 @@ def main():
                 (f"{kind}: a client that answers pings stays", lambda p=port, w=wrap: check_alive(p, w)),
                 (f"{kind}: clients that never read: given back on reset, closed when idle",
                  lambda p=port, w=wrap, c=ctx: check_never_reads(p, w, c)),
+                (f"{kind}: a meshrun.1 message over the message limit is 1009",
+                 lambda p=port, w=wrap: check_meshrun1_limit(p, w)),
                 (f"{kind}: a firing longer than idle is answered", lambda m=mesh, p=port, l=late, w=wrap: check_slow(meshrun, m, p, l, w)),
             ]
+        if len(kinds) > 1:
+            checks.append(("TLS: port probes are not counted as unauthorized", lambda p=port, c=ctx: check_probes(p, c)))
+
         def still_running():
             for node in nodes:
                 expect(node.proc.poll() is None, f"a node ended: {node.log()[-2000:]}")
