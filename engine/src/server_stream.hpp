@@ -19,9 +19,11 @@ namespace meshrun::engine {
 //   replying).
 // - It counts the whole messages received (MessageCounter), so that the session
 //   reads those without a trip through the event loop.
-// - It tells the node's idle sweep (session.hpp) whether the connection has been
-//   silent while the session waited for input: Beast's own idle timer would be
-//   re-armed on every read, which costs more than the rest of a round trip's reads.
+// - It tells the node's idle sweep (session.hpp) whether the connection has made
+//   progress (bytes in while the session waits for input, writes that end): Beast's
+//   own idle timer would be re-armed on every read, which costs more than the rest
+//   of a round trip's reads.
+// - A write that fails ends the connection: every later read and write fails.
 template<class Next>
 class CoalescingStream {
 public:
@@ -121,7 +123,7 @@ public:
         throw beast::system_error(ec);
     }
 
-// A reply, as one unfragmented text frame (a server's frames are not masked).
+    // A reply, as one unfragmented text frame (a server's frames are not masked).
     // Framed here: Beast's write costs more than all the rest of a message's
     // handling. The session checks that the stream is still open first.
     void send_text(std::string_view payload) {
