@@ -19,6 +19,7 @@
 namespace meshrun::engine {
 
 struct NodeRt;
+class Registry;  // registry.hpp
 
 // A link (link.hpp), over plain TCP or TLS: BasicLink of one websocket stream or the other.
 class Link {
@@ -69,6 +70,7 @@ struct FleetCore {
     std::optional<Acceptor> metrics_acceptor;  // --metrics: the whole fleet's on one port
     std::size_t metrics_connections = 0, max_metrics_connections = 0;  // open on it, and the most
     Micros started{0};
+    std::unique_ptr<Registry> registry;  // `discovery etcd`: the nodes here registered in etcd; null without
     std::string token;  // secret env VAR: what every request but /healthz must carry; empty: no secret
     Repeated unauthorized{"requests without the fleet's token"};
     Repeated untrusted{"clients refused in the TLS handshake"};
