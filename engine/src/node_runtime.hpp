@@ -20,6 +20,16 @@ namespace meshrun::engine {
 
 struct NodeRt;
 class Registry;  // registry.hpp
+struct FleetCore;
+
+// Where the registry (etcd) says a node listens.
+struct Registered {
+    std::string address;
+    std::uint16_t port = 0;
+};
+// With `discovery`: what etcd holds for `node` now, else what it held last; none when it never
+// held anything (a link then goes where the file says). registry.hpp.
+task<std::optional<Registered>> registry_lookup(FleetCore& fleet, int node);
 
 // A link (link.hpp), over plain TCP or TLS: BasicLink of one websocket stream or the other.
 class Link {

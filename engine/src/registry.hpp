@@ -2,7 +2,8 @@
 // under /meshrun/MESH/nodes/NODE with what it actually bound, on one lease of the process
 // (TTL 10 s, kept alive every third of it): a process that dies leaves no key behind it for
 // longer than the TTL. A lost lease (a keepalive answered without a TTL: etcd forgot it, or it
-// ran out while etcd was unreachable) is granted again and the keys put again. docs/discovery.md.
+// ran out while etcd was unreachable) is granted again and the keys put again. A link reads
+// its target's key each time it connects (lookup()). docs/discovery.md.
 //
 // etcd's v3 API through its JSON gateway: HTTP POSTs with Beast, one connection a request.
 // Keys and values are base64 (OpenSSL's), 64-bit numbers JSON strings. The endpoints are
@@ -209,6 +210,34 @@ public:
         return v;
     }
 
+    // What etcd holds for node `name` now; when etcd does not answer, what it held last.
+    task<std::optional<Registered>> lookup(std::string name) {
+        const std::string path = "/v3/kv/range";
+        nlohmann::json body = {{"key", base64(fmt::format("/meshrun/{}/nodes/{}", fleet_.graph.name, name))}};
+        Etcd::Answer answer = co_await etcd_.call(path, std::move(body));
+        const auto last = known_.find(name);
+        if (!answer.ok()) {
+            std::optional<Registered> kept;
+            if (last != known_.end()) kept = last->second;
+            co_return kept;
+        }
+        const nlohmann::json kvs = answer.json.value("kvs", nlohmann::json::array());
+        std::optional<Registered> found;
+        if (kvs.is_array() && !kvs.empty() && kvs[0].contains("value")) {
+            const auto text = unbase64(kvs[0]["value"].get<std::string>());
+            const auto value = nlohmann::json::parse(text.value_or(""), nullptr, false);
+            if (value.is_object() && value.contains("address") && value.contains("port") && value["address"].is_string() &&
+                value["port"].is_number_unsigned() && value["port"].get<std::uint64_t>() <= 65535)
+                found = Registered{value["address"].get<std::string>(), value["port"].get<std::uint16_t>()};
+        }
+        if (found) {
+            known_[name] = *found;
+        } else if (last != known_.end()) {
+            known_.erase(last);  // gone from etcd (stopped, or its lease ran out): the file's address again
+        }
+        co_return found;
+    }
+
 private:
     task<void> run() {
         while (!stopping_) {
@@ -304,6 +333,12 @@ private:
     Backoff backoff_;
     Repeated failures_{"etcd"};
     std::shared_ptr<Event> pausing_;  // the pause waited out now, cut short by stop()
+    std::map<std::string, Registered> known_;  // what etcd held at the last lookup of each node
 };
+
+inline task<std::optional<Registered>> registry_lookup(FleetCore& fleet, int node) {
+    std::string name = fleet.graph.nodes[static_cast<std::size_t>(node)].name;
+    co_return co_await fleet.registry->lookup(std::move(name));
+}
 
 }  // namespace meshrun::engine

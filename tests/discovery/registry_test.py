@@ -10,16 +10,21 @@ through etcd's own JSON gateway, never through meshrun:
   a key that is gone within the TTL;
 - etcd stopped for 3 s and started again with nothing stored (every lease lost): the node says so
   and registers again, on a new lease; etcd restarted with its data: the key stays, kept alive;
-- an https endpoint is refused at start with the reason.
+- an https endpoint is refused at start with the reason;
+- a link goes where etcd says its target listens: a moved to another port than the file's (`up
+  --only a` with its declared port taken), b's link follows it there, and again after a restart of a
+  on yet another port.
 
     /usr/bin/python3 tests/discovery/registry_test.py path/to/meshrun
 
 Skipped (exit 77) without the `etcd` binary (Debian's etcd-server).
 """
 
+import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -27,7 +32,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from checks import STEP, CheckFailed, expect, free_port, run_checks  # noqa: E402
 from etcd import Etcd, need_etcd  # noqa: E402
-from nodes import Node, write_mesh  # noqa: E402
+from nodes import Node, ask, write_mesh  # noqa: E402
 
 TTL = 10
 
@@ -150,6 +155,49 @@ def main():
         expect("etcd over https is not built yet" in r.stderr, f"the reason: {r.stderr}")
         expect(etcd.get(key_a) is None, "nothing registered")
 
+    def links_follow_the_registry():
+        blocker = socket.socket()  # a's declared port taken (bound, not listening: refused there)
+        blocker.bind(("127.0.0.1", pa))
+        ups = []
+        try:
+            def start_a():
+                log = open(f"{mesh}.up{len(ups)}.log", "w+")
+                ups.append((subprocess.Popen([meshrun, "up", mesh, "--only", "a", "--color", "never"], stdout=log,
+                                             stderr=subprocess.STDOUT), log))
+                got = wait_for("a's key from up --only a", lambda: etcd.get(key_a), STEP)
+                port = json.loads(got[0])["port"]
+                expect(port != pa, f"a moved off its declared port {pa}: {port}")
+                return port
+
+            def pinged(text):
+                log = ups[-1][1]
+                log.seek(0)
+                return text in log.read()
+
+            first = start_a()
+            b = state["b"] = Node(meshrun, mesh, "b", wait_port=pb)
+            reply = asyncio.run(ask(pb, "signal", "one"))
+            expect(reply == "sent", f"b's reply: {reply!r}")
+            wait_for(f"a, on port {first}, pinged by b", lambda: pinged("pinged one"), STEP)
+            up, _ = ups[-1]
+            up.send_signal(signal.SIGTERM)
+            up.wait(STEP)
+            second = start_a()  # a free port again: perhaps the same one, and b must find it all the same
+            reply = asyncio.run(ask(pb, "signal", "two"))
+            expect(reply == "sent", f"b's reply: {reply!r}")
+            wait_for(f"a, restarted on port {second}, pinged by b", lambda: pinged("pinged two"), STEP + 5)
+            expect(f":{pa}" not in b.log(), "b never went to the file's port:\n" + b.log())
+        finally:
+            blocker.close()
+            for up, log in ups:
+                if up.poll() is None:
+                    up.kill()
+                    up.wait()
+                log.close()
+                os.unlink(log.name)
+            if "b" in state:
+                state.pop("b").stop()
+
     try:
         failures = run_checks([
             ("a node registers what it bound, on a lease of 10 s, past a dead endpoint", registers),
@@ -160,6 +208,7 @@ def main():
             ("up registers every node, on one lease", up_registers_every_node),
             ("a killed node's key is gone within the TTL", killed_node_gone_within_ttl),
             ("an https endpoint is refused at start", https_refused),
+            ("a link goes where etcd says its target listens", links_follow_the_registry),
         ])
     finally:
         for name in ("a", "b"):
