@@ -21,6 +21,7 @@ packages=(
   catch2 python3 python3-websockets clang-14 libclang-rt-14-dev          # tests: Catch2, bench generator, libFuzzer
   prometheus                                         # tests: promtool and a Prometheus server (2.42)
   libssl-dev openssl ca-certificates                 # TLS: OpenSSL, the tests' certificates, the system's authorities
+  etcd-server etcd-client                            # tests: a private etcd (3.4) for discovery
 )
 
 setup() {

@@ -109,7 +109,6 @@ int run_check(const CheckOptions& opt) {
         // so leak checkers do not count it.)
         static auto* kept = new std::vector<dsl::Program>();
         kept->push_back(std::move(compiled->program));
-        dsl::report_not_available(kept->back(), diags, dsl::Severity::warning);
         diags.sort_by_position();
         for (const auto& d : diags.all()) {
             if (json) {
@@ -144,15 +143,13 @@ struct Loaded {
 };
 
 // Compiles a file for the commands that run or draw it: diagnostics go to stderr,
-// and a file with errors is refused. `not_available` is the severity of what this
-// version does not build (`discovery`): an error for run and up.
-Loaded load(const std::string& path, dsl::Severity not_available) {
+// and a file with errors is refused.
+Loaded load(const std::string& path) {
     auto sources = std::make_shared<dsl::SourceManager>();
     dsl::SourceManager& sm = *sources;
     dsl::Diagnostics diags;
     auto compiled = compile(path, sm, diags);
     if (!compiled) return {std::nullopt, nullptr, exit_usage};
-    dsl::report_not_available(compiled->program, diags, not_available);
     diags.sort_by_position();
     const dsl::RenderOptions render{use_color("auto", STDERR_FILENO)};
     for (const auto& d : diags.all()) fmt::print(stderr, "{}", dsl::render_text(d, sm, render));
@@ -223,7 +220,7 @@ std::vector<std::string> split(std::string_view text, char sep) {
 }
 
 int run_fleet(const RunOptions& opt, bool one_node) {
-    const auto loaded = load(opt.file, dsl::Severity::error);
+    const auto loaded = load(opt.file);
     if (!loaded.graph) return loaded.status;
     const auto& graph = loaded.graph;
     engine::FleetOptions fleet_options;
@@ -335,11 +332,6 @@ int run_tests(const TestOptions& opt) {
             usage_error = true;
             continue;
         }
-        // Tests run on free loopback ports, where discovery would not apply: they run, and a
-        // warning says that the file declares what this version ignores.
-        dsl::Diagnostics not_available;
-        dsl::report_not_available(compiled->program, not_available, dsl::Severity::warning);
-        for (const auto& d : not_available.all()) fmt::print(stderr, "{}", dsl::render_text(d, sm));
         if (diags.has_errors()) {
             diags.sort_by_position();
             for (const auto& d : diags.all()) fmt::print(stderr, "{}", dsl::render_text(d, sm));
@@ -406,14 +398,14 @@ int run_tests(const TestOptions& opt) {
 }
 
 int run_graph(const std::string& file, const std::string& format) {
-    const auto loaded = load(file, dsl::Severity::warning);
+    const auto loaded = load(file);
     if (!loaded.graph) return loaded.status;
     fmt::print("{}", format == "mermaid" ? engine::to_mermaid(*loaded.graph) : engine::to_dot(*loaded.graph));
     return exit_ok;
 }
 
 int run_probe(const std::string& file, const std::string& node, const std::string& format) {
-    const auto loaded = load(file, dsl::Severity::warning);
+    const auto loaded = load(file);
     if (!loaded.graph) return loaded.status;
     std::vector<int> nodes;
     if (!node.empty()) {
@@ -502,8 +494,6 @@ int main(int argc, char** argv) {
     cmd->add_flag("-q,--quiet", check.quiet, "Print diagnostics only, not the summary line");
     cmd->footer("`-` reads a file from standard input; diagnostics name it <stdin>, and its includes\n"
                 "are found from the current directory.\n"
-                "`discovery` lines check, with a [not-available] warning: this version does not build\n"
-                "it, and `run` and `up` refuse a file that has it.\n"
                 "Exit status: 0 when no file has errors (warnings allowed), 1 when one has,\n"
                 "2 on bad usage or an unreadable file.\n\n"
                 "Examples:\n"
@@ -580,10 +570,11 @@ int main(int argc, char** argv) {
                     + log_notes +
                     "With `secret env VAR` the token is read from VAR at start (missing or empty: an error);\n"
                     "with `tls`, the certificate and key files are read at start.\n"
-                    "Exit status: 0 after a signal; 1 when the file has errors (`discovery` is an error:\n"
-                    "this version does not build it), the secret is not set, the state directory or the TLS\n"
-                    "files cannot be read, the node cannot listen or hold its pins, or it would do nothing\n"
-                    "(no port, no timer, no rule); 2 on bad usage, an unreadable file or an unusable --bind.\n\n"
+                    "With `discovery etcd \"URL\"`, the node registers in etcd (docs/discovery.md).\n"
+                    "Exit status: 0 after a signal; 1 when the file has errors, the secret is not set, the state\n"
+                    "directory or the TLS files cannot be read, a discovery URL is https (not built yet), the\n"
+                    "node cannot listen or hold its pins, or it would do nothing (no port, no timer, no rule);\n"
+                    "2 on bad usage, an unreadable file or an unusable --bind.\n\n"
                     "Example:\n  meshrun run topologies/arduino.mesh --node buzzer --sim");
 
     auto* up_cmd = app.add_subcommand("up", "Run every node of a .mesh file in one process, on simulated pins");
@@ -596,10 +587,10 @@ int main(int argc, char** argv) {
                    "(the log line says which). Links between them go where they really listen; with --only, links\n"
                    "to the other nodes go to their declared addresses. Logs are interleaved, prefixed with the node.\n"
                    "SIGINT or SIGTERM stops every node, delivers what links hold (--grace) and exits 0.\n" + log_notes +
-                   "Exit status: 0 after a signal; 1 when the file has errors (`discovery` is an error: this\n"
-                   "version does not build it), the secret is not set, the state directory or the TLS files\n"
-                   "cannot be read, a node cannot listen, or there is nothing to run (no node, or none with a\n"
-                   "port, a timer or a rule); 2 on bad usage or an unreadable file.\n\n"
+                   "With `discovery etcd \"URL\"`, every node registers in etcd (docs/discovery.md).\n"
+                   "Exit status: 0 after a signal; 1 when the file has errors, the secret is not set, the state\n"
+                   "directory or the TLS files cannot be read, a node cannot listen, or there is nothing to run\n"
+                   "(no node, or none with a port, a timer or a rule); 2 on bad usage or an unreadable file.\n\n"
                    "Example:\n  meshrun up topologies/arduino.mesh --seed 7 --timestamps");
 
     std::string probe_file, probe_node, probe_format = "text";
@@ -651,7 +642,7 @@ int main(int argc, char** argv) {
                      "A test that reaches --timeout or --max-steps fails at the statement it was running.\n"
                      "Timer firings count `every`, `after` and debounce: an hour of a 1 s timer is 3,600,\n"
                      "well under the default; an hour of `every 1us` is 3.6e9 and fails in a second.\n"
-                     "`discovery` lines, which tests do not need, are warned of and ignored; with `secret`,\n"
+                     "`discovery` lines are ignored: the nodes of a test do not register in etcd; with `secret`,\n"
                      "the fleet of a test uses a token of its own.\n"
                      "Exit status: 0 when every test passes; 1 when one fails, a file has errors or --filter\n"
                      "matches no test; 2 on bad usage: an unreadable file, or a --junit path that cannot be\n"

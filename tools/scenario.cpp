@@ -106,6 +106,7 @@ public:
         // it: a token of the run's own, whatever VAR holds (a test needs no secret set).
         if (!graph.secrets.empty()) o.token = fmt::format("test-{:x}", std::random_device{}());
         o.plain = true;  // and no TLS: its files may be on the boards only
+        o.discovery = false;  // nor etcd: the fleet is this process's alone
         return o;
     }
 

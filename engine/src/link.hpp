@@ -177,9 +177,19 @@ private:
         // A node of this fleet listens on loopback; others where the file says.
         const bool here = fleet_.here[static_cast<std::size_t>(node_)];
         const bool loopback = here || host_.empty() || host_ == "localhost";
-        const std::string host = loopback ? fleet_.loopback_of(node_) : unbracket(host_);
+        std::string host = loopback ? fleet_.loopback_of(node_) : unbracket(host_);
         // Named locals, not temporaries, around co_await: g++ 12 mishandles temporaries there.
-        const std::uint16_t port = fleet_.ports[static_cast<std::size_t>(node_)];
+        std::uint16_t port = fleet_.ports[static_cast<std::size_t>(node_)];
+        if (fleet_.registry && !here) {
+            // With discovery: where etcd says the node listens (docs/discovery.md); an address of
+            // every interface says nothing of where: the file's host then.
+            const std::optional<Registered> found = co_await registry_lookup(fleet_, node_);
+            if (found) {
+                if (found->address != "0.0.0.0" && found->address != "::") host = found->address;
+                port = found->port;
+            }
+            if (stopping_) co_return std::string("stopped");
+        }
         const std::string service = std::to_string(port);
         where_ = host_port(host, port);
         const std::string handshake_host = host_.empty() || here ? std::string("localhost") : host_;

@@ -19,6 +19,17 @@
 namespace meshrun::engine {
 
 struct NodeRt;
+class Registry;  // registry.hpp
+struct FleetCore;
+
+// Where the registry (etcd) says a node listens.
+struct Registered {
+    std::string address;
+    std::uint16_t port = 0;
+};
+// With `discovery`: what etcd holds for `node` now, else what it held last; none when it never
+// held anything (a link then goes where the file says). registry.hpp.
+task<std::optional<Registered>> registry_lookup(FleetCore& fleet, int node);
 
 // A link (link.hpp), over plain TCP or TLS: BasicLink of one websocket stream or the other.
 class Link {
@@ -69,6 +80,7 @@ struct FleetCore {
     std::optional<Acceptor> metrics_acceptor;  // --metrics: the whole fleet's on one port
     std::size_t metrics_connections = 0, max_metrics_connections = 0;  // open on it, and the most
     Micros started{0};
+    std::unique_ptr<Registry> registry;  // `discovery etcd`: the nodes here registered in etcd; null without
     std::string token;  // secret env VAR: what every request but /healthz must carry; empty: no secret
     Repeated unauthorized{"requests without the fleet's token"};
     Repeated untrusted{"clients refused in the TLS handshake"};

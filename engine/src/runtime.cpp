@@ -8,12 +8,14 @@
 //   node_runtime.hpp   the fleet's shared state, a node's runtime (NodeRt)
 //   link.hpp           how a message leaves a node: links
 //   session.hpp        how a message enters a node: sessions, the listener
+//   registry.hpp       `discovery etcd`: the nodes here registered in etcd
 //
 // The interpreter (interpreter.cpp), the codec (wire.hpp) and the loggers
 // (log.cpp) include no Asio. One thread runs every node of a fleet.
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "registry.hpp"
 #include "session.hpp"
 
 namespace meshrun::engine {
@@ -80,6 +82,7 @@ std::string NodeRt::status() const {
     nlohmann::json page = interp.status();
     page["links"] = nlohmann::json::array();
     for (const auto& link : links) page["links"].push_back(link->status());
+    if (fleet.registry) page["registry"] = fleet.registry->status();
     return page.dump();
 }
 
@@ -232,6 +235,8 @@ void Fleet::start() {
             throw BadOption(fmt::format("--bind: {}", e.what()));
         }
     }
+    // The etcd endpoints are checked before anything listens; the nodes register once they do.
+    if (!f.graph.discovery.empty() && f.options.discovery) f.registry = std::make_unique<Registry>(f);
     if (f.graph.tls && !f.options.plain) {
         // The files are read now, on the machine that runs the node: an error names the file.
         f.tls_server.emplace(server_context(*f.graph.tls));
@@ -350,6 +355,7 @@ void Fleet::start() {
         f.tell([&](Observer& o) { o.node_started(node->index(), node->started); });
     }
     f.started = f.clock->now();
+    if (f.registry) f.registry->start();
     if (f.metrics_acceptor) {
         const auto at = f.metrics_acceptor->local_endpoint();
         asio::co_spawn(f.io.get_executor(), listen_metrics(f), or_log(f.log, "meshrun", "serving metrics"));
@@ -371,6 +377,7 @@ void Fleet::stop() {
     Impl& f = *impl_;
     if (f.stopping) return;
     f.stopping = true;
+    if (f.registry) f.registry->stop();
     for (auto& [key, link] : f.test_links) link->stop();
     std::size_t held = 0;
     for (auto& node : f.nodes) {

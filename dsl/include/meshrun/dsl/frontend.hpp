@@ -42,9 +42,4 @@ Compiled compile_file(const std::string& path, SourceManager& sm, Diagnostics& d
 // the file in diagnostics, and includes resolve against the current directory.
 Compiled compile_text(std::string name, std::string text, SourceManager& sm, Diagnostics& diags);
 
-// What parses and checks but this version does not build yet: `discovery etcd "URL"`. Adds a
-// [not-available] diagnostic of `severity` at each: an error for the commands that would run the
-// file without it, a warning for the others.
-void report_not_available(const Program& program, Diagnostics& diags, Severity severity);
-
 }  // namespace meshrun::dsl

@@ -97,8 +97,7 @@ struct Node {
 };
 
 // The top-level items other than nodes, as written, so that no item of the file is lost on the
-// way to the graph. This version does not act on discovery (the checker reports it as
-// [not-available]); `meshrun test` runs the tests from the checked program.
+// way to the graph. `meshrun test` runs the tests from the checked program.
 struct Secret {
     std::string env;  // `secret env VAR`: the environment variable that holds the fleet's token
     dsl::Span span;   // the variable's name
@@ -121,8 +120,10 @@ struct Limits {
     std::size_t outbox = 1000;                  // `outbox N`: messages a link holds until acknowledged
 };
 
+// `discovery etcd "URL"`: an etcd endpoint where the nodes register (docs/discovery.md); several
+// lines, several endpoints, tried in turn.
 struct Discovery {
-    std::string url;  // `discovery etcd "URL"`: the etcd endpoint
+    std::string url;  // as written: http://HOST[:PORT]
     dsl::Span span;   // the URL
 };
 

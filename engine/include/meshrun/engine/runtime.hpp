@@ -89,6 +89,9 @@ struct FleetOptions {
     bool plain = false;
     // The fleet's token when the file has `secret env VAR`; none: read from VAR at start.
     std::optional<std::string> token;
+    // With `discovery etcd "URL"` in the file, register the nodes here in etcd (docs/discovery.md);
+    // the test runner does not (free loopback ports, virtual time).
+    bool discovery = true;
     // Told of everything the fleet does, in order, on its thread (observer.hpp).
     std::vector<Observer*> observers;
 };

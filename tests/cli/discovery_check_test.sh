@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# `discovery etcd "URL"` parses and checks, but this version does not build it: `run` and `up`
-# refuse such a file with an error at the item (exit 1), `check` and `graph` warn [not-available],
-# `test` runs the scenarios (on loopback, where it does not apply) and warns. `secret env VAR` is
-# built: a file with one checks clean, and one with two has an error at the second.
-# Usage: not_available_test.sh MESHRUN   (run from anywhere; writes its files to a temp dir)
+# `discovery etcd "URL"` checks clean (`check`, `graph`), `test` runs the scenarios without etcd,
+# and `run` with etcd unreachable serves all the same and says why once (registering against a real
+# etcd: tests/discovery/registry_test.py). `secret env VAR`: a file with one checks clean, and one
+# with two has an error at the second.
+# Usage: discovery_check_test.sh MESHRUN   (run from anywhere; writes its files to a temp dir)
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/checks.sh"  # ok, fail, has, has_line, lacks, count
-meshrun=${1:?usage: not_available_test.sh MESHRUN}
+meshrun=${1:?usage: discovery_check_test.sh MESHRUN}
 case $meshrun in /*) ;; *) meshrun=$PWD/$meshrun ;; esac
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -36,46 +36,32 @@ test "a signal buzzes" {
     expect buzzer.horn == 1
 }
 MESH
-discovery_error='secure.mesh:3:16: error: `discovery etcd` is not available in this version of meshrun: nodes would not register or look each other up in etcd [not-available]'
-discovery_line='    3 | discovery etcd "http://etcd.local:2379"'
-discovery_caret='      |                ^~~~~~~~~~~~~~~~~~~~~~~~'
 
-# 1. run and up refuse the file, with an error at the discovery, its line and a caret; exit 1.
-# The secret is no such error.
-for cmd in "run secure.mesh --node buzzer --sim" "up secure.mesh"; do
-  # shellcheck disable=SC2086
-  run "$cmd: refused" 1 -- "$meshrun" $cmd
-  lacks "$cmd: the secret is not refused" err.txt "secret"
-  has_line "$cmd: the discovery, at its line" err.txt "$discovery_error"
-  has_line "$cmd: the discovery's source line" err.txt "$discovery_line"
-  has_line "$cmd: the discovery's caret" err.txt "$discovery_caret"
-  has_line "$cmd: not started" err.txt "secure.mesh: 1 error; not started"
-  lacks "$cmd: nothing listened" out.txt "listening"
-done
-
-# 2. check warns of the discovery only, with the stable kind; --werror makes the warning fail;
-# JSON has the kind.
-run "check: warnings only" 0 -- "$meshrun" check secure.mesh
-lacks "check: the secret is no warning" err.txt "secret"
-has_line "check: the discovery warned" err.txt "${discovery_error/: error: /: warning: }"
-has_line "check: the summary" out.txt "secure.mesh: ok with 1 warning: 1 node, 1 channel, 1 pin, 1 rule, 0 timers, 0 actions, 1 test"
-run "check --werror" 1 -- "$meshrun" check --werror secure.mesh
+# 1. check: clean, with --werror and in JSON too.
+run "check: clean" 0 -- "$meshrun" check secure.mesh
+has_line "check: the summary" out.txt "secure.mesh: ok: 1 node, 1 channel, 1 pin, 1 rule, 0 timers, 0 actions, 1 test"
+if [ -s err.txt ]; then fail "check: nothing on stderr" "stderr is not empty" err.txt; else ok; fi
+run "check --werror" 0 -- "$meshrun" check --werror secure.mesh
 run "check --format json" 0 -- "$meshrun" check --format json secure.mesh
-count "check json: the kind" out.txt '"kind":"not-available"' 1
-count "check json: warnings" out.txt '"severity":"warning"' 1
-lacks "check json: nothing about the secret" out.txt "secret"
+lacks "check json: no diagnostic" out.txt '"kind"'
 
-# 3. graph draws the file and warns.
+# 2. graph draws the file, and says nothing else.
 run "graph: draws" 0 -- "$meshrun" graph secure.mesh
 has "graph: the drawing" out.txt "digraph"
-has_line "graph: warns" err.txt "${discovery_error/: error: /: warning: }"
-lacks "graph: the secret is no warning" err.txt "secret"
+if [ -s err.txt ]; then fail "graph: nothing on stderr" "stderr is not empty" err.txt; else ok; fi
 
-# 4. test runs the scenarios (free loopback ports) and warns on stderr.
+# 3. test runs the scenarios (free loopback ports) without etcd, and says nothing of it.
 run "test: the scenarios run" 0 -- "$meshrun" test secure.mesh
 has "test: the test passed" out.txt "1 passed, 0 failed"
-lacks "test: the secret is no warning" err.txt "secret"
-has_line "test: the discovery warned" err.txt "${discovery_error/: error: /: warning: }"
+lacks "test: nothing of etcd" out.txt "etcd"
+lacks "test: nothing of etcd on stderr" err.txt "etcd"
+
+# 4. run with etcd unreachable (nothing listens on its port): the node serves all the same and says
+# once, not at every retry, why it cannot register. SIGTERM after 3 s: exit 0 (timeout says 124).
+sed "s|http://etcd.local:2379|http://127.0.0.1:21951|; s|127.0.0.1:8795|127.0.0.1:21950|" secure.mesh >down.mesh
+run "run with etcd down: serves until stopped" 124 -- env FLEET_TOKEN=t timeout -s TERM 3 "$meshrun" run down.mesh --node buzzer --sim --color never
+has "run with etcd down: listening" out.txt "listening on ws://127.0.0.1:21950"
+count "run with etcd down: said once" out.txt "cannot have a lease from etcd (http://127.0.0.1:21951: Connection refused); retrying" 1
 
 # 5. A file with a secret (and no discovery) checks clean, --werror and JSON alike.
 grep -v '^discovery' secure.mesh >token.mesh

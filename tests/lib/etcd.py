@@ -1,0 +1,130 @@
+"""A private etcd for the tests (Debian's etcd-server, 3.4): on free loopback ports (client and
+peer), in a temporary data directory, stopped and removed afterwards. Read through etcd's own JSON
+gateway (urllib and base64), so that a test never trusts meshrun's client to check meshrun's client.
+
+    from etcd import Etcd, need_etcd
+    need_etcd()                      # exits 77 (skipped) with the reason when there is no etcd
+    with Etcd() as etcd:
+        etcd.get("/meshrun/m/nodes/a")   # -> (value as bytes, lease id) or None
+        etcd.restart()               # the same ports and data: what was stored stays
+        etcd.restart(wipe=True)      # the same ports, nothing stored: every lease lost
+"""
+
+import base64
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+HOST = "127.0.0.1"
+SKIPPED = 77
+STARTED_WITHIN = 15.0  # a first start writes its data directory and elects itself
+
+
+def etcd_binary():
+    return shutil.which("etcd") or next((p for p in ("/usr/bin/etcd", "/usr/sbin/etcd") if os.access(p, os.X_OK)), None)
+
+
+def need_etcd():
+    """Exits 77 (ctest's skip) saying why, when this machine has no etcd binary."""
+    if not etcd_binary():
+        print("skipped: no `etcd` binary (Debian's etcd-server package; tools/dev.sh setup installs it)", flush=True)
+        sys.exit(SKIPPED)
+
+
+def _free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def b64(text):
+    return base64.b64encode(text.encode() if isinstance(text, str) else text).decode()
+
+
+class Etcd:
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="meshrun-etcd-")
+        self.client_port, self.peer_port = _free_port(), _free_port()
+        self.url = f"http://{HOST}:{self.client_port}"
+        self.proc = None
+        self.log_path = os.path.join(self.dir, "etcd.log")
+        self.start()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def start(self):
+        peer = f"http://{HOST}:{self.peer_port}"
+        self.log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(
+            [etcd_binary(), "--name", "meshrun-test", "--data-dir", os.path.join(self.dir, "data"),
+             "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
+             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+             "--initial-cluster", f"meshrun-test={peer}", "--logger", "zap", "--log-level", "warn"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + STARTED_WITHIN
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                self.call("/v3/kv/range", {"key": b64("/")}, timeout=1)
+                return
+            except OSError:
+                time.sleep(0.1)
+        tail = open(self.log_path, errors="replace").read()[-2000:]
+        self.stop()
+        raise RuntimeError(f"etcd did not answer on {self.url} within {STARTED_WITHIN} s; its log:\n{tail}")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        if not self.log.closed:
+            self.log.close()
+
+    def restart(self, down_for=0.0, wipe=False):
+        """Stopped, and started again on the same ports after `down_for` s; with `wipe`, as a new
+        etcd that has lost everything (keys and leases), else with what it stored."""
+        self.stop()
+        if wipe:
+            shutil.rmtree(os.path.join(self.dir, "data"), ignore_errors=True)
+        time.sleep(down_for)
+        self.start()
+
+    def close(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def call(self, path, body, timeout=5):
+        """POSTs `body` (JSON) to the gateway; the answer as JSON."""
+        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return json.loads(r.read())
+
+    def get(self, key):
+        """(value, lease id) of `key`, or None when it is absent."""
+        kvs = self.call("/v3/kv/range", {"key": b64(key)}).get("kvs", [])
+        if not kvs:
+            return None
+        return base64.b64decode(kvs[0].get("value", "")), int(kvs[0].get("lease", "0"))
+
+    def ttl(self, lease):
+        """The seconds left of a lease, and the TTL it was granted with (-1: no such lease)."""
+        r = self.call("/v3/lease/timetolive", {"ID": str(lease)})
+        return int(r.get("TTL", "-1")), int(r.get("grantedTTL", "0"))
