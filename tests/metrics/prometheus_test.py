@@ -290,6 +290,11 @@ def main():
         expect("fleet" in state, "no figures of the fleet")
         prometheus = Prometheus(fleet.metrics_port)
         expect(wait_for_port(prometheus.port, prometheus.proc), f"prometheus does not listen:\n{prometheus.log()}")
+        # It listens before it is ready (its storage opened): queries are answered 503 until then.
+        deadline = time.monotonic() + 3 * STEP
+        while http_get(prometheus.port, "/-/ready")[0] != 200 and time.monotonic() < deadline:
+            expect(prometheus.proc.poll() is None, f"prometheus ended ({prometheus.proc.returncode}):\n{prometheus.log()}")
+            time.sleep(0.2)
         # A scrape of the fleet has landed when `up` is 1 and the fleet's series are there.
         deadline = time.monotonic() + 3 * STEP
         result = []
