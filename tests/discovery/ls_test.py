@@ -6,23 +6,30 @@ checked against etcd's own gateway:
   port each bound, its channels, and its lease's TTL, and names the third as missing; the same
   in --format json, parsed; a key under the prefix of no declared node is listed as such;
 - no endpoint answers: exit 1, each endpoint named; a file without `discovery`, or with errors:
-  exit 2, nothing asked.
+  exit 2, nothing asked;
+- the registry in b's /metrics (passing `promtool check metrics`): registered, the lease's TTL
+  left, no error, then a peer known once b's link looked a up; etcd stopped: errors counted, b
+  still registered (its lease runs).
 
     /usr/bin/python3 tests/discovery/ls_test.py path/to/meshrun
 
 Skipped (exit 77) without the `etcd` binary (Debian's etcd-server).
 """
 
+import asyncio
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from checks import STEP, CheckFailed, expect, free_port, run_checks  # noqa: E402
 from etcd import Etcd, b64, need_etcd  # noqa: E402
-from nodes import Node, write_mesh  # noqa: E402
+from nodes import Node, ask, write_mesh  # noqa: E402
 
 TTL = 10
 
@@ -63,14 +70,14 @@ def main():
     etcd = Etcd()
     pa, pb, pc = free_port(), free_port(), free_port()
     mesh = write_mesh(mesh_text([etcd.url], pa, pb, pc))
-    state = {}
+    state = {"metrics": free_port()}
 
     def ls(*args, file=None):
         return subprocess.run([meshrun, "ls", file or mesh, *args], capture_output=True, text=True, timeout=STEP + 10)
 
     def two_up():
         state["a"] = Node(meshrun, mesh, "a", wait_port=pa)
-        state["b"] = Node(meshrun, mesh, "b", wait_port=pb)
+        state["b"] = Node(meshrun, mesh, "b", args=("--metrics", str(state["metrics"])), wait_port=pb)
         for n in ("a", "b"):
             wait_for(f"{n}'s key in etcd", lambda: etcd.get(f"/meshrun/lsm/nodes/{n}"), STEP)
 
@@ -144,6 +151,36 @@ def main():
             os.unlink(plain)
             os.unlink(broken)
 
+    def metrics():
+        with urllib.request.urlopen(f"http://127.0.0.1:{state['metrics']}/metrics", timeout=STEP) as r:
+            text = r.read().decode()
+        if shutil.which("promtool"):
+            p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=STEP)
+            expect(p.returncode == 0, f"promtool check metrics: {p.stdout}{p.stderr}\n{text}")
+        figures = {}
+        for line in text.splitlines():
+            m = re.match(r"(meshrun_registry_\w+(?:\{[^}]*\})?) (\S+)$", line)
+            if m:
+                figures[m.group(1)] = float(m.group(2))
+        return figures
+
+    def registry_metrics():
+        f = metrics()
+        expect(f.get('meshrun_registry_registered{node="b"}') == 1, f"b registered: {f}")
+        expect(0 < f.get("meshrun_registry_lease_ttl_seconds", 0) <= TTL, f"the lease's TTL left: {f}")
+        expect(f.get("meshrun_registry_errors_total") == 0, f"no error: {f}")
+        expect(f.get("meshrun_registry_peers_known") == 0, f"no peer looked up yet: {f}")
+        reply = asyncio.run(ask(pb, "signal", "one"))
+        expect(reply == "sent", f"b's reply: {reply!r}")
+        wait_for("a peer known", lambda: metrics().get("meshrun_registry_peers_known") == 1, STEP)
+
+    def errors_counted():
+        etcd.stop()
+        wait_for("an error counted (a keepalive with etcd down)",
+                 lambda: metrics().get("meshrun_registry_errors_total", 0) >= 1, TTL / 3 + 5)
+        f = metrics()
+        expect(f.get('meshrun_registry_registered{node="b"}') == 1, f"b still registered, its lease running: {f}")
+
     try:
         failures = run_checks([
             ("two of three nodes up, each registered", two_up),
@@ -152,10 +189,13 @@ def main():
             ("a key of no declared node is listed as such", undeclared_key),
             ("no endpoint answers: exit 1, each named", none_answers),
             ("no discovery, or errors in the file: exit 2", usage),
+            ("the registry in /metrics", registry_metrics),
+            ("etcd stopped: errors counted in /metrics", errors_counted),
         ])
     finally:
-        for node in state.values():
-            node.stop()
+        for name in ("a", "b"):
+            if name in state:
+                state[name].stop()
         etcd.close()
         os.unlink(mesh)
     sys.exit(1 if failures else 0)
