@@ -13,6 +13,7 @@
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "meshrun/drivers/pin.hpp"
 #include "meshrun/drivers/sim.hpp"
@@ -143,8 +144,8 @@ struct Loaded {
 };
 
 // Compiles a file for the commands that run or draw it: diagnostics go to stderr,
-// and a file with errors is refused.
-Loaded load(const std::string& path) {
+// and a file with errors is refused (`refused`: what the message says is not done).
+Loaded load(const std::string& path, std::string_view refused = "not started") {
     auto sources = std::make_shared<dsl::SourceManager>();
     dsl::SourceManager& sm = *sources;
     dsl::Diagnostics diags;
@@ -154,7 +155,7 @@ Loaded load(const std::string& path) {
     const dsl::RenderOptions render{use_color("auto", STDERR_FILENO)};
     for (const auto& d : diags.all()) fmt::print(stderr, "{}", dsl::render_text(d, sm, render));
     if (diags.has_errors()) {
-        fmt::print(stderr, "{}: {}; not started\n", display_name(path), plural(diags.errors(), "error"));
+        fmt::print(stderr, "{}: {}; {}\n", display_name(path), plural(diags.errors(), "error"), refused);
         return {std::nullopt, nullptr, exit_errors};
     }
     return {engine::lower(compiled->program), std::move(sources), exit_ok};
@@ -418,7 +419,98 @@ int run_probe(const std::string& file, const std::string& node, const std::strin
     return tools::probe(*loaded.graph, *loaded.sources, nodes, format == "json", use_color("auto", STDERR_FILENO));
 }
 
-const std::vector<std::string_view> command_names = {"check", "run", "up", "graph", "test", "probe"};
+// `meshrun ls`: what etcd holds for the file's mesh, and which declared nodes it lacks.
+int run_ls(const std::string& file, const std::string& format) {
+    const auto loaded = load(file, "not listed");
+    if (!loaded.graph) return exit_usage;  // unreadable, or with errors
+    const engine::Graph& graph = *loaded.graph;
+    if (graph.discovery.empty()) {
+        fmt::print(stderr, "meshrun: error: `{}` has no `discovery etcd \"URL\"` line: no registry to list\n",
+                   display_name(file));
+        return exit_usage;
+    }
+    engine::RegistryListing listing;
+    try {
+        listing = engine::list_registry(graph);
+    } catch (const std::exception& e) {
+        fmt::print(stderr, "meshrun: error: {}\n", e.what());
+        return exit_errors;
+    }
+    if (!listing.error.empty()) {
+        if (listing.reached) {
+            fmt::print(stderr, "meshrun: error: etcd at {} refused to list /meshrun/{}/nodes/: {}\n", listing.endpoint,
+                       graph.name, listing.error);
+        } else {
+            fmt::print(stderr, "meshrun: error: no etcd endpoint answered ({})\n", listing.error);
+        }
+        return exit_errors;
+    }
+
+    // One row a key, in key order: its node, and what it registered (a value that is not
+    // meshrun's object shows its node only).
+    const std::string prefix = fmt::format("/meshrun/{}/nodes/", graph.name);
+    nlohmann::json nodes = nlohmann::json::array();
+    std::vector<bool> registered(graph.nodes.size());
+    for (const auto& e : listing.entries) {
+        const std::string name = e.key.substr(std::min(prefix.size(), e.key.size()));
+        nlohmann::json value = nlohmann::json::parse(e.value, nullptr, false);
+        if (!value.is_object()) value = nlohmann::json::object();
+        nlohmann::json row = {{"node", name}};
+        for (const char* field : {"address", "port", "channels", "tls", "version"})
+            if (value.contains(field)) row[field] = value[field];
+        row["lease"] = e.lease;
+        row["ttl"] = e.ttl;
+        row["granted_ttl"] = e.granted;
+        const int index = graph.find(name);
+        row["declared"] = index >= 0;
+        if (index >= 0) registered[static_cast<std::size_t>(index)] = true;
+        nodes.push_back(std::move(row));
+    }
+    std::vector<std::string> missing;
+    for (std::size_t i = 0; i < graph.nodes.size(); ++i)
+        if (!registered[i]) missing.push_back(graph.nodes[i].name);
+
+    if (format == "json") {
+        const nlohmann::json out = {{"mesh", graph.name}, {"etcd", listing.endpoint}, {"nodes", nodes}, {"missing", missing}};
+        fmt::print("{}\n", out.dump());
+        return exit_ok;
+    }
+    fmt::print("mesh {} in etcd at {}: {} of {} declared registered\n", graph.name, listing.endpoint,
+               graph.nodes.size() - missing.size(), plural(graph.nodes.size(), "node"));
+    std::vector<std::vector<std::string>> table = {{"NODE", "ADDRESS", "PORT", "CHANNELS", "TLS", "LEASE"}};
+    for (const auto& row : nodes) {
+        std::vector<std::string> channels;
+        if (row.contains("channels") && row["channels"].is_array())
+            for (const auto& c : row["channels"])
+                if (c.is_string()) channels.push_back(c.get<std::string>());
+        const auto text = [&row](const char* field) {
+            if (!row.contains(field)) return std::string("-");
+            return row[field].is_string() ? row[field].get<std::string>() : row[field].dump();
+        };
+        const std::int64_t ttl = row["ttl"].get<std::int64_t>(), granted = row["granted_ttl"].get<std::int64_t>();
+        const std::string lease = row["lease"] == "0" ? "none"
+                                  : ttl < 0           ? "gone"
+                                                      : fmt::format("{} s left of {}", ttl, granted);
+        std::string name = row["node"].get<std::string>();
+        if (!row["declared"].get<bool>()) name += " (not in the file)";
+        table.push_back({name, text("address"), text("port"), channels.empty() ? "-" : fmt::format("{}", fmt::join(channels, ",")),
+                         row.contains("tls") ? (row["tls"] == true ? "yes" : "no") : "-", lease});
+    }
+    std::vector<std::size_t> width(table.front().size());
+    for (const auto& r : table)
+        for (std::size_t c = 0; c < r.size(); ++c) width[c] = std::max(width[c], r[c].size());
+    for (const auto& r : table) {
+        std::string line;
+        for (std::size_t c = 0; c < r.size(); ++c)
+            line += c + 1 < r.size() ? fmt::format("{:<{}}  ", r[c], width[c]) : r[c];
+        fmt::print("{}\n", line);
+    }
+    if (!missing.empty())
+        fmt::print("missing: {} (declared in the file, not registered)\n", fmt::join(missing, ", "));
+    return exit_ok;
+}
+
+const std::vector<std::string_view> command_names = {"check", "run", "up", "graph", "test", "probe", "ls"};
 
 // A parse error of the command line, said the way meshrun says errors; exit 2. Arguments that
 // were not expected are named: an unknown command (with a likely one), an unknown option.
@@ -618,6 +710,25 @@ int main(int argc, char** argv) {
     graph_cmd->footer("Exit status: 0 when drawn, 1 when the file has errors, 2 on bad usage or an unreadable file.\n\n"
                       "Example:\n  meshrun graph topologies/arduino.mesh | dot -Tsvg > arduino.svg");
 
+    std::string ls_file, ls_format = "text";
+    auto* ls_cmd = app.add_subcommand("ls", "List what etcd holds for the nodes of a .mesh file with `discovery`");
+    ls_cmd->add_option("file", ls_file, "The .mesh file")->required()->type_name("FILE");
+    ls_cmd->add_option("--format", ls_format, "`text` (a table, a line a node) or `json` (one object)")
+        ->check(CLI::IsMember({"text", "json"}))
+        ->default_str("text");
+    ls_cmd->footer("Asks the file's etcd endpoints in turn (`discovery etcd \"URL\"` lines) for the keys under\n"
+                   "/meshrun/MESH/nodes/, and the time to live of their leases. A line a key: the node, the address\n"
+                   "and port it bound, its channels, TLS or not, and the seconds left of its lease out of the TTL it\n"
+                   "was granted (a key of a node the file does not declare says so). Then the declared nodes that\n"
+                   "are not registered: never started, stopped, or gone with their lease.\n"
+                   "JSON: {\"mesh\", \"etcd\" (the endpoint that answered), \"nodes\": [{\"node\", \"address\", \"port\",\n"
+                   "\"channels\", \"tls\", \"version\", \"lease\" (etcd's ID, a decimal string), \"ttl\" (-1: gone),\n"
+                   "\"granted_ttl\", \"declared\"}], \"missing\": [NODE...]}.\n"
+                   "Exit status: 0 when etcd answered (whatever it holds); 1 when no endpoint answered (each is\n"
+                   "named with why) or etcd refused the request, or an endpoint is https (not built yet); 2 on bad\n"
+                   "usage, an unreadable file, a file with errors or without `discovery`.\n\n"
+                   "Examples:\n  meshrun ls fleet.mesh\n  meshrun ls fleet.mesh --format json | jq -r '.missing[]'");
+
     TestOptions tests;
     auto* test_cmd = app.add_subcommand("test", "Run the `test` scenarios of .mesh files on simulated pins and virtual time");
     test_cmd->add_option("files", tests.files, "The .mesh files")->required()->type_name("FILE...");
@@ -666,5 +777,6 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("graph")) return run_graph(graph_file, graph_format);
     if (app.got_subcommand("probe")) return run_probe(probe_file, probe_node, probe_format);
     if (app.got_subcommand("test")) return run_tests(tests);
+    if (app.got_subcommand("ls")) return run_ls(ls_file, ls_format);
     return exit_usage;
 }

@@ -58,7 +58,11 @@ public:
             fmt::format_to(std::back_inserter(out_), "# HELP {} {}\n# TYPE {} {}\n", name_, help_, name_, type_);
             headed_ = true;
         }
-        fmt::format_to(std::back_inserter(out_), "{}{}{{{}}} {}\n", name_, suffix, labels, value);
+        if (labels.empty()) {
+            fmt::format_to(std::back_inserter(out_), "{}{} {}\n", name_, suffix, value);  // a figure of the process
+        } else {
+            fmt::format_to(std::back_inserter(out_), "{}{}{{{}}} {}\n", name_, suffix, labels, value);
+        }
     }
 
 private:
@@ -232,6 +236,30 @@ void Metrics::connection_closed(int node) {
     if (Figures* f = at(node)) f->open.add(-1);
 }
 
+static std::int64_t unix_micros() {
+    return std::chrono::duration_cast<Micros>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+void Metrics::registry_registered(int node, bool registered) {
+    registry_.on.set(1);
+    if (Figures* f = at(node)) f->registered.set(registered ? 1 : 0);
+}
+
+void Metrics::registry_lease(std::int64_t ttl_seconds) {
+    registry_.on.set(1);
+    registry_.lease_until_micros.set(ttl_seconds > 0 ? unix_micros() + ttl_seconds * 1'000'000 : 0);
+}
+
+void Metrics::registry_error(std::string_view) {
+    registry_.on.set(1);
+    registry_.errors.add();
+}
+
+void Metrics::registry_peers(std::size_t known) {
+    registry_.on.set(1);
+    registry_.peers.set(static_cast<std::int64_t>(known));
+}
+
 std::string Metrics::render(int node) const {
     std::vector<std::size_t> shown;  // indices into figures_
     if (node < 0) {
@@ -350,6 +378,22 @@ std::string Metrics::render(int node) const {
         Family family(out, "meshrun_node_start_time_seconds", "gauge",
                       "When a node started serving, in Unix time (0 before it starts).");
         for (std::size_t i : shown) family.sample(labels_[i].node, seconds(figures_[i].started_micros.get()));
+    }
+    if (registry_.on.get()) {
+        per_node("meshrun_registry_registered", "gauge",
+                 "Whether a node's key is in etcd under /meshrun/MESH/nodes/NODE (1) or not yet, or no more (0).",
+                 &Figures::registered);
+        // The figures of the process: one lease, one client, for every node of it.
+        const std::int64_t until = registry_.lease_until_micros.get();
+        Family(out, "meshrun_registry_lease_ttl_seconds", "gauge",
+               "Seconds left of the process's lease in etcd, counted from etcd's last grant or keepalive (0: no lease).")
+            .sample("", seconds(until > 0 ? std::max<std::int64_t>(until - unix_micros(), 0) / 1000 * 1000 : 0));
+        Family(out, "meshrun_registry_errors_total", "counter",
+               "Requests to etcd that failed: no endpoint answered, or etcd refused them.")
+            .sample("", registry_.errors.get());
+        Family(out, "meshrun_registry_peers_known", "gauge",
+               "Nodes of other processes whose address etcd gave (kept while etcd does not answer).")
+            .sample("", registry_.peers.get());
     }
     return out + render_process_metrics();
 }

@@ -175,6 +175,9 @@ public:
 
     // After every node here listens: its port is known.
     void start() {
+        // Every node's series from the start, at 0 (metrics.hpp).
+        fleet_.tell([](Observer& o) { o.registry_lease(0); });
+        for (auto& node : fleet_.nodes) told(*node, false);
         asio::co_spawn(fleet_.io.get_executor(), run(), or_log(fleet_.log, "meshrun", "the registration in etcd"));
     }
 
@@ -217,6 +220,7 @@ public:
         Etcd::Answer answer = co_await etcd_.call(path, std::move(body));
         const auto last = known_.find(name);
         if (!answer.ok()) {
+            fleet_.tell([&answer](Observer& o) { o.registry_error(answer.error); });
             std::optional<Registered> kept;
             if (last != known_.end()) kept = last->second;
             co_return kept;
@@ -235,6 +239,7 @@ public:
         } else if (last != known_.end()) {
             known_.erase(last);  // gone from etcd (stopped, or its lease ran out): the file's address again
         }
+        fleet_.tell([this](Observer& o) { o.registry_peers(known_.size()); });
         co_return found;
     }
 
@@ -253,6 +258,8 @@ private:
                     continue;
                 }
                 lease_ = granted.json["ID"].get<std::string>();
+                const std::int64_t given = etcd_seconds(granted.json, ttl);
+                fleet_.tell([given](Observer& o) { o.registry_lease(given); });
             }
             if (!registered_) {
                 std::string why;
@@ -262,14 +269,17 @@ private:
                                           {"lease", lease_}};
                     const std::string path = "/v3/kv/put";
                     Etcd::Answer answer = co_await etcd_.call(path, std::move(put));
-                    if (answer.ok()) continue;
+                    if (answer.ok()) {
+                        told(*node, true);
+                        continue;
+                    }
                     lost = answer.reached;  // etcd refused the put: the lease is gone (expired, or forgotten)
                     why = answer.error;
                     std::string what = fmt::format("cannot register `{}` in etcd", node->spec().name);
                     co_await failed(std::move(what), answer);
                     break;
                 }
-                if (lost) lease_.clear();
+                if (lost) forget_lease();
                 if (!why.empty()) continue;
                 registered_ = true;
                 const Micros now = fleet_.clock->now();
@@ -296,10 +306,12 @@ private:
                     if (!result.contains("TTL") || result["TTL"] == "0") {
                         fleet_.log.line("meshrun", fmt::format("the lease {:x} in etcd at {} is lost (a keepalive answered "
                                                                "without a TTL); registering again", std::stoull(lease_), etcd_.url()));
-                        lease_.clear();
-                        registered_ = false;
-                    } else if (auto line = failures_.recovered(fleet_.clock->now(), "etcd answered again")) {
-                        fleet_.log.line("meshrun", *line);
+                        forget_lease();
+                    } else {
+                        const std::int64_t left = etcd_seconds(result, ttl);
+                        fleet_.tell([left](Observer& o) { o.registry_lease(left); });
+                        if (auto line = failures_.recovered(fleet_.clock->now(), "etcd answered again"))
+                            fleet_.log.line("meshrun", *line);
                     }
                     backoff_.reset();
                     break;
@@ -314,10 +326,34 @@ private:
     // Logged once, then summarised; then a pause, backing off.
     task<void> failed(std::string what, const Etcd::Answer& answer) {
         if (stopping_) co_return;
+        fleet_.tell([&answer](Observer& o) { o.registry_error(answer.error); });
         if (auto line = failures_.failed(fleet_.clock->now(), fmt::format("{} ({}); retrying", what, answer.error), answer.error))
             fleet_.log.line("meshrun", *line);
         const Micros pause = backoff_.next();  // a named local, as above
         co_await sleep_on(*fleet_.clock, fleet_.io.get_executor(), pause, pausing_);
+    }
+
+    // The lease is gone: no key of this process is in etcd any more.
+    void forget_lease() {
+        lease_.clear();
+        registered_ = false;
+        fleet_.tell([](Observer& o) { o.registry_lease(0); });
+        for (auto& node : fleet_.nodes) told(*node, false);
+    }
+
+    void told(const NodeRt& node, bool registered) {
+        const int index = node.index();
+        fleet_.tell([index, registered](Observer& o) { o.registry_registered(index, registered); });
+    }
+
+    // A TTL in etcd's answer (a JSON string of a 64-bit number); `absent` when it has none.
+    static std::int64_t etcd_seconds(const nlohmann::json& j, std::int64_t absent) {
+        if (!j.contains("TTL") || !j["TTL"].is_string()) return absent;
+        try {
+            return std::stoll(j["TTL"].get<std::string>());
+        } catch (const std::exception&) {
+            return absent;
+        }
     }
 
     task<void> revoke(std::string lease) {

@@ -494,4 +494,81 @@ int Fleet::pin_level(int node, int pin) const {
     return n ? n->interp.read_pin(pin) : 0;
 }
 
+// ---- meshrun ls ---------------------------------------------------------------
+
+namespace {
+
+class QuietLogger final : public Logger {
+public:
+    void line(const std::string&, std::string_view) override {}  // ls says what failed itself
+};
+
+// etcd's 64-bit numbers: JSON strings through the gateway; a number taken as well.
+std::int64_t etcd_int(const nlohmann::json& j, const char* name, std::int64_t absent) {
+    if (!j.contains(name)) return absent;
+    const nlohmann::json& v = j[name];
+    if (v.is_number_integer()) return v.get<std::int64_t>();
+    if (!v.is_string()) return absent;
+    try {
+        return std::stoll(v.get<std::string>());
+    } catch (const std::exception&) {
+        return absent;
+    }
+}
+
+// A range over the prefix, then each lease's time to live (one request a lease: the nodes of
+// one process share theirs).
+task<void> list(Etcd& etcd, std::string prefix, RegistryListing& out) {
+    std::string end = prefix;
+    end.back() = static_cast<char>(end.back() + 1);  // the prefix's range: [/meshrun/M/nodes/, /meshrun/M/nodes0)
+    const std::string range = "/v3/kv/range";
+    nlohmann::json body = {{"key", base64(prefix)}, {"range_end", base64(end)}};
+    Etcd::Answer answer = co_await etcd.call(range, std::move(body));
+    out.reached = answer.reached;
+    out.endpoint = etcd.url();
+    if (!answer.ok()) {
+        out.error = answer.error;
+        co_return;
+    }
+    const nlohmann::json kvs = answer.json.value("kvs", nlohmann::json::array());
+    std::map<std::string, std::pair<std::int64_t, std::int64_t>> leases;  // ID -> TTL left, granted
+    for (const nlohmann::json& kv : kvs) {
+        if (!kv.is_object() || !kv.contains("key") || !kv["key"].is_string()) continue;
+        RegistryListing::Entry e;
+        e.key = unbase64(kv["key"].get<std::string>()).value_or("");
+        if (kv.contains("value") && kv["value"].is_string()) e.value = unbase64(kv["value"].get<std::string>()).value_or("");
+        e.lease = std::to_string(etcd_int(kv, "lease", 0));
+        if (e.lease != "0" && !leases.count(e.lease)) {
+            const std::string path = "/v3/lease/timetolive";
+            nlohmann::json id = {{"ID", e.lease}};
+            Etcd::Answer alive = co_await etcd.call(path, std::move(id));
+            leases[e.lease] = alive.ok() ? std::make_pair(etcd_int(alive.json, "TTL", -1), etcd_int(alive.json, "grantedTTL", 0))
+                                         : std::make_pair(std::int64_t{-1}, std::int64_t{0});
+        }
+        if (e.lease != "0") std::tie(e.ttl, e.granted) = leases[e.lease];
+        out.entries.push_back(std::move(e));
+    }
+}
+
+}  // namespace
+
+RegistryListing list_registry(const Graph& graph) {
+    asio::io_context io{1};
+    SteadyClock clock(io);
+    QuietLogger log;
+    Etcd etcd(io.get_executor(), log, clock, graph.discovery);  // throws on an https:// URL
+    RegistryListing out;
+    std::string prefix = fmt::format("/meshrun/{}/nodes/", graph.name);
+    asio::co_spawn(io, list(etcd, std::move(prefix), out), [&out](std::exception_ptr e) {
+        if (!e) return;
+        try {
+            std::rethrow_exception(e);
+        } catch (const std::exception& x) {
+            out.error = x.what();
+        }
+    });
+    io.run();
+    return out;
+}
+
 }  // namespace meshrun::engine

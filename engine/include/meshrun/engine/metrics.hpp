@@ -55,6 +55,10 @@ public:
     void unauthorized(int node) override;
     void connection_opened(int node) override;
     void connection_closed(int node) override;
+    void registry_registered(int node, bool registered) override;
+    void registry_lease(std::int64_t ttl_seconds) override;
+    void registry_error(std::string_view why) override;
+    void registry_peers(std::size_t known) override;
 
     // A figure written by the fleet's thread only: a plain load and store (no locked
     // instruction), readable from any thread.
@@ -83,7 +87,14 @@ private:
         std::vector<const Rule*> rules;         // per rule of the node (Rule::index): which it is
 
         Figure open, connections, unauthorized, started_micros;  // started: Unix time, 0 before start
+        Figure registered;  // 1: its key is in etcd
     };
+    // The process's registry (discovery etcd); none of it is shown before it reports.
+    struct Registry {
+        Figure on, errors, peers;
+        Figure lease_until_micros;  // Unix time when the lease runs out, as etcd last said; 0: no lease
+    };
+    Registry registry_;
 
     Figures* at(int node) {
         return node >= 0 && static_cast<std::size_t>(node) < slot_.size() && slot_[node] >= 0 ? &figures_[slot_[node]]

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string_view>
 
 #include "meshrun/engine/graph.hpp"
@@ -62,6 +63,16 @@ public:
     // A client's connection to a node (websocket or HTTP) opened, or closed.
     virtual void connection_opened(int /*node*/) {}
     virtual void connection_closed(int /*node*/) {}
+
+    // With `discovery etcd`, the registry of this process (docs/discovery.md). A node's key is in
+    // etcd (put on the process's lease), or not (not yet, or the lease was lost).
+    virtual void registry_registered(int /*node*/, bool /*registered*/) {}
+    // The process's lease: the seconds etcd said it has left, at a grant or a keepalive (0: no lease).
+    virtual void registry_lease(std::int64_t /*ttl_seconds*/) {}
+    // A request to etcd failed: no endpoint answered, or etcd refused it.
+    virtual void registry_error(std::string_view /*why*/) {}
+    // The nodes of other processes whose address etcd gave, kept while etcd does not answer.
+    virtual void registry_peers(std::size_t /*known*/) {}
 };
 
 }  // namespace meshrun::engine

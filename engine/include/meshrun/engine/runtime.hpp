@@ -96,6 +96,24 @@ struct FleetOptions {
     std::vector<Observer*> observers;
 };
 
+// `meshrun ls`: what etcd holds under /meshrun/MESH/nodes/ for a graph with `discovery`,
+// asked of its endpoints in turn (docs/discovery.md). Throws when an endpoint is not a URL
+// the client can use (https: not built yet).
+struct RegistryListing {
+    struct Entry {
+        std::string key;           // /meshrun/MESH/nodes/NODE
+        std::string value;         // as stored: the node's JSON object (what it bound, its channels...)
+        std::string lease;         // etcd's lease ID, decimal as the gateway writes it; "0": none
+        std::int64_t ttl = -1;     // seconds left of the lease (-1: none, or gone)
+        std::int64_t granted = 0;  // the TTL the lease was granted with
+    };
+    bool reached = false;    // an endpoint answered (with `error` set: an error of etcd's own)
+    std::string endpoint;    // the one that answered
+    std::string error;       // none answered: each endpoint and why; or etcd's error
+    std::vector<Entry> entries;  // in key order
+};
+RegistryListing list_registry(const Graph& graph);
+
 class Fleet {
 public:
     Fleet(const Graph& graph, drivers::PinDriver& pins, Logger& log, FleetOptions options);
