@@ -94,6 +94,19 @@ public:
         return std::max<std::size_t>(1, fleet_.options.queue_limit ? fleet_.options.queue_limit : fleet_.graph.limits.outbox);
     }
     std::string name() const override { return target_ + "/" + channel_; }
+    int target() const override { return node_; }
+
+    // Where the target listens changed in etcd: a link waiting out a backoff connects now; one
+    // open ends its connection, and sends what it held again on the next, where etcd says.
+    void moved() override {
+        if (pausing_) {
+            pausing_->notify();
+        } else if (ws_ && !stopping_) {
+            moved_ = true;
+            beast::get_lowest_layer(*ws_).close();  // read() sees the end and says why
+        }
+    }
+
     LinkState state() const { return state_; }
     nlohmann::json status() const override {
         nlohmann::json j = {{"target", name()},
@@ -189,6 +202,8 @@ private:
                 port = found->port;
             }
             if (stopping_) co_return std::string("stopped");
+            if (port == 0)
+                co_return fmt::format("{} listens on any free port (`:0`), and etcd holds no key for it yet", target_);
         }
         const std::string service = std::to_string(port);
         where_ = host_port(host, port);
@@ -303,13 +318,16 @@ private:
         }
         if (ws_ != ws) co_return;  // stopped, or already replaced
         ws_.reset();
+        const bool moved = std::exchange(moved_, false);
         const auto reason = ws->reason();
         if (ec == websocket::error::message_too_big) {
             refusal = fmt::format("the reply of {} is over the limit of {} bytes", name(), fleet_.graph.limits.message);
         } else if (ec == websocket::error::bad_frame_payload) {
             refusal = fmt::format("the reply of {} is not valid UTF-8", name());
         }
-        if (timed_out_) {
+        if (moved) {
+            down_ = fmt::format("{} moved (etcd gives another address)", name());
+        } else if (timed_out_) {
             down_ = fmt::format("no acknowledgement from {} within {} s", name(), static_cast<double>(deadline().count()) / 1e6);
         } else if (ec == beast::error::timeout) {
             down_ = fmt::format("{} answered nothing, not even a ping, for {} s", name(), dead_after.count());
@@ -433,6 +451,7 @@ private:
     std::string down_;                   // why the connection ended, from read()
     bool refused_ = false;  // the peer closed over the message in flight (1003, 1007, 1009)
     bool numbered_ = false;  // the connection speaks meshrun.1
+    bool moved_ = false;     // the connection was ended for a move in etcd (moved())
     std::uint64_t last_seq_ = 0;  // the number of the last message admitted to the outbox
     Backoff backoff_;
     Repeated failures_;  // named for the link in the constructor

@@ -255,9 +255,12 @@ void Metrics::registry_error(std::string_view) {
     registry_.errors.add();
 }
 
-void Metrics::registry_peers(std::size_t known) {
+void Metrics::registry_view(std::size_t nodes, std::size_t peers, std::int64_t revision, bool watching) {
     registry_.on.set(1);
-    registry_.peers.set(static_cast<std::int64_t>(known));
+    registry_.nodes.set(static_cast<std::int64_t>(nodes));
+    registry_.peers.set(static_cast<std::int64_t>(peers));
+    registry_.revision.set(revision);
+    registry_.watching.set(watching ? 1 : 0);
 }
 
 std::string Metrics::render(int node) const {
@@ -394,6 +397,15 @@ std::string Metrics::render(int node) const {
         Family(out, "meshrun_registry_peers_known", "gauge",
                "Nodes of other processes whose address etcd gave (kept while etcd does not answer).")
             .sample("", registry_.peers.get());
+        Family(out, "meshrun_registry_nodes_known", "gauge",
+               "Nodes of the mesh whose key the process's view of etcd holds, its own included.")
+            .sample("", registry_.nodes.get());
+        Family(out, "meshrun_registry_watch_revision", "gauge",
+               "The etcd revision the process's view is at: its last range, or its watch's last response (0: none yet).")
+            .sample("", registry_.revision.get());
+        Family(out, "meshrun_registry_watching", "gauge",
+               "Whether the process's watch on the mesh's keys in etcd is open (1) or being made again (0).")
+            .sample("", registry_.watching.get());
     }
     return out + render_process_metrics();
 }

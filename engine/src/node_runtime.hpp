@@ -42,6 +42,9 @@ public:
     virtual std::size_t held() const = 0;
     virtual std::string name() const = 0;  // TARGET/CHANNEL
     virtual nlohmann::json status() const = 0;
+    virtual int target() const = 0;  // the node it sends to: its graph index
+    // With discovery: etcd says the target listens somewhere else now, or no more.
+    virtual void moved() = 0;
 };
 
 // An open websocket session, as its node sees it.

@@ -2,8 +2,10 @@
 // under /meshrun/MESH/nodes/NODE with what it actually bound, on one lease of the process
 // (TTL 10 s, kept alive every third of it): a process that dies leaves no key behind it for
 // longer than the TTL. A lost lease (a keepalive answered without a TTL: etcd forgot it, or it
-// ran out while etcd was unreachable) is granted again and the keys put again. A link reads
-// its target's key each time it connects (lookup()). docs/discovery.md.
+// ran out while etcd was unreachable) is granted again and the keys put again. The process
+// follows the mesh's keys with one range over the prefix, then one watch stream from the next
+// revision (listed again when it ends, or when etcd compacted past it): a link reads where its
+// target listens from that view, and is told at once when the target moves. docs/discovery.md.
 //
 // etcd's v3 API through its JSON gateway: HTTP POSTs with Beast, one connection a request.
 // Keys and values are base64 (OpenSSL's), 64-bit numbers JSON strings. The endpoints are
@@ -40,6 +42,26 @@ inline std::optional<std::string> unbase64(std::string_view text) {
     for (std::size_t i = text.size(); i > 0 && text[i - 1] == '=' && size > 0; --i) --size;
     out.resize(size);
     return out;
+}
+
+// etcd's 64-bit numbers: JSON strings through the gateway; a number taken as well.
+inline std::int64_t etcd_int(const nlohmann::json& j, const char* name, std::int64_t absent) {
+    if (!j.is_object() || !j.contains(name)) return absent;
+    const nlohmann::json& v = j[name];
+    if (v.is_number_integer()) return v.get<std::int64_t>();
+    if (!v.is_string()) return absent;
+    try {
+        return std::stoll(v.get<std::string>());
+    } catch (const std::exception&) {
+        return absent;
+    }
+}
+
+// The keys under `prefix`, as etcd ranges them: [prefix, prefix with its last byte one more).
+inline nlohmann::json prefix_range(const std::string& prefix) {
+    std::string end = prefix;
+    end.back() = static_cast<char>(end.back() + 1);  // [/meshrun/M/nodes/, /meshrun/M/nodes0)
+    return {{"key", base64(prefix)}, {"range_end", base64(end)}};
 }
 
 // One etcd client URL, `http://HOST[:PORT][/]` (the checker's form; no port: etcd's 2379).
@@ -113,25 +135,93 @@ public:
         co_return Answer{{}, why, false};
     }
 
+    // A watch (/v3/watch) made of `create` (a WatchCreateRequest) at the endpoint that answered
+    // last: each of its responses (one JSON object a line, as long as the stream lasts) goes to
+    // `seen`, which returns why to end it (empty: go on). Returns why the stream ended.
+    task<std::string> watch(nlohmann::json create, std::function<std::string(const nlohmann::json&)> seen) {
+        const EtcdEndpoint& at = endpoints_[current_];
+        auto stream = std::make_shared<TcpStream>(ex_);
+        watching_ = stream;
+        std::string failure = co_await open(at, *stream);
+        if (!failure.empty()) co_return failure;
+        nlohmann::json body = {{"create_request", std::move(create)}};
+        const auto req = request(at, "/v3/watch", body.dump());
+        beast::error_code ec;
+        co_await http::async_write(*stream, req, asio::redirect_error(use, ec));
+        if (ec) co_return ec.message();
+        beast::flat_buffer buffer;
+        http::response_parser<http::empty_body> parser;
+        parser.body_limit(boost::none);  // a stream without end; each line is bounded below
+        co_await http::async_read_header(*stream, buffer, parser, asio::redirect_error(use, ec));
+        if (ec) co_return ec == beast::error::timeout ? fmt::format("no answer within {} s", request_limit.count()) : ec.message();
+        if (parser.get().result() != http::status::ok) co_return fmt::format("HTTP {} to a watch", parser.get().result_int());
+        stream->expires_never();  // open as long as etcd keeps it: the lease's keepalives notice a dead etcd
+        std::string pending, ended;
+        auto chunk = [&](std::uint64_t, beast::string_view data, beast::error_code& error) -> std::size_t {
+            pending.append(data.data(), data.size());
+            std::size_t start = 0;
+            for (auto end = pending.find('\n'); end != std::string::npos && ended.empty(); end = pending.find('\n', start)) {
+                const auto line = nlohmann::json::parse(pending.begin() + static_cast<std::ptrdiff_t>(start),
+                                                        pending.begin() + static_cast<std::ptrdiff_t>(end), nullptr, false);
+                start = end + 1;
+                ended = line.is_object() ? seen(line) : "a line of the watch that is not a JSON object";
+            }
+            pending.erase(0, start);
+            if (ended.empty() && pending.size() > watch_line_limit)
+                ended = fmt::format("a line of the watch over {} MiB", watch_line_limit >> 20);
+            if (!ended.empty()) error = asio::error::operation_aborted;
+            return data.size();
+        };
+        parser.on_chunk_body(chunk);
+        while (!parser.is_done() && !ec) co_await http::async_read_some(*stream, buffer, parser, asio::redirect_error(use, ec));
+        if (watching_ == stream) watching_.reset();
+        if (!ended.empty()) co_return ended;
+        co_return ec ? ec.message() : std::string("etcd ended the watch");
+    }
+
+    // Ends the watch open now, if any: its caller lists again.
+    void end_watch() {
+        if (watching_) watching_->close();
+    }
+
     const std::string& url() const { return endpoints_[current_].url; }
+    // This machine's address on its last connection to etcd: where a node listening on every
+    // interface is reached from etcd's side of the network.
+    const std::string& local() const { return local_; }
 
 private:
     static constexpr std::chrono::seconds request_limit{3};
+    static constexpr std::size_t watch_line_limit = 16u << 20;  // a line held until its end: at most this
 
-    task<Answer> post(const EtcdEndpoint& at, const std::string& path, const std::string& body) {
+    // Resolves and connects, within the request's time limit; why not, or empty.
+    task<std::string> open(const EtcdEndpoint& at, TcpStream& stream) {
         beast::error_code ec;
         Resolver resolver(ex_);
         const auto found = co_await resolver.async_resolve(at.host, at.port, asio::redirect_error(use, ec));
-        if (ec) co_return Answer{{}, fmt::format("cannot resolve `{}`: {}", at.host, ec.message()), false};
-        TcpStream stream(ex_);
+        if (ec) co_return fmt::format("cannot resolve `{}`: {}", at.host, ec.message());
         stream.expires_after(request_limit);  // the whole request: connect, write, read
         co_await stream.async_connect(found, asio::redirect_error(use, ec));
-        if (ec) co_return Answer{{}, ec.message(), false};
+        if (ec) co_return ec.message();
+        const auto local = stream.socket().local_endpoint(ec);
+        if (!ec) local_ = local.address().to_string();
+        co_return std::string();
+    }
+
+    static http::request<http::string_body> request(const EtcdEndpoint& at, const std::string& path, std::string body) {
         http::request<http::string_body> req{http::verb::post, path, 11};
         req.set(http::field::host, host_port(at.host, static_cast<std::uint16_t>(std::stoi(at.port))));
         req.set(http::field::content_type, "application/json");
-        req.body() = body;
+        req.body() = std::move(body);
         req.prepare_payload();
+        return req;
+    }
+
+    task<Answer> post(const EtcdEndpoint& at, const std::string& path, const std::string& body) {
+        TcpStream stream(ex_);
+        std::string failure = co_await open(at, stream);
+        if (!failure.empty()) co_return Answer{{}, failure, false};
+        const auto req = request(at, path, body);
+        beast::error_code ec;
         co_await http::async_write(stream, req, asio::redirect_error(use, ec));
         if (ec) co_return Answer{{}, ec.message(), false};
         beast::flat_buffer buffer;
@@ -164,45 +254,60 @@ private:
     std::vector<EtcdEndpoint> endpoints_;
     std::vector<Repeated> failures_;  // per endpoint: its failures while another was tried
     std::size_t current_ = 0;
+    std::string local_;
+    std::shared_ptr<TcpStream> watching_;  // the watch's connection while it is open
 };
 
-// Registers the nodes of the process and keeps their lease alive, until stop().
+// Registers the nodes of the process and keeps their lease alive, and follows the mesh's keys
+// in etcd, until stop().
 class Registry {
 public:
     static constexpr std::int64_t ttl = 10;  // seconds
+    static constexpr std::size_t puts_per_txn = 64;  // etcd takes at most 128 operations a transaction
 
-    explicit Registry(FleetCore& f) : fleet_(f), etcd_(f.io.get_executor(), f.log, *f.clock, f.graph.discovery) {}
+    explicit Registry(FleetCore& f)
+        : fleet_(f), etcd_(f.io.get_executor(), f.log, *f.clock, f.graph.discovery),
+          prefix_(fmt::format("/meshrun/{}/nodes/", f.graph.name)) {}
 
     // After every node here listens: its port is known.
     void start() {
         // Every node's series from the start, at 0 (metrics.hpp).
         fleet_.tell([](Observer& o) { o.registry_lease(0); });
         for (auto& node : fleet_.nodes) told(*node, false);
+        told_view();
         asio::co_spawn(fleet_.io.get_executor(), run(), or_log(fleet_.log, "meshrun", "the registration in etcd"));
+        asio::co_spawn(fleet_.io.get_executor(), follow(), or_log(fleet_.log, "meshrun", "the watch on etcd"));
     }
 
     // The fleet stops: the lease is revoked, so that the keys go now, not in 10 s.
     void stop() {
         stopping_ = true;
         if (pausing_) pausing_->notify();
+        if (relisting_) relisting_->notify();
+        etcd_.end_watch();
         if (lease_.empty()) return;
         asio::co_spawn(fleet_.io.get_executor(), revoke(lease_), asio::detached);
     }
 
     nlohmann::json status() const {
-        return {{"etcd", etcd_.url()}, {"registered", registered_}, {"lease", lease_}};
+        return {{"etcd", etcd_.url()},    {"registered", registered_}, {"lease", lease_},
+                {"watching", watching_},  {"revision", revision_},     {"nodes_known", known_.size()},
+                {"peers_known", peers_}};
     }
 
     // Where the nodes register: /meshrun/MESH/nodes/NODE.
-    std::string key(const Node& n) const { return fmt::format("/meshrun/{}/nodes/{}", fleet_.graph.name, n.name); }
+    std::string key(const Node& n) const { return prefix_ + n.name; }
 
-    // What a node registers: where it listens (as bound, and the port it got), its channels,
-    // TLS or not, and meshrun's version. Never the fleet's token.
+    // What a node registers: where it listens, its channels, TLS or not, and meshrun's version;
+    // never the fleet's token. The address is the one it is bound to, or, bound to every
+    // interface, this machine's address on its connection to etcd: what a peer can reach.
     nlohmann::json value(const NodeRt& node) const {
         const auto index = static_cast<std::size_t>(node.index());
         nlohmann::json v = {{"mesh", fleet_.graph.name}, {"node", node.spec().name}};
         if (node.acceptor) {
-            v["address"] = fleet_.bound[index];
+            const std::string& bound = fleet_.bound[index];
+            const bool everywhere = bound == "0.0.0.0" || bound == "::";
+            v["address"] = everywhere && !etcd_.local().empty() ? etcd_.local() : bound;
             v["port"] = fleet_.ports[index];
         }
         v["channels"] = nlohmann::json::array();
@@ -213,37 +318,155 @@ public:
         return v;
     }
 
-    // What etcd holds for node `name` now; when etcd does not answer, what it held last.
+    // Where node `name` listens: from the process's view of etcd once it has one (what etcd
+    // held last while it does not answer), else from a request of its own. None: etcd holds
+    // nothing for it.
     task<std::optional<Registered>> lookup(std::string name) {
+        if (listed_) co_return known(name);
         const std::string path = "/v3/kv/range";
-        nlohmann::json body = {{"key", base64(fmt::format("/meshrun/{}/nodes/{}", fleet_.graph.name, name))}};
+        nlohmann::json body = {{"key", base64(prefix_ + name)}};
         Etcd::Answer answer = co_await etcd_.call(path, std::move(body));
-        const auto last = known_.find(name);
+        if (listed_) co_return known(name);  // the view came while this request was out
         if (!answer.ok()) {
             fleet_.tell([&answer](Observer& o) { o.registry_error(answer.error); });
-            std::optional<Registered> kept;
-            if (last != known_.end()) kept = last->second;
-            co_return kept;
+            co_return known(name);
         }
         const nlohmann::json kvs = answer.json.value("kvs", nlohmann::json::array());
         std::optional<Registered> found;
-        if (kvs.is_array() && !kvs.empty() && kvs[0].contains("value")) {
-            const auto text = unbase64(kvs[0]["value"].get<std::string>());
-            const auto value = nlohmann::json::parse(text.value_or(""), nullptr, false);
-            if (value.is_object() && value.contains("address") && value.contains("port") && value["address"].is_string() &&
-                value["port"].is_number_unsigned() && value["port"].get<std::uint64_t>() <= 65535)
-                found = Registered{value["address"].get<std::string>(), value["port"].get<std::uint16_t>()};
-        }
-        if (found) {
-            known_[name] = *found;
-        } else if (last != known_.end()) {
-            known_.erase(last);  // gone from etcd (stopped, or its lease ran out): the file's address again
-        }
-        fleet_.tell([this](Observer& o) { o.registry_peers(known_.size()); });
+        if (kvs.is_array() && !kvs.empty()) found = registered(kvs[0]);
+        set(name, found);
+        told_view();
         co_return found;
     }
 
 private:
+    // ---- the view: a range over the prefix, then a watch from the revision after it ----
+
+    task<void> follow() {
+        while (!stopping_) {
+            const std::string path = "/v3/kv/range";
+            nlohmann::json body = prefix_range(prefix_);
+            Etcd::Answer listed = co_await etcd_.call(path, std::move(body));
+            if (stopping_) break;
+            if (!listed.ok()) {
+                std::string what = "cannot list the mesh's nodes in etcd";
+                co_await failed(watch_failures_, watch_backoff_, std::move(what), listed);
+                continue;
+            }
+            std::map<std::string, Registered> now;
+            for (const nlohmann::json& kv : listed.json.value("kvs", nlohmann::json::array()))
+                if (const auto name = node_of(kv))
+                    if (const auto found = registered(kv)) now.emplace(*name, *found);
+            for (const auto& [name, where] : known_)
+                if (!now.count(name)) set(name, std::nullopt);
+            for (const auto& [name, where] : now) set(name, where);
+            revision_ = etcd_int(listed.json.value("header", nlohmann::json::object()), "revision", revision_);
+            listed_ = true;
+            told_view();
+            nlohmann::json create = prefix_range(prefix_);
+            create["start_revision"] = std::to_string(revision_ + 1);
+            compacted_ = false;
+            std::function<std::string(const nlohmann::json&)> seen = [this](const nlohmann::json& j) { return watched(j); };
+            const std::string ended = co_await etcd_.watch(std::move(create), std::move(seen));
+            watching_ = false;
+            told_view();
+            if (stopping_) break;
+            if (compacted_) continue;  // etcd compacted past the watch: listed again, at once
+            std::string what = "the watch on etcd ended";
+            Etcd::Answer why{{}, ended, false};
+            co_await failed(watch_failures_, watch_backoff_, std::move(what), why);
+        }
+    }
+
+    // One response of the watch: created, cancelled, or events. Returns why to end it.
+    std::string watched(const nlohmann::json& line) {
+        if (!line.contains("result") || !line["result"].is_object()) {
+            const nlohmann::json error = line.value("error", nlohmann::json::object());
+            return fmt::format("etcd: {}", error.is_object() ? error.value("message", line.dump()) : line.dump());
+        }
+        const nlohmann::json& result = line["result"];
+        if (result.value("canceled", false)) {
+            if (etcd_int(result, "compact_revision", 0) > 0) {
+                compacted_ = true;
+                return fmt::format("etcd compacted its history past revision {}", revision_ + 1);
+            }
+            return fmt::format("etcd cancelled the watch ({})", result.value("cancel_reason", std::string("no reason given")));
+        }
+        if (result.value("created", false)) {
+            watching_ = true;
+            watch_backoff_.reset();
+            if (auto said = watch_failures_.recovered(fleet_.clock->now(), "watching etcd again"))
+                fleet_.log.line("meshrun", *said);
+        }
+        for (const nlohmann::json& event : result.value("events", nlohmann::json::array())) {
+            const nlohmann::json kv = event.value("kv", nlohmann::json::object());
+            const auto name = node_of(kv);
+            if (!name) continue;
+            if (event.value("type", std::string("PUT")) == "DELETE") {
+                set(*name, std::nullopt);
+            } else if (const auto found = registered(kv)) {
+                set(*name, *found);
+            }
+        }
+        revision_ = etcd_int(result.value("header", nlohmann::json::object()), "revision", revision_);
+        told_view();
+        return {};
+    }
+
+    // The node a key of the mesh names: /meshrun/MESH/nodes/NODE.
+    std::optional<std::string> node_of(const nlohmann::json& kv) const {
+        if (!kv.is_object() || !kv.contains("key") || !kv["key"].is_string()) return std::nullopt;
+        const auto key = unbase64(kv["key"].get<std::string>());
+        if (!key || key->rfind(prefix_, 0) != 0 || key->size() == prefix_.size()) return std::nullopt;
+        return key->substr(prefix_.size());
+    }
+
+    // Where a key's value says its node listens; none for a client node or a value not meshrun's.
+    static std::optional<Registered> registered(const nlohmann::json& kv) {
+        if (!kv.is_object() || !kv.contains("value") || !kv["value"].is_string()) return std::nullopt;
+        const auto text = unbase64(kv["value"].get<std::string>());
+        const auto value = nlohmann::json::parse(text.value_or(""), nullptr, false);
+        if (!value.is_object() || !value.contains("address") || !value.contains("port") || !value["address"].is_string() ||
+            !value["port"].is_number_unsigned() || value["port"].get<std::uint64_t>() > 65535)
+            return std::nullopt;
+        return Registered{value["address"].get<std::string>(), value["port"].get<std::uint16_t>()};
+    }
+
+    std::optional<Registered> known(const std::string& name) const {
+        const auto at = known_.find(name);
+        if (at == known_.end()) return std::nullopt;
+        return at->second;
+    }
+
+    // What etcd holds for `name` now (none: no key). A change is told to the links to it: one
+    // waiting to connect again connects now, one open to where the node was ends.
+    void set(const std::string& name, const std::optional<Registered>& where) {
+        const auto at = known_.find(name);
+        const bool same = where ? at != known_.end() && at->second.address == where->address && at->second.port == where->port
+                                : at == known_.end();
+        if (same) return;
+        const int target = fleet_.graph.find(name);
+        const bool peer = target >= 0 && !fleet_.here[static_cast<std::size_t>(target)];
+        if (where) {
+            if (at == known_.end() && peer) ++peers_;
+            known_[name] = *where;
+        } else {
+            known_.erase(at);
+            if (peer) --peers_;
+        }
+        if (!peer) return;
+        for (auto& node : fleet_.nodes)
+            for (auto& link : node->links)
+                if (link->target() == target) link->moved();
+    }
+
+    void told_view() {
+        const std::size_t nodes = known_.size();
+        fleet_.tell([&](Observer& o) { o.registry_view(nodes, peers_, revision_, watching_); });
+    }
+
+    // ---- the registration: a lease, the keys on it, kept alive ----
+
     task<void> run() {
         while (!stopping_) {
             if (lease_.empty()) {
@@ -254,43 +477,50 @@ private:
                 if (granted.ok() && !granted.json.contains("ID")) granted.error = "an answer without a lease ID";
                 if (!granted.ok()) {
                     std::string what = "cannot have a lease from etcd";
-                    co_await failed(std::move(what), granted);
+                    co_await failed(failures_, backoff_, std::move(what), granted);
                     continue;
                 }
                 lease_ = granted.json["ID"].get<std::string>();
-                const std::int64_t given = etcd_seconds(granted.json, ttl);
+                const std::int64_t given = etcd_int(granted.json, "TTL", ttl);
                 fleet_.tell([given](Observer& o) { o.registry_lease(given); });
             }
             if (!registered_) {
-                std::string why;
-                bool lost = false;
-                for (auto& node : fleet_.nodes) {
-                    nlohmann::json put = {{"key", base64(key(node->spec()))}, {"value", base64(value(*node).dump())},
-                                          {"lease", lease_}};
-                    const std::string path = "/v3/kv/put";
-                    Etcd::Answer answer = co_await etcd_.call(path, std::move(put));
+                // The keys in transactions of puts_per_txn: 1,000 nodes in 16 requests, not 1,000.
+                bool put = true;
+                for (std::size_t first = 0; put && first < fleet_.nodes.size(); first += puts_per_txn) {
+                    const std::size_t end = std::min(fleet_.nodes.size(), first + puts_per_txn);
+                    nlohmann::json ops = nlohmann::json::array();
+                    for (std::size_t i = first; i < end; ++i) {
+                        const NodeRt& node = *fleet_.nodes[i];
+                        ops.push_back({{"request_put", {{"key", base64(key(node.spec()))},
+                                                        {"value", base64(value(node).dump())},
+                                                        {"lease", lease_}}}});
+                    }
+                    const std::string path = "/v3/kv/txn";
+                    nlohmann::json txn = {{"success", std::move(ops)}};
+                    Etcd::Answer answer = co_await etcd_.call(path, std::move(txn));
                     if (answer.ok()) {
-                        told(*node, true);
+                        for (std::size_t i = first; i < end; ++i) told(*fleet_.nodes[i], true);
                         continue;
                     }
-                    lost = answer.reached;  // etcd refused the put: the lease is gone (expired, or forgotten)
-                    why = answer.error;
-                    std::string what = fmt::format("cannot register `{}` in etcd", node->spec().name);
-                    co_await failed(std::move(what), answer);
-                    break;
+                    put = false;
+                    if (answer.reached) forget_lease();  // etcd refused the puts: the lease is gone (expired, or forgotten)
+                    const std::string& name = fleet_.nodes[first]->spec().name;
+                    std::string what = end - first == 1 ? fmt::format("cannot register `{}` in etcd", name)
+                                                        : fmt::format("cannot register `{}` and {} more in etcd", name, end - first - 1);
+                    co_await failed(failures_, backoff_, std::move(what), answer);
                 }
-                if (lost) forget_lease();
-                if (!why.empty()) continue;
+                if (!put) continue;
                 registered_ = true;
                 const Micros now = fleet_.clock->now();
                 if (auto line = failures_.recovered(now, "registered in etcd again")) fleet_.log.line("meshrun", *line);
                 if (!said_) {
                     said_ = true;
                     std::vector<std::string> names;
-                    for (auto& node : fleet_.nodes) names.push_back(node->spec().name);
-                    fleet_.log.line("meshrun", fmt::format("registered {} in etcd at {} under /meshrun/{}/nodes/ (lease {:x}, TTL {} s)",
-                                                           fmt::join(names, ", "), etcd_.url(), fleet_.graph.name,
-                                                           std::stoull(lease_), ttl));
+                    for (std::size_t i = 0; i < fleet_.nodes.size() && i < 8; ++i) names.push_back(fleet_.nodes[i]->spec().name);
+                    if (fleet_.nodes.size() > names.size()) names.push_back(fmt::format("and {} more", fleet_.nodes.size() - names.size()));
+                    fleet_.log.line("meshrun", fmt::format("registered {} in etcd at {} under {} (lease {:x}, TTL {} s)",
+                                                           fmt::join(names, ", "), etcd_.url(), prefix_, std::stoull(lease_), ttl));
                 }
                 backoff_.reset();
             }
@@ -308,7 +538,7 @@ private:
                                                                "without a TTL); registering again", std::stoull(lease_), etcd_.url()));
                         forget_lease();
                     } else {
-                        const std::int64_t left = etcd_seconds(result, ttl);
+                        const std::int64_t left = etcd_int(result, "TTL", ttl);
                         fleet_.tell([left](Observer& o) { o.registry_lease(left); });
                         if (auto line = failures_.recovered(fleet_.clock->now(), "etcd answered again"))
                             fleet_.log.line("meshrun", *line);
@@ -317,20 +547,23 @@ private:
                     break;
                 }
                 // etcd unreachable: the keys stay while the lease runs; tried again, backing off.
+                // The watch cannot be trusted either (a dead host ends no connection): listed
+                // again once etcd answers.
+                etcd_.end_watch();
                 std::string what = "cannot keep the lease in etcd alive";
-                co_await failed(std::move(what), alive);
+                co_await failed(failures_, backoff_, std::move(what), alive);
             }
         }
     }
 
     // Logged once, then summarised; then a pause, backing off.
-    task<void> failed(std::string what, const Etcd::Answer& answer) {
+    task<void> failed(Repeated& failures, Backoff& backoff, std::string what, const Etcd::Answer& answer) {
         if (stopping_) co_return;
         fleet_.tell([&answer](Observer& o) { o.registry_error(answer.error); });
-        if (auto line = failures_.failed(fleet_.clock->now(), fmt::format("{} ({}); retrying", what, answer.error), answer.error))
+        if (auto line = failures.failed(fleet_.clock->now(), fmt::format("{} ({}); retrying", what, answer.error), answer.error))
             fleet_.log.line("meshrun", *line);
-        const Micros pause = backoff_.next();  // a named local, as above
-        co_await sleep_on(*fleet_.clock, fleet_.io.get_executor(), pause, pausing_);
+        const Micros pause = backoff.next();  // a named local, as above
+        co_await sleep_on(*fleet_.clock, fleet_.io.get_executor(), pause, &failures == &failures_ ? pausing_ : relisting_);
     }
 
     // The lease is gone: no key of this process is in etcd any more.
@@ -346,16 +579,6 @@ private:
         fleet_.tell([index, registered](Observer& o) { o.registry_registered(index, registered); });
     }
 
-    // A TTL in etcd's answer (a JSON string of a 64-bit number); `absent` when it has none.
-    static std::int64_t etcd_seconds(const nlohmann::json& j, std::int64_t absent) {
-        if (!j.contains("TTL") || !j["TTL"].is_string()) return absent;
-        try {
-            return std::stoll(j["TTL"].get<std::string>());
-        } catch (const std::exception&) {
-            return absent;
-        }
-    }
-
     task<void> revoke(std::string lease) {
         const std::string path = "/v3/lease/revoke";
         nlohmann::json body = {{"ID", lease}};
@@ -364,12 +587,19 @@ private:
 
     FleetCore& fleet_;
     Etcd etcd_;
-    std::string lease_;  // etcd's lease ID, a decimal string as the gateway writes it; empty: none
+    std::string prefix_;  // /meshrun/MESH/nodes/
+    std::string lease_;   // etcd's lease ID, a decimal string as the gateway writes it; empty: none
     bool registered_ = false, said_ = false, stopping_ = false;
-    Backoff backoff_;
-    Repeated failures_{"etcd"};
-    std::shared_ptr<Event> pausing_;  // the pause waited out now, cut short by stop()
-    std::map<std::string, Registered> known_;  // what etcd held at the last lookup of each node
+    Backoff backoff_, watch_backoff_;
+    Repeated failures_{"etcd"}, watch_failures_{"the watch on etcd"};
+    std::shared_ptr<Event> pausing_, relisting_;  // the pauses waited out now, cut short by stop()
+    // The view: where each node of the mesh listens, as etcd said last, at `revision_`.
+    std::map<std::string, Registered> known_;
+    std::size_t peers_ = 0;  // of them, nodes of other processes
+    std::int64_t revision_ = 0;
+    bool listed_ = false;     // known_ came from a range over the prefix: lookups read it
+    bool watching_ = false;   // the watch is open: known_ is etcd's now
+    bool compacted_ = false;  // the watch ended for a compaction
 };
 
 inline task<std::optional<Registered>> registry_lookup(FleetCore& fleet, int node) {

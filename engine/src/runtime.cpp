@@ -503,26 +503,11 @@ public:
     void line(const std::string&, std::string_view) override {}  // ls says what failed itself
 };
 
-// etcd's 64-bit numbers: JSON strings through the gateway; a number taken as well.
-std::int64_t etcd_int(const nlohmann::json& j, const char* name, std::int64_t absent) {
-    if (!j.contains(name)) return absent;
-    const nlohmann::json& v = j[name];
-    if (v.is_number_integer()) return v.get<std::int64_t>();
-    if (!v.is_string()) return absent;
-    try {
-        return std::stoll(v.get<std::string>());
-    } catch (const std::exception&) {
-        return absent;
-    }
-}
-
 // A range over the prefix, then each lease's time to live (one request a lease: the nodes of
 // one process share theirs).
 task<void> list(Etcd& etcd, std::string prefix, RegistryListing& out) {
-    std::string end = prefix;
-    end.back() = static_cast<char>(end.back() + 1);  // the prefix's range: [/meshrun/M/nodes/, /meshrun/M/nodes0)
     const std::string range = "/v3/kv/range";
-    nlohmann::json body = {{"key", base64(prefix)}, {"range_end", base64(end)}};
+    nlohmann::json body = prefix_range(prefix);
     Etcd::Answer answer = co_await etcd.call(range, std::move(body));
     out.reached = answer.reached;
     out.endpoint = etcd.url();

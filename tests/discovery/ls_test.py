@@ -8,8 +8,9 @@ checked against etcd's own gateway:
 - no endpoint answers: exit 1, each endpoint named; a file without `discovery`, or with errors:
   exit 2, nothing asked;
 - the registry in b's /metrics (passing `promtool check metrics`): registered, the lease's TTL
-  left, no error, then a peer known once b's link looked a up; etcd stopped: errors counted, b
-  still registered (its lease runs).
+  left, no error, the watch open at etcd's revision, the nodes known (a and b; the key of no
+  declared node held no address) with a the one peer, and a message through b's link to a; etcd stopped: the
+  watch closed, errors counted, b still registered (its lease runs), a still known.
 
     /usr/bin/python3 tests/discovery/ls_test.py path/to/meshrun
 
@@ -169,10 +170,15 @@ def main():
         expect(f.get('meshrun_registry_registered{node="b"}') == 1, f"b registered: {f}")
         expect(0 < f.get("meshrun_registry_lease_ttl_seconds", 0) <= TTL, f"the lease's TTL left: {f}")
         expect(f.get("meshrun_registry_errors_total") == 0, f"no error: {f}")
-        expect(f.get("meshrun_registry_peers_known") == 0, f"no peer looked up yet: {f}")
+        expect(f.get("meshrun_registry_watching") == 1, f"the watch open: {f}")
+        revision = etcd.revision()
+        wait_for(f"the view at etcd's revision {revision}",
+                 lambda: metrics().get("meshrun_registry_watch_revision") == revision, STEP)
+        f = metrics()
+        expect(f.get("meshrun_registry_peers_known") == 1, f"a known, from the watch: {f}")
+        expect(f.get("meshrun_registry_nodes_known") == 2, f"a and b known: {f}")
         reply = asyncio.run(ask(pb, "signal", "one"))
         expect(reply == "sent", f"b's reply: {reply!r}")
-        wait_for("a peer known", lambda: metrics().get("meshrun_registry_peers_known") == 1, STEP)
 
     def errors_counted():
         etcd.stop()
@@ -180,6 +186,8 @@ def main():
                  lambda: metrics().get("meshrun_registry_errors_total", 0) >= 1, TTL / 3 + 5)
         f = metrics()
         expect(f.get('meshrun_registry_registered{node="b"}') == 1, f"b still registered, its lease running: {f}")
+        expect(f.get("meshrun_registry_watching") == 0, f"the watch closed: {f}")
+        expect(f.get("meshrun_registry_peers_known") == 1, f"a still known: {f}")
 
     try:
         failures = run_checks([

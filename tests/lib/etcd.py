@@ -124,6 +124,10 @@ class Etcd:
             return None
         return base64.b64decode(kvs[0].get("value", "")), int(kvs[0].get("lease", "0"))
 
+    def revision(self):
+        """etcd's current revision."""
+        return int(self.call("/v3/kv/range", {"key": b64("/")})["header"]["revision"])
+
     def ttl(self, lease):
         """The seconds left of a lease, and the TTL it was granted with (-1: no such lease)."""
         r = self.call("/v3/lease/timetolive", {"ID": str(lease)})

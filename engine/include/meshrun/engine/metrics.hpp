@@ -58,7 +58,7 @@ public:
     void registry_registered(int node, bool registered) override;
     void registry_lease(std::int64_t ttl_seconds) override;
     void registry_error(std::string_view why) override;
-    void registry_peers(std::size_t known) override;
+    void registry_view(std::size_t nodes, std::size_t peers, std::int64_t revision, bool watching) override;
 
     // A figure written by the fleet's thread only: a plain load and store (no locked
     // instruction), readable from any thread.
@@ -91,7 +91,7 @@ private:
     };
     // The process's registry (discovery etcd); none of it is shown before it reports.
     struct Registry {
-        Figure on, errors, peers;
+        Figure on, errors, nodes, peers, revision, watching;
         Figure lease_until_micros;  // Unix time when the lease runs out, as etcd last said; 0: no lease
     };
     Registry registry_;

@@ -71,8 +71,10 @@ public:
     virtual void registry_lease(std::int64_t /*ttl_seconds*/) {}
     // A request to etcd failed: no endpoint answered, or etcd refused it.
     virtual void registry_error(std::string_view /*why*/) {}
-    // The nodes of other processes whose address etcd gave, kept while etcd does not answer.
-    virtual void registry_peers(std::size_t /*known*/) {}
+    // The process's view of the mesh's keys in etcd changed: the nodes it knows the address of
+    // (its own and others'), of them the nodes of other processes (kept while etcd does not
+    // answer), the etcd revision it is at, and whether its watch is open.
+    virtual void registry_view(std::size_t /*nodes*/, std::size_t /*peers*/, std::int64_t /*revision*/, bool /*watching*/) {}
 };
 
 }  // namespace meshrun::engine
