@@ -13,7 +13,8 @@ Against a private etcd (tests/lib/etcd.py), with b running (it sends to a) and a
 
 Against a stand-in for etcd's gateway (this file's FakeGateway): a watch cancelled for a
 compaction is followed by a new range at once (no failure logged), and the new watch starts at
-the revision after that range's, not the old one's.
+the revision after that range's, not the old one's; the fleet's token (`secret env`) is not in
+the value put.
 
     /usr/bin/python3 tests/discovery/watch_test.py path/to/meshrun
 
@@ -66,8 +67,10 @@ def wait_for(what, cond, timeout):
     raise CheckFailed(f"{what}: not within {timeout} s")
 
 
-def registry_metrics(port):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=STEP) as r:
+def registry_metrics(port, token=None):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers=headers),
+                                timeout=STEP) as r:
         text = r.read().decode()
     return {m.group(1): float(m.group(2))
             for m in re.finditer(r"^meshrun_registry_(\w+)(?:\{[^}]*\})? (\S+)$", text, re.M)}
@@ -88,6 +91,7 @@ class FakeGateway(http.server.ThreadingHTTPServer):
     def __init__(self, prefix, node_value):
         self.prefix, self.node_value = prefix, node_value
         self.ranges, self.watches = [], []  # the revision each range gave; each watch's start_revision
+        self.puts = []  # the values put, decoded
         self.closing = threading.Event()
         super().__init__(("127.0.0.1", 0), FakeHandler)
         threading.Thread(target=self.serve_forever, daemon=True).start()
@@ -130,6 +134,8 @@ class FakeHandler(http.server.BaseHTTPRequestHandler):
         elif self.path == "/v3/lease/keepalive":
             self.answer({"result": {"header": header, "ID": "7", "TTL": "10"}})
         elif self.path in ("/v3/kv/txn", "/v3/kv/put", "/v3/lease/revoke"):
+            for op in body.get("success", []):
+                gw.puts.append(base64.b64decode(op["request_put"]["value"]).decode())
             self.answer({"header": header, "succeeded": True})
         elif self.path == "/v3/kv/range":
             revision = 5 if not gw.ranges else 9
@@ -220,16 +226,23 @@ def main():
 
     def compaction_lists_again():
         gateway = FakeGateway("/meshrun/watch/nodes/", {"address": "127.0.0.1", "port": pa})
-        fake = write_mesh(mesh_text(gateway.url, pa, pb))
+        # With a secret, which the value put never carries.
+        token = "s3cr3t-" + os.urandom(8).hex()
+        fake = write_mesh(mesh_text(gateway.url, pa, pb).replace("\n", "\nsecret env WATCH_TOKEN\n", 1))
         b = None
+
+        def view():
+            return registry_metrics(metrics_b, token)
         try:
-            b = Node(meshrun, fake, "b", args=("--metrics", str(metrics_b)), wait_port=pb)
+            b = Node(meshrun, fake, "b", args=("--metrics", str(metrics_b)), wait_port=pb, env={"WATCH_TOKEN": token})
             wait_for("a second watch", lambda: len(gateway.watches) >= 2, STEP)
             expect(gateway.ranges[:2] == [5, 9], f"the ranges: {gateway.ranges}")
             expect(gateway.watches[:2] == [6, 10], f"each watch from the revision after its range: {gateway.watches}")
             wait_for("b watching", lambda: view().get("watching") == 1, STEP)
             expect(view().get("watch_revision") == 9, f"b's view at revision 9: {view()}")
             expect("watch on etcd ended" not in b.log(), "a compaction is no failure (listed again at once):\n" + b.log())
+            expect(len(gateway.puts) == 1 and json.loads(gateway.puts[0])["node"] == "b", f"b's value put: {gateway.puts}")
+            expect(token not in gateway.puts[0], f"the token is not in the value put: {gateway.puts[0]}")
         finally:
             if b:
                 b.stop()
