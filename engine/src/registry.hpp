@@ -357,8 +357,10 @@ private:
             for (const nlohmann::json& kv : listed.json.value("kvs", nlohmann::json::array()))
                 if (const auto name = node_of(kv))
                     if (const auto found = registered(kv)) now.emplace(*name, *found);
+            std::vector<std::string> gone;  // set() erases from known_: not while it is walked
             for (const auto& [name, where] : known_)
-                if (!now.count(name)) set(name, std::nullopt);
+                if (!now.count(name)) gone.push_back(name);
+            for (const std::string& name : gone) set(name, std::nullopt);
             for (const auto& [name, where] : now) set(name, where);
             revision_ = etcd_int(listed.json.value("header", nlohmann::json::object()), "revision", revision_);
             listed_ = true;

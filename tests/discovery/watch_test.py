@@ -12,8 +12,9 @@ Against a private etcd (tests/lib/etcd.py), with b running (it sends to a) and a
 - etcd stopped: b's watch closes (watching 0) and b keeps what it knew; etcd back: watching again.
 
 Against a stand-in for etcd's gateway (this file's FakeGateway): a watch cancelled for a
-compaction is followed by a new range at once (no failure logged), and the new watch starts at
-the revision after that range's, not the old one's; the fleet's token (`secret env`) is not in
+compaction is followed by a new range at once (no failure logged), which replaces the view (a,
+in the first, is gone from the second), and the new watch starts at the revision after that
+range's, not the old one's; the fleet's token (`secret env`) is not in
 the value put.
 
     /usr/bin/python3 tests/discovery/watch_test.py path/to/meshrun
@@ -83,7 +84,7 @@ def status(port):
 
 class FakeGateway(http.server.ThreadingHTTPServer):
     """Answers as etcd's gateway does, enough for one process: a lease, puts, keepalives, a range
-    at revision 5 then 9, and watches: the first created then cancelled for a compaction, the
+    at revision 5 (holding a) then 9 (empty), and watches: the first created then cancelled for a compaction, the
     next created and held open until close()."""
 
     daemon_threads = True
@@ -141,8 +142,11 @@ class FakeHandler(http.server.BaseHTTPRequestHandler):
             revision = 5 if not gw.ranges else 9
             if "range_end" in body:
                 gw.ranges.append(revision)
-            kv = {"key": b64(gw.prefix + "a"), "value": b64(json.dumps(gw.node_value)), "mod_revision": "3"}
-            self.answer({"header": {**header, "revision": str(revision)}, "kvs": [kv], "count": "1"})
+            # a at revision 5; gone from the second range (its key deleted, then compacted away).
+            kvs = [{"key": b64(gw.prefix + "a"), "value": b64(json.dumps(gw.node_value)), "mod_revision": "3"}]
+            if revision == 9:
+                kvs = []
+            self.answer({"header": {**header, "revision": str(revision)}, "kvs": kvs, "count": str(len(kvs))})
         elif self.path == "/v3/watch":
             create = body.get("create_request", {})
             gw.watches.append(int(create.get("start_revision", "0")))
@@ -240,6 +244,7 @@ def main():
             expect(gateway.watches[:2] == [6, 10], f"each watch from the revision after its range: {gateway.watches}")
             wait_for("b watching", lambda: view().get("watching") == 1, STEP)
             expect(view().get("watch_revision") == 9, f"b's view at revision 9: {view()}")
+            expect(view().get("peers_known") == 0 and view().get("nodes_known") == 0, f"a gone from b's view: {view()}")
             expect("watch on etcd ended" not in b.log(), "a compaction is no failure (listed again at once):\n" + b.log())
             expect(len(gateway.puts) == 1 and json.loads(gateway.puts[0])["node"] == "b", f"b's value put: {gateway.puts}")
             expect(token not in gateway.puts[0], f"the token is not in the value put: {gateway.puts[0]}")
