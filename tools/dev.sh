@@ -58,7 +58,8 @@ case "${1:-}" in
     configure_and_build
     bash "$root/bench/check_bench.sh" "$build/tools/meshrun"
     bash "$root/bench/test_bench.sh" "$build/tools/meshrun"
-    "$build/bench/ws_bench" --meshrun "$build/tools/meshrun" ;;
+    "$build/bench/ws_bench" --meshrun "$build/tools/meshrun"
+    /usr/bin/python3 "$root/bench/discovery_bench.py" "$build/tools/meshrun" ;;
   *)
     sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit 2 ;;
