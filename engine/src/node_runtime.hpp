@@ -43,7 +43,7 @@ public:
     virtual std::string name() const = 0;  // TARGET/CHANNEL
     virtual nlohmann::json status() const = 0;
     virtual int target() const = 0;  // the node it sends to: its graph index
-    // With discovery: etcd says the target listens somewhere else now, or no more.
+    // With discovery: etcd says the target listens somewhere else now.
     virtual void moved() = 0;
 };
 

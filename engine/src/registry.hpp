@@ -440,8 +440,8 @@ private:
         return at->second;
     }
 
-    // What etcd holds for `name` now (none: no key). A change is told to the links to it: one
-    // waiting to connect again connects now, one open to where the node was ends.
+    // What etcd holds for `name` now (none: no key). A new address is told to the links to it:
+    // one waiting to connect again connects now, one open to where the node was ends.
     void set(const std::string& name, const std::optional<Registered>& where) {
         const auto at = known_.find(name);
         const bool same = where ? at != known_.end() && at->second.address == where->address && at->second.port == where->port
@@ -456,7 +456,9 @@ private:
             known_.erase(at);
             if (peer) --peers_;
         }
-        if (!peer) return;
+        // A key gone ends nothing: the node may be there still (its lease lost while etcd was
+        // away, registered again in a moment); links keep the connections they have.
+        if (!peer || !where) return;
         for (auto& node : fleet_.nodes)
             for (auto& link : node->links)
                 if (link->target() == target) link->moved();
