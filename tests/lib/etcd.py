@@ -8,12 +8,19 @@ gateway (urllib and base64), so that a test never trusts meshrun's client to che
         etcd.get("/meshrun/m/nodes/a")   # -> (value as bytes, lease id) or None
         etcd.restart()               # the same ports and data: what was stored stays
         etcd.restart(wipe=True)      # the same ports, nothing stored: every lease lost
+
+In a network namespace (made by `ip netns add`, root needed): `Etcd(host="10.78.0.1", netns="NAME")`
+runs etcd by `ip netns exec NAME`, listening on that address, its free ports and the gateway's
+requests taken inside the namespace (`in_netns`, which the tests can use for their own sockets).
 """
 
 import base64
+import contextlib
+import ctypes
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +32,8 @@ import urllib.request
 HOST = "127.0.0.1"
 SKIPPED = 77
 STARTED_WITHIN = 15.0  # a first start writes its data directory and elects itself
+CLONE_NEWNET = 0x40000000
+PR_SET_PDEATHSIG = 1
 
 
 def etcd_binary():
@@ -44,15 +53,54 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def in_netns(name):
+    """This thread in network namespace `name` (one of `ip netns list`) for the block, and back
+    after it; nothing changes when `name` is None. A socket made in the block stays in that
+    namespace for good. setns moves the calling thread only: the others stay where they are."""
+    if name is None:
+        yield
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        there = os.open(f"/run/netns/{name}", os.O_RDONLY)
+        try:
+            if libc.setns(there, CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"setns into network namespace {name}: {os.strerror(err)}")
+        finally:
+            os.close(there)
+        try:
+            yield
+        finally:
+            if libc.setns(home, CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"setns back from network namespace {name}: {os.strerror(err)}")
+    finally:
+        os.close(home)
+
+
+def _free_port_at(host, netns):
+    """A free port on `host` inside `netns` (the host's namespace when None)."""
+    with in_netns(netns), socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
 def b64(text):
     return base64.b64encode(text.encode() if isinstance(text, str) else text).decode()
 
 
 class Etcd:
-    def __init__(self):
+    def __init__(self, host=HOST, netns=None):
+        self.host, self.netns = host, netns
         self.dir = tempfile.mkdtemp(prefix="meshrun-etcd-")
-        self.client_port, self.peer_port = _free_port(), _free_port()
-        self.url = f"http://{HOST}:{self.client_port}"
+        if netns is None and host == HOST:
+            self.client_port, self.peer_port = _free_port(), _free_port()
+        else:
+            self.client_port, self.peer_port = _free_port_at(host, netns), _free_port_at(host, netns)
+        self.url = f"http://{host}:{self.client_port}"
         self.proc = None
         self.log_path = os.path.join(self.dir, "etcd.log")
         self.start()
@@ -64,14 +112,18 @@ class Etcd:
         self.close()
 
     def start(self):
-        peer = f"http://{HOST}:{self.peer_port}"
+        peer = f"http://{self.host}:{self.peer_port}"
         self.log = open(self.log_path, "a")
+        # In a namespace: `ip netns exec` execs etcd (one process), killed if the test dies first, so
+        # that no etcd is left holding a namespace that the test's cleanup removed.
+        netns = ["ip", "netns", "exec", self.netns] if self.netns else []
+        orphaned = (lambda: ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)) if self.netns else None
         self.proc = subprocess.Popen(
-            [etcd_binary(), "--name", "meshrun-test", "--data-dir", os.path.join(self.dir, "data"),
+            [*netns, etcd_binary(), "--name", "meshrun-test", "--data-dir", os.path.join(self.dir, "data"),
              "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
              "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
              "--initial-cluster", f"meshrun-test={peer}", "--logger", "zap", "--log-level", "warn"],
-            stdout=self.log, stderr=subprocess.STDOUT)
+            stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=orphaned)
         deadline = time.monotonic() + STARTED_WITHIN
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -114,7 +166,7 @@ class Etcd:
         """POSTs `body` (JSON) to the gateway; the answer as JSON."""
         req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=timeout) as r:
+        with in_netns(self.netns), urllib.request.urlopen(req, timeout=timeout) as r:
             return json.loads(r.read())
 
     def get(self, key):
