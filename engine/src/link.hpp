@@ -98,13 +98,20 @@ public:
 
     // Where the target listens changed in etcd: a link waiting out a backoff connects now; one
     // open ends its connection, and sends what it held again on the next, where etcd says.
-    void moved() override {
+    void moved(const std::string& address, std::uint16_t port) override {
         if (pausing_) {
             pausing_->notify();
-        } else if (ws_ && !stopping_) {
-            moved_ = true;
-            beast::get_lowest_layer(*ws_).close();  // read() sees the end and says why
+            return;
         }
+        if (!ws_ || stopping_) return;
+        // Open to that place already (the file's address was right, or the key came back as it was)?
+        beast::error_code ec;
+        const auto peer = beast::get_lowest_layer(*ws_).socket().remote_endpoint(ec);
+        const auto named = asio::ip::make_address(address, ec);
+        const bool anywhere = !ec && named.is_unspecified();  // every interface: the file's host is taken
+        if (!ec && peer.port() == port && (anywhere || peer.address() == named)) return;
+        moved_ = true;
+        beast::get_lowest_layer(*ws_).close();  // read() sees the end and says why
     }
 
     LinkState state() const { return state_; }

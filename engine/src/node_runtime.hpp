@@ -43,8 +43,8 @@ public:
     virtual std::string name() const = 0;  // TARGET/CHANNEL
     virtual nlohmann::json status() const = 0;
     virtual int target() const = 0;  // the node it sends to: its graph index
-    // With discovery: etcd says the target listens somewhere else now.
-    virtual void moved() = 0;
+    // With discovery: etcd says the target listens at ADDRESS:PORT now.
+    virtual void moved(const std::string& address, std::uint16_t port) = 0;
 };
 
 // An open websocket session, as its node sees it.

@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "meshrun/engine/log.hpp"
 #include "node_runtime.hpp"
 
 namespace meshrun::engine {
@@ -155,12 +156,14 @@ public:
         co_await http::async_read_header(*stream, buffer, parser, asio::redirect_error(use, ec));
         if (ec) co_return ec == beast::error::timeout ? fmt::format("no answer within {} s", request_limit.count()) : ec.message();
         if (parser.get().result() != http::status::ok) co_return fmt::format("HTTP {} to a watch", parser.get().result_int());
+        if (!parser.chunked()) co_return std::string("not etcd's gateway: an answer to a watch that is not a stream");
         stream->expires_never();  // open as long as etcd keeps it: the lease's keepalives notice a dead etcd
         std::string pending, ended;
         auto chunk = [&](std::uint64_t, beast::string_view data, beast::error_code& error) -> std::size_t {
+            const std::size_t scanned = pending.size();  // no newline before it: looked at already
             pending.append(data.data(), data.size());
             std::size_t start = 0;
-            for (auto end = pending.find('\n'); end != std::string::npos && ended.empty(); end = pending.find('\n', start)) {
+            for (auto end = pending.find('\n', scanned); end != std::string::npos && ended.empty(); end = pending.find('\n', start)) {
                 const auto line = nlohmann::json::parse(pending.begin() + static_cast<std::ptrdiff_t>(start),
                                                         pending.begin() + static_cast<std::ptrdiff_t>(end), nullptr, false);
                 start = end + 1;
@@ -176,12 +179,17 @@ public:
         while (!parser.is_done() && !ec) co_await http::async_read_some(*stream, buffer, parser, asio::redirect_error(use, ec));
         if (watching_ == stream) watching_.reset();
         if (!ended.empty()) co_return ended;
-        co_return ec ? ec.message() : std::string("etcd ended the watch");
+        if (!why_ended_.empty()) co_return std::exchange(why_ended_, std::string());
+        if (!ec || ec == http::error::partial_message || ec == asio::error::eof || ec == asio::error::connection_reset)
+            co_return std::string("etcd closed the watch's connection");
+        co_return ec.message();
     }
 
-    // Ends the watch open now, if any: its caller lists again.
-    void end_watch() {
-        if (watching_) watching_->close();
+    // Ends the watch open now, if any, saying why: its caller lists again.
+    void end_watch(std::string why) {
+        if (!watching_) return;
+        why_ended_ = std::move(why);
+        watching_->close();
     }
 
     const std::string& url() const { return endpoints_[current_].url; }
@@ -191,6 +199,7 @@ public:
 
 private:
     static constexpr std::chrono::seconds request_limit{3};
+    static constexpr std::size_t answer_limit = 32u << 20;      // an answer read whole: at most this
     static constexpr std::size_t watch_line_limit = 16u << 20;  // a line held until its end: at most this
 
     // Resolves and connects, within the request's time limit; why not, or empty.
@@ -225,17 +234,23 @@ private:
         co_await http::async_write(stream, req, asio::redirect_error(use, ec));
         if (ec) co_return Answer{{}, ec.message(), false};
         beast::flat_buffer buffer;
-        http::response<http::string_body> res;
-        co_await http::async_read(stream, buffer, res, asio::redirect_error(use, ec));
+        http::response_parser<http::string_body> parser;
+        parser.body_limit(answer_limit);
+        co_await http::async_read(stream, buffer, parser, asio::redirect_error(use, ec));
         if (ec == beast::error::timeout)
             co_return Answer{{}, fmt::format("no answer within {} s", request_limit.count()), false};
+        if (ec == http::error::body_limit)
+            co_return Answer{{}, fmt::format("an answer over {} MiB: are there huge keys under /meshrun/?", answer_limit >> 20), true};
         if (ec) co_return Answer{{}, ec.message(), false};
         stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+        const auto& res = parser.get();
         Answer answer;
         answer.json = nlohmann::json::parse(res.body(), nullptr, false);
-        if (answer.json.is_discarded() || !answer.json.is_object()) {
-            answer.error = fmt::format("HTTP {} with a body that is not a JSON object: {}", res.result_int(), shown(res.body()));
-            co_return answer;  // not etcd, or not its gateway: another endpoint may be
+        // Every answer of etcd's has a header (cluster, revision), or is an error of its own.
+        if (answer.json.is_discarded() || !answer.json.is_object() ||
+            !(answer.json.contains("header") || answer.json.contains("result") || answer.json.contains("error"))) {
+            answer.error = fmt::format("not etcd's gateway: HTTP {} with {}", res.result_int(), shown(escape_controls(res.body())));
+            co_return answer;  // another endpoint may be etcd
         }
         answer.reached = true;
         // An error of etcd's: {"error": "...", "code": 5, "message": "..."}, or in a stream's result.
@@ -243,7 +258,7 @@ private:
         if (answer.json.contains("error") && answer.json["error"].is_object()) error = &answer.json["error"];
         if (res.result() != http::status::ok || error->contains("message")) {
             const std::string message = error->value("message", std::string());
-            answer.error = fmt::format("HTTP {}: {}", res.result_int(), message.empty() ? shown(res.body()) : message);
+            answer.error = fmt::format("HTTP {}: {}", res.result_int(), message.empty() ? shown(escape_controls(res.body())) : shown(message));
         }
         co_return answer;
     }
@@ -256,6 +271,7 @@ private:
     std::size_t current_ = 0;
     std::string local_;
     std::shared_ptr<TcpStream> watching_;  // the watch's connection while it is open
+    std::string why_ended_;                // end_watch()'s reason
 };
 
 // Registers the nodes of the process and keeps their lease alive, and follows the mesh's keys
@@ -284,7 +300,7 @@ public:
         stopping_ = true;
         if (pausing_) pausing_->notify();
         if (relisting_) relisting_->notify();
-        etcd_.end_watch();
+        etcd_.end_watch("the fleet stops");
         if (lease_.empty()) return;
         asio::co_spawn(fleet_.io.get_executor(), revoke(lease_), asio::detached);
     }
@@ -322,18 +338,21 @@ public:
     // held last while it does not answer), else from a request of its own. None: etcd holds
     // nothing for it.
     task<std::optional<Registered>> lookup(std::string name) {
-        if (listed_) co_return known(name);
+        // Once a lookup has failed, no more until the view comes: a link would wait out an
+        // etcd that does not answer at every connect.
+        if (listed_ || lookup_failed_) co_return known(name);
         const std::string path = "/v3/kv/range";
         nlohmann::json body = {{"key", base64(prefix_ + name)}};
         Etcd::Answer answer = co_await etcd_.call(path, std::move(body));
         if (listed_) co_return known(name);  // the view came while this request was out
         if (!answer.ok()) {
+            lookup_failed_ = true;
             fleet_.tell([&answer](Observer& o) { o.registry_error(answer.error); });
             co_return known(name);
         }
         const nlohmann::json kvs = answer.json.value("kvs", nlohmann::json::array());
         std::optional<Registered> found;
-        if (kvs.is_array() && !kvs.empty()) found = registered(kvs[0]);
+        if (kvs.is_array() && !kvs.empty()) found = registered(kvs[0], name);
         set(name, found);
         told_view();
         co_return found;
@@ -354,26 +373,38 @@ private:
                 continue;
             }
             std::map<std::string, Registered> now;
-            for (const nlohmann::json& kv : listed.json.value("kvs", nlohmann::json::array()))
-                if (const auto name = node_of(kv))
-                    if (const auto found = registered(kv)) now.emplace(*name, *found);
+            std::set<std::string> keys;  // every node with a key, with an address or not
+            for (const nlohmann::json& kv : listed.json.value("kvs", nlohmann::json::array())) {
+                const auto name = node_of(kv);
+                if (!name) continue;
+                keys.insert(*name);
+                if (const auto found = registered(kv, *name)) now.emplace(*name, *found);
+                if (auto mine = here(*name)) own(*mine, registered(kv, *name), true);
+            }
             std::vector<std::string> gone;  // set() erases from known_: not while it is walked
             for (const auto& [name, where] : known_)
                 if (!now.count(name)) gone.push_back(name);
             for (const std::string& name : gone) set(name, std::nullopt);
             for (const auto& [name, where] : now) set(name, where);
+            for (auto& node : fleet_.nodes)
+                if (!keys.count(node->spec().name)) own(*node, std::nullopt, false);
             revision_ = etcd_int(listed.json.value("header", nlohmann::json::object()), "revision", revision_);
             listed_ = true;
             told_view();
             nlohmann::json create = prefix_range(prefix_);
             create["start_revision"] = std::to_string(revision_ + 1);
             compacted_ = false;
+            confirmed_ = false;
             std::function<std::string(const nlohmann::json&)> seen = [this](const nlohmann::json& j) { return watched(j); };
             const std::string ended = co_await etcd_.watch(std::move(create), std::move(seen));
             watching_ = false;
             told_view();
             if (stopping_) break;
-            if (compacted_) continue;  // etcd compacted past the watch: listed again, at once
+            // etcd compacted past the watch: listed again at once; again and again, backing off.
+            if (compacted_ && !compacted_again_) {
+                compacted_again_ = true;
+                continue;
+            }
             std::string what = "the watch on etcd ended";
             Etcd::Answer why{{}, ended, false};
             co_await failed(watch_failures_, watch_backoff_, std::move(what), why);
@@ -395,20 +426,18 @@ private:
             return fmt::format("etcd cancelled the watch ({})", result.value("cancel_reason", std::string("no reason given")));
         }
         if (result.value("created", false)) {
+            // Open; taken for healthy once it has stayed open a while (confirm_watch()).
             watching_ = true;
-            watch_backoff_.reset();
-            if (auto said = watch_failures_.recovered(fleet_.clock->now(), "watching etcd again"))
-                fleet_.log.line("meshrun", *said);
+            opened_ = fleet_.clock->now();
         }
         for (const nlohmann::json& event : result.value("events", nlohmann::json::array())) {
             const nlohmann::json kv = event.value("kv", nlohmann::json::object());
             const auto name = node_of(kv);
             if (!name) continue;
-            if (event.value("type", std::string("PUT")) == "DELETE") {
-                set(*name, std::nullopt);
-            } else if (const auto found = registered(kv)) {
-                set(*name, *found);
-            }
+            const bool deleted = event.value("type", std::string("PUT")) == "DELETE";
+            const std::optional<Registered> found = deleted ? std::nullopt : registered(kv, *name);
+            set(*name, found);
+            if (auto mine = here(*name)) own(*mine, found, !deleted);
         }
         revision_ = etcd_int(result.value("header", nlohmann::json::object()), "revision", revision_);
         told_view();
@@ -423,15 +452,65 @@ private:
         return key->substr(prefix_.size());
     }
 
-    // Where a key's value says its node listens; none for a client node or a value not meshrun's.
-    static std::optional<Registered> registered(const nlohmann::json& kv) {
+    // Where a key's value says its node listens; none for a client node (a value without an
+    // address and port) or for a value that is not meshrun's, which is said once (then summarised).
+    std::optional<Registered> registered(const nlohmann::json& kv, const std::string& name) {
         if (!kv.is_object() || !kv.contains("value") || !kv["value"].is_string()) return std::nullopt;
-        const auto text = unbase64(kv["value"].get<std::string>());
-        const auto value = nlohmann::json::parse(text.value_or(""), nullptr, false);
-        if (!value.is_object() || !value.contains("address") || !value.contains("port") || !value["address"].is_string() ||
-            !value["port"].is_number_unsigned() || value["port"].get<std::uint64_t>() > 65535)
-            return std::nullopt;
-        return Registered{value["address"].get<std::string>(), value["port"].get<std::uint16_t>()};
+        const auto text = unbase64(kv["value"].get<std::string>()).value_or("");
+        const auto value = nlohmann::json::parse(text, nullptr, false);
+        if (value.is_object() && !value.contains("address") && !value.contains("port")) return std::nullopt;  // a client
+        if (value.is_object() && value["address"].is_string() && !value["address"].get<std::string>().empty() &&
+            value["address"].get<std::string>().size() <= 255 && value["port"].is_number_unsigned() &&
+            value["port"].get<std::uint64_t>() >= 1 && value["port"].get<std::uint64_t>() <= 65535)
+            return Registered{value["address"].get<std::string>(), value["port"].get<std::uint16_t>()};
+        const std::string why = fmt::format("the key {}{} in etcd holds no address and port meshrun can use: {}; taken as "
+                                            "no key", prefix_, name, shown(escape_controls(text)));
+        if (auto line = bad_values_.failed(fleet_.clock->now(), why, "a value that is not meshrun's"))
+            fleet_.log.line("meshrun", *line);
+        return std::nullopt;
+    }
+
+    NodeRt* here(const std::string& name) {
+        for (auto& node : fleet_.nodes)
+            if (node->spec().name == name) return node.get();
+        return nullptr;
+    }
+
+    // What etcd holds for a node of this process (`present`: a key, with `where` its address if
+    // it has one), once registered: a key gone (deleted by hand, or by another process that ran
+    // the same node and stopped) is put again; one that names another address (another process
+    // runs the node) is said once, and the node counted unregistered. Never put back over
+    // another's: two processes would overwrite each other for ever.
+    void own(NodeRt& node, const std::optional<Registered>& where, bool present) {
+        if (stopping_ || !registered_) return;
+        const std::string& name = node.spec().name;
+        if (!present) {
+            if (auto line = own_lost_.failed(fleet_.clock->now(), fmt::format("the key of `{}` went from etcd; putting it again",
+                                                                               name), "a key went"))
+                fleet_.log.line("meshrun", *line);
+            registered_ = false;
+            if (pausing_) pausing_->notify();  // the registration loop puts every key again now
+            return;
+        }
+        if (!where || !node.acceptor) return;
+        const nlohmann::json mine = value(node);
+        if (where->port == mine["port"].get<std::uint16_t>() && where->address == mine["address"].get<std::string>()) return;
+        const std::string at = host_port(where->address, where->port);
+        if (auto line = own_taken_.failed(fleet_.clock->now(),
+                                          fmt::format("warning: etcd says `{}` listens at {}, not here: another process runs "
+                                                      "it too; its peers go there", name, at), at))
+            fleet_.log.line("meshrun", *line);
+        told(node, false);
+    }
+
+    // The watch has stayed open a while: healthy. A watch that opens and fails at once goes on
+    // backing off, its failures summarised, not said each time.
+    void confirm_watch() {
+        if (!watching_ || confirmed_ || fleet_.clock->now() - opened_ < std::chrono::seconds(3)) return;
+        confirmed_ = true;
+        compacted_again_ = false;
+        watch_backoff_.reset();
+        if (auto said = watch_failures_.recovered(fleet_.clock->now(), "watching etcd again")) fleet_.log.line("meshrun", *said);
     }
 
     std::optional<Registered> known(const std::string& name) const {
@@ -448,7 +527,8 @@ private:
                                 : at == known_.end();
         if (same) return;
         const int target = fleet_.graph.find(name);
-        const bool peer = target >= 0 && !fleet_.here[static_cast<std::size_t>(target)];
+        if (target < 0) return;  // a node the file does not declare: nothing to reach
+        const bool peer = !fleet_.here[static_cast<std::size_t>(target)];
         if (where) {
             if (at == known_.end() && peer) ++peers_;
             known_[name] = *where;
@@ -461,7 +541,7 @@ private:
         if (!peer || !where) return;
         for (auto& node : fleet_.nodes)
             for (auto& link : node->links)
-                if (link->target() == target) link->moved();
+                if (link->target() == target) link->moved(where->address, where->port);
     }
 
     void told_view() {
@@ -486,6 +566,7 @@ private:
                 }
                 lease_ = granted.json["ID"].get<std::string>();
                 const std::int64_t given = etcd_int(granted.json, "TTL", ttl);
+                lease_ends_ = fleet_.clock->now() + std::chrono::seconds(given);
                 fleet_.tell([given](Observer& o) { o.registry_lease(given); });
             }
             if (!registered_) {
@@ -523,8 +604,8 @@ private:
                     std::vector<std::string> names;
                     for (std::size_t i = 0; i < fleet_.nodes.size() && i < 8; ++i) names.push_back(fleet_.nodes[i]->spec().name);
                     if (fleet_.nodes.size() > names.size()) names.push_back(fmt::format("and {} more", fleet_.nodes.size() - names.size()));
-                    fleet_.log.line("meshrun", fmt::format("registered {} in etcd at {} under {} (lease {:x}, TTL {} s)",
-                                                           fmt::join(names, ", "), etcd_.url(), prefix_, std::stoull(lease_), ttl));
+                    fleet_.log.line("meshrun", fmt::format("registered {} in etcd at {} under {} (lease {}, TTL {} s)",
+                                                           fmt::join(names, ", "), etcd_.url(), prefix_, lease_, ttl));
                 }
                 backoff_.reset();
             }
@@ -538,12 +619,17 @@ private:
                 if (alive.ok() && alive.json.contains("result")) {
                     const nlohmann::json& result = alive.json["result"];
                     if (!result.contains("TTL") || result["TTL"] == "0") {
-                        fleet_.log.line("meshrun", fmt::format("the lease {:x} in etcd at {} is lost (a keepalive answered "
-                                                               "without a TTL); registering again", std::stoull(lease_), etcd_.url()));
+                        fleet_.log.line("meshrun", fmt::format("the lease {} in etcd at {} is lost (a keepalive answered "
+                                                               "without a TTL); registering again", lease_, etcd_.url()));
                         forget_lease();
                     } else {
                         const std::int64_t left = etcd_int(result, "TTL", ttl);
+                        lease_ends_ = fleet_.clock->now() + std::chrono::seconds(left);
                         fleet_.tell([left](Observer& o) { o.registry_lease(left); });
+                        if (registered_) {
+                            for (auto& node : fleet_.nodes) told(*node, true);
+                        }
+                        confirm_watch();
                         if (auto line = failures_.recovered(fleet_.clock->now(), "etcd answered again"))
                             fleet_.log.line("meshrun", *line);
                     }
@@ -553,7 +639,12 @@ private:
                 // etcd unreachable: the keys stay while the lease runs; tried again, backing off.
                 // The watch cannot be trusted either (a dead host ends no connection): listed
                 // again once etcd answers.
-                etcd_.end_watch();
+                etcd_.end_watch("a keepalive of the lease failed");
+                // Past the lease's end as last counted, etcd has dropped the keys: not registered,
+                // until a keepalive says so or the keys are put again.
+                if (fleet_.clock->now() >= lease_ends_) {
+                    for (auto& node : fleet_.nodes) told(*node, false);
+                }
                 std::string what = "cannot keep the lease in etcd alive";
                 co_await failed(failures_, backoff_, std::move(what), alive);
             }
@@ -596,6 +687,9 @@ private:
     bool registered_ = false, said_ = false, stopping_ = false;
     Backoff backoff_, watch_backoff_;
     Repeated failures_{"etcd"}, watch_failures_{"the watch on etcd"};
+    Repeated bad_values_{"values in etcd that are not meshrun's"};
+    Repeated own_lost_{"keys of this process gone from etcd"}, own_taken_{"nodes of this process registered by another"};
+    Micros lease_ends_{0};  // when the lease runs out, counted from etcd's last grant or keepalive
     std::shared_ptr<Event> pausing_, relisting_;  // the pauses waited out now, cut short by stop()
     // The view: where each node of the mesh listens, as etcd said last, at `revision_`.
     std::map<std::string, Registered> known_;
@@ -604,6 +698,10 @@ private:
     bool listed_ = false;     // known_ came from a range over the prefix: lookups read it
     bool watching_ = false;   // the watch is open: known_ is etcd's now
     bool compacted_ = false;  // the watch ended for a compaction
+    bool compacted_again_ = false;  // and the one before it, with no healthy watch between
+    bool confirmed_ = false;  // the watch has stayed open a while (confirm_watch())
+    Micros opened_{0};        // when the watch opened
+    bool lookup_failed_ = false;  // a lookup before the view failed: none more until the view comes
 };
 
 inline task<std::optional<Registered>> registry_lookup(FleetCore& fleet, int node) {

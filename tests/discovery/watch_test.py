@@ -5,7 +5,8 @@ mesh's prefix, then one watch from the next revision.
 Against a private etcd (tests/lib/etcd.py), with b running (it sends to a) and a not yet:
 - b's view: itself known, no peer, the watch open at etcd's revision; a key put for a by hand is
   in b's view (peers_known 1, the revision etcd's) with no message sent, so through the watch, and
-  its deletion too;
+  its deletion too; b's own key deleted by hand is put back; values that are not meshrun's (not
+  JSON, port 0, an address that is not a string) are said once and taken as no key;
 - a running: a message through b reaches it; a's key then rewritten by hand to a port where
   nothing listens: b's open link to a ends at once, saying that a moved; a's own key put back: the
   next message reaches a again;
@@ -198,6 +199,20 @@ def main():
         wait_for("a's key gone from b's view", lambda: view().get("peers_known") == 0, STEP)
         expect(view().get("nodes_known") == 1, f"b alone known: {view()}")
 
+    def own_key_put_back():
+        key_b = "/meshrun/watch/nodes/b"
+        etcd.call("/v3/kv/deleterange", {"key": b64(key_b)})
+        wait_for("b's key put back", lambda: etcd.get(key_b), STEP)
+        state["b"].wait_for_line("the key of `b` went from etcd; putting it again", STEP)
+        # A value that is not meshrun's: said once, taken as no key.
+        for junk in ("garbage", json.dumps({"address": "127.0.0.1", "port": 0}), json.dumps({"address": ["x"], "port": 1})):
+            etcd.call("/v3/kv/put", {"key": b64(key_a), "value": b64(junk)})
+        wait_for("the revision seen", lambda: view().get("watch_revision") == etcd.revision(), STEP)
+        expect(view().get("peers_known") == 0, f"no address known for a: {view()}")
+        log = state["b"].log()
+        expect(log.count("holds no address and port meshrun can use") == 1, "the bad values said once:\n" + log)
+        etcd.call("/v3/kv/deleterange", {"key": b64(key_a)})
+
     def moved_ends_the_open_link():
         a = state["a"] = Node(meshrun, mesh, "a", wait_port=pa)
         wait_for("a in b's view", lambda: view().get("peers_known") == 1, STEP)
@@ -246,8 +261,10 @@ def main():
             expect(view().get("watch_revision") == 9, f"b's view at revision 9: {view()}")
             expect(view().get("peers_known") == 0 and view().get("nodes_known") == 0, f"a gone from b's view: {view()}")
             expect("watch on etcd ended" not in b.log(), "a compaction is no failure (listed again at once):\n" + b.log())
-            expect(len(gateway.puts) == 1 and json.loads(gateway.puts[0])["node"] == "b", f"b's value put: {gateway.puts}")
-            expect(token not in gateway.puts[0], f"the token is not in the value put: {gateway.puts[0]}")
+            # b's own key is in neither range: put again after each (a key of its own gone).
+            expect(gateway.puts and all(json.loads(p)["node"] == "b" for p in gateway.puts), f"b's values put: {gateway.puts}")
+            expect(all(token not in p for p in gateway.puts), f"the token is not in the values put: {gateway.puts}")
+            b.wait_for_line("the key of `b` went from etcd; putting it again", STEP)
         finally:
             if b:
                 b.stop()
@@ -258,6 +275,7 @@ def main():
         failures = run_checks([
             ("b's view of etcd: itself, watched at etcd's revision", b_watches),
             ("a key put and deleted is seen through the watch", put_and_delete_seen),
+            ("b's own key deleted is put back; bad values said once", own_key_put_back),
             ("a key that moves ends b's open link to a", moved_ends_the_open_link),
             ("etcd down: the view kept, the watch made again", etcd_down_keeps_the_view),
         ])
