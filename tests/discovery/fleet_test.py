@@ -17,7 +17,8 @@ fires. The processes start clock first and buzzer last, so each link begins with
    pausing for more than 2.5 s (it fires about 30 messages a second).
 4. The clock stopped: every tick it sent reached iopin, and what iopin sent buzzer is what
    buzzer fired over its two lives, each message once, nothing lost.
-5. buzzer SIGKILLed: its key is gone within the lease's TTL (10 s) and a little slack.
+5. buzzer SIGKILLed: its key is gone within the lease's TTL (10 s) and a little slack; iopin
+   stopped with SIGTERM exits 0 and its key goes at once.
 
 Every wait is a bounded poll, so that the test passes whether a link learns of a move from a
 lookup at each connect or from a watch. About 30 s; the clock's count (600 ticks, 60 s) is only a
@@ -274,6 +275,10 @@ class Fleet:
         took = time.monotonic() - killed
         expect(took <= TTL + 1.5, f"buzzer's key went {took:.1f} s after the kill, past the TTL of {TTL} s")
         expect(self.registered("iopin") is not None, "iopin's key went with buzzer's")
+        # iopin, stopped as a service is, revokes its lease: its key goes at once.
+        iopin = self.nodes.pop("iopin")
+        expect(iopin.stop() == 0, "iopin stops with 0 on SIGTERM:\n" + iopin.log()[-2000:])
+        wait_for("iopin's key gone at its stop", lambda: self.registered("iopin") is None, 3)
 
     def close(self):
         for node in self.nodes.values():
@@ -294,7 +299,7 @@ def main():
             ("buzzer restarted on another port: etcd has it, iopin's link finds it", fleet.buzzer_restarts_elsewhere),
             ("etcd restarted, with its data and without: registered again, traffic never stops", fleet.etcd_restarts),
             ("every tick reached iopin, every message of iopin fired by buzzer once", fleet.nothing_lost),
-            ("a killed node's key is gone within the TTL", fleet.killed_key_gone),
+            ("a killed node's key is gone within the TTL, a stopped one's at once", fleet.killed_key_gone),
         ])
     finally:
         fleet.close()
