@@ -139,12 +139,14 @@ class Fleet:
         return int(LISTENING.search(node.log()).group(2))
 
     def registered_at(self, name, port):
-        """Waits until etcd holds `name` at `port`, every interface; its value."""
+        """Waits until etcd holds `name` at `port`; its value."""
         def at():
             got = self.registered(name)
             return got if got and got[0].get("port") == port else None
         value, lease = wait_for(f"{name}'s key in etcd with port {port}", at, STEP)
-        expect(value.get("address") == "0.0.0.0", f"{name} `at :0` registered as {value}, not 0.0.0.0")
+        # Bound to every interface, a node registers its address on its connection to etcd: here,
+        # with etcd on loopback, 127.0.0.1 (docs/discovery.md).
+        expect(value.get("address") == "127.0.0.1", f"{name} `at :0` registered as {value}, not at 127.0.0.1")
         self.lease[name] = lease
         return value
 
