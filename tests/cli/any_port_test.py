@@ -127,14 +127,19 @@ class Test:
         expect(not no_port_zero(logs), f"lines that show a port 0: {no_port_zero(logs)}")
 
     def up_any_port(self):
-        with tempfile.TemporaryFile("w+") as log:
+        # The log is read through a file of its own: a seek on the one the child writes to would
+        # move the child's offset too (they share it), and its next line would overwrite the log.
+        with tempfile.NamedTemporaryFile("w", suffix=".log") as log:
             fleet = subprocess.Popen([self.meshrun, "up", self.mesh, "--color", "never", "--seed", "1"],
-                                     stdout=log, stderr=subprocess.STDOUT, text=True)
+                                     stdout=log, stderr=subprocess.STDOUT)
+
+            def output():
+                with open(log.name, errors="replace") as f:
+                    return f.read()
             try:
                 deadline = time.monotonic() + STEP
                 while time.monotonic() < deadline and fleet.poll() is None:
-                    log.seek(0)
-                    if log.read().count("< acknowledged") >= 3:
+                    if output().count("< acknowledged") >= 3:
                         break
                     time.sleep(0.05)
                 expect(fleet.poll() is None, f"`up` ended by itself ({fleet.returncode})")
@@ -144,8 +149,7 @@ class Test:
                 if fleet.poll() is None:
                     fleet.kill()
                     fleet.wait()
-                log.seek(0)
-                out = log.read()
+                out = output()
         expect(fleet.returncode == 0, f"`up` exited {fleet.returncode} after SIGINT:\n{out}")
         ports = {}
         for line in out.splitlines():
