@@ -458,6 +458,17 @@ void Checker::check_address(int index, PortMap& ports) {
     const Node& n = node(index);
     if (!n.address || !n.address->port) return;
     const Count& port = *n.address->port;
+    if (port.value == 0) {
+        // Any free port: the node registers the one it got in etcd, where its peers look it up.
+        // It never clashes with another node's, so it takes no part in the check below.
+        if (!program_.discovery.empty()) return;
+        error(Kind::out_of_range, port.span,
+              "port 0 means any free port, which peers could find only through `discovery etcd \"URL\"`; "
+              "the topology has no `discovery` line")
+            .notes.push_back({std::nullopt, "give a port from 1 to 65535, or add etcd's client URL, as in "
+                                            "`discovery etcd \"http://127.0.0.1:2379\"`"});
+        return;
+    }
     if (port.value < 1 || port.value > max_port) {
         error(Kind::out_of_range, port.span, "port " + format_count(port) + " is out of range (1 to 65535)");
         return;

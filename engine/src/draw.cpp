@@ -50,6 +50,7 @@ struct Picture {
 };
 
 std::string address(const Node& node) {
+    if (node.port == 0) return node.host + ":0 (any free port)";  // `at :0`, with discovery
     if (node.port) return node.host + ":" + std::to_string(*node.port);
     return node.host.empty() ? "client" : node.host + " (client)";
 }

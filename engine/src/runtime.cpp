@@ -280,15 +280,15 @@ void Fleet::start() {
         // this machine keeps its port, or a node here would answer in its place.
         for (std::size_t i = 0; i < f.graph.nodes.size(); ++i) {
             const Node& n = f.graph.nodes[i];
-            if (!f.here[i] && n.port && on_loopback(n)) taken.emplace(*n.port, n.name);
+            if (!f.here[i] && n.port && *n.port && on_loopback(n)) taken.emplace(*n.port, n.name);
         }
     }
     std::vector<std::string> moved(f.graph.nodes.size());
     for (auto& node : f.nodes) {
         node->start_pins();  // throws PinError
         const auto index = static_cast<std::size_t>(node->index());
-        if (!f.ports[index]) continue;
-        const std::uint16_t declared = f.ports[index];
+        if (!node->spec().port) continue;  // a client: it serves nothing
+        const std::uint16_t declared = f.ports[index];  // 0 (`at :0`, with discovery): any free port
         const std::string& host = node->spec().host;
         std::uint16_t port = declared;
         asio::ip::address address;
@@ -307,7 +307,7 @@ void Fleet::start() {
             }
         }
         beast::error_code ec;
-        if (f.options.local && taken.count(port)) {
+        if (f.options.local && port && taken.count(port)) {
             moved[index] = fmt::format("port {} is taken by `{}`", port, taken[port]);
             port = 0;
         }

@@ -330,6 +330,23 @@ TEST_CASE("drawings escape labels, name odd ids safely and survive a recursive a
     CHECK(mermaid.find('"' + std::string("say")) == std::string::npos);  // Mermaid has no title line
 }
 
+TEST_CASE("a node at any free port (`at :0`) is drawn as such", "[engine]") {
+    Graph graph;
+    graph.name = "anyport";
+    Node any;
+    any.name = "buzzer";
+    any.port = 0;
+    Node local = any;
+    local.name = "iopin";
+    local.host = "localhost";
+    graph.nodes = {any, local};
+    const std::string dot = to_dot(graph);
+    CHECK(dot.find("label=\"buzzer\\n:0 (any free port)\"") != std::string::npos);
+    CHECK(dot.find("label=\"iopin\\nlocalhost:0 (any free port)\"") != std::string::npos);
+    const std::string mermaid = to_mermaid(graph);
+    CHECK(mermaid.find("subgraph buzzer [\"buzzer<br/>:0 (any free port)\"]") != std::string::npos);
+}
+
 TEST_CASE("rule guards are drawn as written", "[engine]") {
     const Graph graph = lowered(fs::path(MESHRUN_TOPOLOGIES) / "greenhouse.mesh");
     const std::string dot = to_dot(graph);
