@@ -439,25 +439,45 @@ int run_ls(const std::string& file, const std::string& format) {
     if (!listing.error.empty()) {
         if (listing.reached) {
             fmt::print(stderr, "meshrun: error: etcd at {} refused to list /meshrun/{}/nodes/: {}\n", listing.endpoint,
-                       graph.name, listing.error);
+                       graph.name, engine::escape_controls(listing.error));
         } else {
-            fmt::print(stderr, "meshrun: error: no etcd endpoint answered ({})\n", listing.error);
+            fmt::print(stderr, "meshrun: error: no etcd endpoint answered ({})\n", engine::escape_controls(listing.error));
         }
         return exit_errors;
     }
 
-    // One row a key, in key order: its node, and what it registered (a value that is not
-    // meshrun's object shows its node only).
+    // One row a key, in key order: its node, and what it registered, each field of the type
+    // meshrun writes or left out; a value that is not meshrun's is marked `"valid": false`.
     const std::string prefix = fmt::format("/meshrun/{}/nodes/", graph.name);
     nlohmann::json nodes = nlohmann::json::array();
     std::vector<bool> registered(graph.nodes.size());
     for (const auto& e : listing.entries) {
         const std::string name = e.key.substr(std::min(prefix.size(), e.key.size()));
         nlohmann::json value = nlohmann::json::parse(e.value, nullptr, false);
-        if (!value.is_object()) value = nlohmann::json::object();
+        bool valid = value.is_object();
+        if (!valid) value = nlohmann::json::object();
         nlohmann::json row = {{"node", name}};
-        for (const char* field : {"address", "port", "channels", "tls", "version"})
-            if (value.contains(field)) row[field] = value[field];
+        // A field of the type meshrun writes is taken; one of another type makes the value invalid.
+        const auto take = [&](const char* field, auto typed) {
+            if (!value.contains(field)) return;
+            const nlohmann::json& v = value[field];
+            if (typed(v)) {
+                row[field] = v;
+            } else {
+                valid = false;
+            }
+        };
+        take("address", [](const nlohmann::json& v) { return v.is_string() && !v.get<std::string>().empty(); });
+        take("port", [](const nlohmann::json& v) {
+            return v.is_number_unsigned() && v.get<std::uint64_t>() >= 1 && v.get<std::uint64_t>() <= 65535;
+        });
+        take("channels", [](const nlohmann::json& v) {
+            return v.is_array() && std::all_of(v.begin(), v.end(), [](const nlohmann::json& c) { return c.is_string(); });
+        });
+        take("tls", [](const nlohmann::json& v) { return v.is_boolean(); });
+        take("version", [](const nlohmann::json& v) { return v.is_string(); });
+        if (row.contains("address") != row.contains("port")) valid = false;  // one without the other
+        row["valid"] = valid;
         row["lease"] = e.lease;
         row["ttl"] = e.ttl;
         row["granted_ttl"] = e.granted;
@@ -493,9 +513,19 @@ int run_ls(const std::string& file, const std::string& format) {
                                                       : fmt::format("{} s left of {}", ttl, granted);
         std::string name = row["node"].get<std::string>();
         if (!row["declared"].get<bool>()) name += " (not in the file)";
+        if (!row["valid"].get<bool>()) name += " (a value not meshrun's)";
         table.push_back({name, text("address"), text("port"), channels.empty() ? "-" : fmt::format("{}", fmt::join(channels, ",")),
                          row.contains("tls") ? (row["tls"] == true ? "yes" : "no") : "-", lease});
     }
+    // What etcd holds is anybody's: control characters made visible, long cells cut.
+    for (auto& r : table)
+        for (auto& cell : r) {
+            cell = engine::escape_controls(cell);
+            if (cell.size() <= 48) continue;
+            std::size_t cut = 45;
+            while (cut > 0 && (static_cast<unsigned char>(cell[cut]) & 0xC0) == 0x80) --cut;  // not inside a character
+            cell = cell.substr(0, cut) + "...";
+        }
     std::vector<std::size_t> width(table.front().size());
     for (const auto& r : table)
         for (std::size_t c = 0; c < r.size(); ++c) width[c] = std::max(width[c], r[c].size());

@@ -209,8 +209,12 @@ private:
                 port = found->port;
             }
             if (stopping_) co_return std::string("stopped");
-            if (port == 0)
-                co_return fmt::format("{} listens on any free port (`:0`), and etcd holds no key for it yet", target_);
+            if (port == 0) {
+                where_.clear();
+                co_return fmt::format("{} listens on any free port (`:0`), and {}", target_,
+                                      registry_current(fleet_) ? "etcd holds no key for it yet"
+                                                               : "etcd, which does not answer now, gave no address for it");
+            }
         }
         const std::string service = std::to_string(port);
         where_ = host_port(host, port);
@@ -398,7 +402,9 @@ private:
                 if (stopping_) break;
                 if (!failure.empty()) {
                     if (auto line = failures_.failed(fleet_.clock->now(),
-                                                     fmt::format("waiting for {} at {} ({}); retrying", name(), where_, failure), failure))
+                                                     fmt::format("waiting for {}{} ({}); retrying", name(),
+                                                                 where_.empty() ? "" : " at " + where_, failure),
+                                                     failure))
                         log(*line);
                     down_ = failure;
                     co_await pause();

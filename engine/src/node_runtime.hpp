@@ -30,6 +30,8 @@ struct Registered {
 // With `discovery`: what etcd holds for `node` now, else what it held last; none when it never
 // held anything (a link then goes where the file says). registry.hpp.
 task<std::optional<Registered>> registry_lookup(FleetCore& fleet, int node);
+// Whether the process's view of etcd is current (its watch open). registry.hpp.
+bool registry_current(const FleetCore& fleet);
 
 // A link (link.hpp), over plain TCP or TLS: BasicLink of one websocket stream or the other.
 class Link {

@@ -311,6 +311,8 @@ public:
                 {"peers_known", peers_}};
     }
 
+    bool current() const { return watching_; }
+
     // Where the nodes register: /meshrun/MESH/nodes/NODE.
     std::string key(const Node& n) const { return prefix_ + n.name; }
 
@@ -703,6 +705,8 @@ private:
     Micros opened_{0};        // when the watch opened
     bool lookup_failed_ = false;  // a lookup before the view failed: none more until the view comes
 };
+
+inline bool registry_current(const FleetCore& fleet) { return fleet.registry && fleet.registry->current(); }
 
 inline task<std::optional<Registered>> registry_lookup(FleetCore& fleet, int node) {
     std::string name = fleet.graph.nodes[static_cast<std::size_t>(node)].name;

@@ -122,7 +122,23 @@ def main():
                    f"zed's row: {r.stdout}")
             out = json.loads(ls("--format", "json").stdout)
             zed = [n for n in out["nodes"] if n["node"] == "zed"]
-            expect(zed == [{"node": "zed", "lease": "0", "ttl": -1, "granted_ttl": 0, "declared": False}], f"zed: {zed}")
+            expect(zed == [{"node": "zed", "lease": "0", "ttl": -1, "granted_ttl": 0, "declared": False, "valid": False}],
+                   f"zed: {zed}")
+            expect("(a value not meshrun's)" in row[0], f"zed's row marks its value: {row[0]}")
+            # Hostile values: fields of the wrong type left out of the JSON, control characters
+            # made visible and long cells cut in the table.
+            hostile = {"address": "\x1b]0;pwned\x07" + "x" * 100, "port": 70000, "channels": "in", "tls": 1}
+            etcd.call("/v3/kv/put", {"key": b64("/meshrun/lsm/nodes/zed"), "value": b64(json.dumps(hostile))})
+            r = ls()
+            expect("\x1b" not in r.stdout and "\x07" not in r.stdout, f"no raw control character: {r.stdout!r}")
+            row = [line for line in r.stdout.splitlines() if line.startswith("zed")]
+            expect(len(row) == 1 and "\\x1b]0;pwned\\x07" in row[0] and "..." in row[0] and len(row[0]) < 160,
+                   f"zed's row: {row}")
+            zed = [n for n in json.loads(ls("--format", "json").stdout)["nodes"] if n["node"] == "zed"][0]
+            expect(zed["valid"] is False and "port" not in zed and "channels" not in zed and "tls" not in zed,
+                   f"zed's fields of the wrong type left out: {zed}")
+            expect(all(n["valid"] for n in json.loads(ls("--format", "json").stdout)["nodes"] if n["node"] != "zed"),
+                   "meshrun's own values valid")
         finally:
             etcd.call("/v3/kv/deleterange", {"key": b64("/meshrun/lsm/nodes/zed")})
 

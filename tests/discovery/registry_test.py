@@ -170,9 +170,9 @@ def main():
                 return port
 
             def pinged(text):
-                log = ups[-1][1]
-                log.seek(0)
-                return text in log.read()
+                # A file of its own: a seek on the one the child writes to would move the child's offset.
+                with open(ups[-1][1].name) as log:
+                    return text in log.read()
 
             first = start_a()
             b = state["b"] = Node(meshrun, mesh, "b", wait_port=pb)

@@ -48,8 +48,9 @@ def run(meshrun, root, command, last_line):
         seen, quiet_since, deadline = "", time.monotonic(), time.monotonic() + STEP
         while time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.1)
-            out.seek(0)
-            now = out.read()
+            # Through a file of its own: a seek on `out` would move the child's offset too.
+            with open(f"/proc/self/fd/{out.fileno()}") as view:
+                now = view.read()
             if now != seen:
                 seen, quiet_since = now, time.monotonic()
             elif last_line in seen.splitlines() and time.monotonic() - quiet_since > 1.5:
