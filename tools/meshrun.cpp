@@ -694,7 +694,7 @@ int main(int argc, char** argv) {
                     "with `tls`, the certificate and key files are read at start.\n"
                     "With `discovery etcd \"URL\"`, the node registers in etcd (docs/discovery.md).\n"
                     "Exit status: 0 after a signal; 1 when the file has errors, the secret is not set, the state\n"
-                    "directory or the TLS files cannot be read, a discovery URL is https (not built yet), the\n"
+                    "directory or the TLS files cannot be read, the\n"
                     "node cannot listen or hold its pins, or it would do nothing (no port, no timer, no rule);\n"
                     "2 on bad usage, an unreadable file or an unusable --bind.\n\n"
                     "Example:\n  meshrun run topologies/arduino.mesh --node buzzer --sim");
@@ -753,10 +753,11 @@ int main(int argc, char** argv) {
                    "are not registered: never started, stopped, or gone with their lease.\n"
                    "JSON: {\"mesh\", \"etcd\" (the endpoint that answered), \"nodes\": [{\"node\", \"address\", \"port\",\n"
                    "\"channels\", \"tls\", \"version\", \"lease\" (etcd's ID, a decimal string), \"ttl\" (-1: gone),\n"
-                   "\"granted_ttl\", \"declared\"}], \"missing\": [NODE...]}.\n"
+                   "\"granted_ttl\", \"declared\", \"valid\" (false: a value that is not meshrun's)}],\n"
+                   "\"missing\": [NODE...]}.\n"
                    "Exit status: 0 when etcd answered (whatever it holds); 1 when no endpoint answered (each is\n"
-                   "named with why) or etcd refused the request, or an endpoint is https (not built yet); 2 on bad\n"
-                   "usage, an unreadable file, a file with errors or without `discovery`.\n\n"
+                   "named with why) or etcd refused the request; 2 on bad usage, an unreadable file, a file\n"
+                   "with errors (an https endpoint among them: not supported yet) or without `discovery`.\n\n"
                    "Examples:\n  meshrun ls fleet.mesh\n  meshrun ls fleet.mesh --format json | jq -r '.missing[]'");
 
     TestOptions tests;

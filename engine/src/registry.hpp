@@ -74,7 +74,7 @@ struct EtcdEndpoint {
 inline EtcdEndpoint etcd_endpoint(const std::string& url) {
     constexpr std::string_view scheme = "http://";
     if (url.rfind("https://", 0) == 0)
-        throw std::runtime_error(fmt::format("discovery `{}`: etcd over https is not built yet; give its http:// URL", url));
+        throw std::runtime_error(fmt::format("discovery `{}`: etcd over https is not supported yet; give its http:// URL", url));
     if (url.rfind(scheme, 0) != 0) throw std::runtime_error(fmt::format("discovery `{}`: not an http:// URL", url));
     std::string rest = url.substr(scheme.size());
     if (!rest.empty() && rest.back() == '/') rest.pop_back();

@@ -98,7 +98,7 @@ struct FleetOptions {
 
 // `meshrun ls`: what etcd holds under /meshrun/MESH/nodes/ for a graph with `discovery`,
 // asked of its endpoints in turn (docs/discovery.md). Throws when an endpoint is not a URL
-// the client can use (https: not built yet).
+// the client can use (https: not supported yet).
 struct RegistryListing {
     struct Entry {
         std::string key;           // /meshrun/MESH/nodes/NODE
