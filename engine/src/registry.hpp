@@ -380,8 +380,9 @@ private:
                 const auto name = node_of(kv);
                 if (!name) continue;
                 keys.insert(*name);
-                if (const auto found = registered(kv, *name)) now.emplace(*name, *found);
-                if (auto mine = here(*name)) own(*mine, registered(kv, *name), true);
+                const std::optional<Registered> found = registered(kv, *name);
+                if (found) now.emplace(*name, *found);
+                if (auto mine = here(*name)) own(*mine, found, true);
             }
             std::vector<std::string> gone;  // set() erases from known_: not while it is walked
             for (const auto& [name, where] : known_)

@@ -40,7 +40,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from checks import HOST, STEP, CheckFailed, expect, run_checks  # noqa: E402
+from checks import HOST, STEP, expect, run_checks, wait_for  # noqa: E402
 from etcd import Etcd, need_etcd  # noqa: E402
 from nodes import Node, write_mesh  # noqa: E402
 
@@ -88,16 +88,6 @@ TICKED = re.compile(r"^\[ iopin \] tick (\d+)$", re.M)
 TICKS_SENT = re.compile(r"^\[ clock \] > sending payload: (\d+) to iopin/datafeed$", re.M)
 LISTENING = re.compile(r"^\[ (\w+) \] listening on ws://0\.0\.0\.0:(\d+)$", re.M)
 
-
-def wait_for(what, cond, timeout):
-    """The first true value of cond() within `timeout` s, or a failure that says what was awaited."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise CheckFailed(f"{what}: not within {timeout} s")
 
 
 def healthz(port):

@@ -24,11 +24,10 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from checks import STEP, CheckFailed, expect, free_port, run_checks  # noqa: E402
+from checks import STEP, expect, free_port, run_checks, wait_for  # noqa: E402
 from etcd import Etcd, b64, need_etcd  # noqa: E402
 from nodes import Node, ask, write_mesh  # noqa: E402
 
@@ -54,15 +53,6 @@ node c at 127.0.0.1:{pc} {{
 }}
 """
 
-
-def wait_for(what, cond, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise CheckFailed(f"{what}: not within {timeout} s")
 
 
 def main():

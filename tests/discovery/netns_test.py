@@ -47,7 +47,7 @@ import time
 import websockets
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from checks import STEP, CheckFailed, expect, run_checks  # noqa: E402
+from checks import CheckFailed, STEP, expect, run_checks, wait_for  # noqa: E402
 from etcd import PR_SET_PDEATHSIG, Etcd, in_netns, need_etcd  # noqa: E402
 
 SKIPPED = 77
@@ -166,15 +166,6 @@ node b at :{PB} {{
 }}
 """
 
-
-def wait_for(what, cond, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise CheckFailed(f"{what}: not within {timeout} s")
 
 
 async def ask_in(netns, host, port, channel, message, timeout=STEP):

@@ -30,7 +30,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from checks import STEP, CheckFailed, expect, free_port, run_checks  # noqa: E402
+from checks import STEP, expect, free_port, run_checks, wait_for  # noqa: E402
 from etcd import Etcd, need_etcd  # noqa: E402
 from nodes import Node, ask, write_mesh  # noqa: E402
 
@@ -57,16 +57,6 @@ node b at 127.0.0.1:{pb} {{
 }}
 """
 
-
-def wait_for(what, cond, timeout):
-    """The first true value of cond() within `timeout` s, or a failure that says what was awaited."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise CheckFailed(f"{what}: not within {timeout} s")
 
 
 def main():

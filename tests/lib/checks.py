@@ -39,6 +39,17 @@ def free_port():
         return s.getsockname()[1]
 
 
+def wait_for(what, cond, timeout):
+    """The first true value of cond() within `timeout` s, or a failure that says what was awaited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise CheckFailed(f"{what}: not within {timeout} s")
+
+
 def wait_for_port(port, proc, timeout=STEP):
     """Whether `port` takes connections before `proc` ends or `timeout` passes."""
     deadline = time.monotonic() + timeout
