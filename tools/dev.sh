@@ -7,6 +7,9 @@
 #   tools/dev.sh build     install what is missing, configure and build
 #   tools/dev.sh setup     install what is missing only
 #   tools/dev.sh bench     build, then run the benchmarks in bench/
+#   tools/dev.sh package [ARCH...]
+#                          install the cross toolchains, then build the Debian packages
+#                          (amd64 arm64 armhf by default) into build/packages/
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -23,18 +26,65 @@ packages=(
   libssl-dev openssl ca-certificates                 # TLS: OpenSSL, the tests' certificates, the system's authorities
   etcd-server etcd-client                            # tests: a private etcd (3.4) for discovery
 )
+package_arches=(amd64 arm64 armhf)
+# The packages: CPack's dpkg tools, lintian, qemu-user-static to run arm binaries, debootstrap for
+# a fresh Debian root to install into; per architecture, its cross toolchain and the libraries
+# meshrun links, from Debian's multiarch archive.
+package_tools=(dpkg-dev file lintian qemu-user-static debootstrap libsystemd-dev)
+packaging_packages() {
+  local arch
+  echo "${package_tools[@]}"
+  for arch in "$@"; do
+    [ "$arch" = "$(dpkg --print-architecture)" ] || echo "crossbuild-essential-$arch"
+    for p in libgpiod-dev libssl-dev libsystemd-dev libfmt-dev; do echo "$p:$arch"; done
+  done
+}
 
+# Installs what is missing of the packages named (all the build's and the tests' by default).
 setup() {
-  local missing=()
-  for p in "${packages[@]}"; do
+  local missing=() wanted=("$@")
+  [ ${#wanted[@]} -gt 0 ] || wanted=("${packages[@]}")
+  for p in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   echo "meshrun: installing ${missing[*]}" >&2
   local sudo=()
   [ "$(id -u)" -ne 0 ] && sudo=(sudo)
+  local arch
+  for p in "${missing[@]}"; do
+    arch=${p#*:}
+    if [ "$arch" != "$p" ] && ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
+      "${sudo[@]}" dpkg --add-architecture "$arch"
+    fi
+  done
   "${sudo[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Builds meshrun's Debian package for each architecture named into $build/packages/: a build of the
+# binary alone, linked dynamically, with Debian's hardening flags; cross-compiled for a foreign one.
+build_packages() {
+  local arch dir flags=() out=$build/packages
+  mkdir -p "$out"
+  for arch in "$@"; do
+    dir=$out/build-$arch
+    flags=()
+    if [ "$arch" != "$(dpkg --print-architecture)" ]; then
+      flags=(-DCMAKE_TOOLCHAIN_FILE="$root/cmake/toolchains/$(dpkg-architecture -a"$arch" -qDEB_HOST_MULTIARCH 2>/dev/null).cmake")
+    fi
+    echo "meshrun: building the $arch package" >&2
+    (
+      export DEB_HOST_ARCH=$arch DEB_BUILD_MAINT_OPTIONS=hardening=+all DEB_CFLAGS_MAINT_STRIP="-g -O2" DEB_CXXFLAGS_MAINT_STRIP="-g -O2"
+      CXXFLAGS="$(dpkg-buildflags --get CPPFLAGS) $(dpkg-buildflags --get CXXFLAGS)" LDFLAGS=$(dpkg-buildflags --get LDFLAGS) \
+        cmake -S "$root" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMESHRUN_STATIC_BINARY=OFF \
+              -DMESHRUN_BUILD_TESTS=OFF -DMESHRUN_BUILD_BENCH=OFF "${flags[@]}" >/dev/null
+      cmake --build "$dir"
+      cd "$dir" && cpack -G DEB -B "$out" >/dev/null
+    )
+    rm -rf "$out/_CPack_Packages"
+  done
+  ls -l "$out"/*.deb
 }
 
 configure_and_build() {
@@ -51,9 +101,16 @@ case "${1:-}" in
     "$build/tools/meshrun" check "$root/topologies/arduino.mesh"
     exec "$build/tools/meshrun" up "$root/topologies/arduino.mesh" ;;
   test)
+    # The tests of label `package` build and run the packages of every architecture.
+    setup "${packages[@]}" $(packaging_packages "${package_arches[@]}")
     configure_and_build
     cd "$build"
     exec ctest --output-on-failure -j "$(nproc)" ;;
+  package)
+    shift
+    [ $# -gt 0 ] || set -- "${package_arches[@]}"
+    setup "${packages[@]}" $(packaging_packages "$@")
+    build_packages "$@" ;;
   bench)
     configure_and_build
     bash "$root/bench/check_bench.sh" "$build/tools/meshrun"
@@ -61,6 +118,6 @@ case "${1:-}" in
     "$build/bench/ws_bench" --meshrun "$build/tools/meshrun"
     /usr/bin/python3 "$root/bench/discovery_bench.py" "$build/tools/meshrun" ;;
   *)
-    sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit 2 ;;
 esac
