@@ -64,10 +64,6 @@ class Option:
             self.check = check
         self.text = text
 
-    @property
-    def long(self):
-        return next((n for n in self.names if n.startswith("--")), self.names[-1])
-
     def takes(self):
         """What the option's value is, for the completion: nothing (a flag), `one of A B`, or a kind."""
         if not self.metavar:
@@ -88,7 +84,6 @@ class Help:
         if usage is None:
             fail("no `Usage:` line in the help text")
         self.description = "\n".join(lines[:usage]).strip()
-        self.usage = lines[usage].removeprefix("Usage: ")
         self.sections = {}
         i = usage + 1
         while i < len(lines) and not lines[i]:
