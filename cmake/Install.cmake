@@ -60,10 +60,19 @@ add_custom_command(
   DEPENDS ${meshrun_help_depends} ${PROJECT_SOURCE_DIR}/tools/manpage.py ${PROJECT_SOURCE_DIR}/dist/meshrun.bash.in
   COMMENT "Making meshrun.1 and meshrun.bash from meshrun --help"
   VERBATIM COMMAND_EXPAND_LISTS)
+# Compressed, as Debian installs man pages (the packages: tools/dev.sh package sets it).
+option(MESHRUN_MANPAGE_GZIP "Install meshrun.1 compressed (meshrun.1.gz)" OFF)
+set(meshrun_manpage ${PROJECT_BINARY_DIR}/meshrun.1)
+if(MESHRUN_MANPAGE_GZIP)
+  add_custom_command(OUTPUT ${meshrun_manpage}.gz COMMAND gzip -9nkf ${meshrun_manpage}
+                     DEPENDS ${meshrun_manpage} VERBATIM)
+  set(meshrun_manpage ${meshrun_manpage}.gz)
+  list(APPEND meshrun_generated ${meshrun_manpage})
+endif()
 add_custom_target(meshrun_manpage ALL DEPENDS ${meshrun_generated})
 
 install(TARGETS meshrun RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
-install(FILES ${PROJECT_BINARY_DIR}/meshrun.1 DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
+install(FILES ${meshrun_manpage} DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
 install(FILES ${PROJECT_BINARY_DIR}/meshrun.bash DESTINATION ${CMAKE_INSTALL_DATADIR}/bash-completion/completions
         RENAME meshrun)
 install(FILES README.md DESTINATION ${CMAKE_INSTALL_DOCDIR})

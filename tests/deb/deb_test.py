@@ -102,9 +102,10 @@ def build(arch):
     def files():
         listing = run("dpkg-deb", "--contents", deb).stdout
         for path in ("./usr/bin/meshrun", "./usr/share/man/man1/meshrun.1.gz",
-                     "./usr/lib/systemd/system/meshrun@.service", "./usr/lib/sysusers.d/meshrun.conf",
+                     "./lib/systemd/system/meshrun@.service", "./usr/lib/sysusers.d/meshrun.conf",
                      "./usr/share/bash-completion/completions/meshrun", "./usr/share/doc/meshrun/copyright",
                      "./usr/share/doc/meshrun/changelog.Debian.gz", "./usr/share/doc/meshrun/README.md",
+                     "./usr/share/doc/meshrun/docs/install.md",
                      "./usr/share/meshrun/topologies/arduino.mesh"):
             expect(f" {path}\n" in listing, f"{path} not in the package:\n{listing}")
         expect("/build" not in listing and "/tests/" not in listing, f"build or test files packaged:\n{listing}")
