@@ -683,7 +683,10 @@ int main(int argc, char** argv) {
     RunOptions run;
     const std::string log_notes =
         "The text log shows control characters and invalid UTF-8 escaped (`\\n`, `\\x1b`); the JSON\n"
-        "log has the exact text. --timestamps is the local time (TZ); JSON's `time` has the offset.\n";
+        "log has the exact text. --timestamps is the local time (TZ); JSON's `time` has the offset.\n"
+        "Under systemd (Type=notify), READY=1 goes to NOTIFY_SOCKET once every port listens and every\n"
+        "pin is held, STOPPING=1 at SIGINT or SIGTERM; when JOURNAL_STREAM names the output, `--color\n"
+        "auto` does not color it and diagnostics are one line each (docs/runtime.md).\n";
     auto add_run_options = [&run](CLI::App* sub) {
         sub->add_option("--seed", run.seed, "Seed random(P) so that a run can be repeated (0, the default: a new "
                                             "seed each run)")
