@@ -23,6 +23,11 @@
 #include "meshrun/engine/runtime.hpp"
 #include "probe.hpp"
 #include "scenario.hpp"
+#include "systemd.hpp"
+
+namespace meshrun::tools {
+extern const char git_describe[];  // generated at each build (tools/git_describe.cmake); empty outside a checkout
+}
 
 namespace {
 
@@ -30,11 +35,32 @@ using namespace meshrun;
 
 constexpr int exit_ok = 0, exit_errors = 1, exit_usage = 2;
 
+// `auto`: on a terminal, unless NO_COLOR is set; never to the journal.
 bool use_color(const std::string& mode, int fd) {
     if (mode == "always") return true;
     if (mode == "never") return false;
     const char* no_color = std::getenv("NO_COLOR");
-    return isatty(fd) && !(no_color && *no_color);
+    return isatty(fd) && !(no_color && *no_color) && !tools::systemd::is_journal(fd);
+}
+
+// A diagnostic of `run`, `up`, `graph` or `probe` on stderr: as a compiler prints it, or, when
+// stderr is the journal, one line (no source excerpt, the notes after `;`) with its syslog
+// priority, `<3>` error or `<4>` warning, so that the journal keeps it as one entry.
+void print_diagnostic(const dsl::Diagnostic& d, const dsl::SourceManager& sm) {
+    if (!tools::systemd::is_journal(STDERR_FILENO)) {
+        fmt::print(stderr, "{}", dsl::render_text(d, sm, {use_color("auto", STDERR_FILENO)}));
+        return;
+    }
+    const auto where = [&sm](dsl::Span span) {
+        const dsl::SourceFile& f = sm.file(span.file);
+        const dsl::Location at = f.locate(span.begin);
+        return fmt::format("{}:{}:{}", engine::escape_controls(f.path), at.line, at.column);
+    };
+    std::string line = fmt::format("{}{}: {}: {} [{}]", d.severity == dsl::Severity::error ? "<3>" : "<4>", where(d.span),
+                                   dsl::severity_name(d.severity), engine::escape_controls(d.message), dsl::kind_name(d.kind));
+    for (const dsl::Note& n : d.notes)
+        line += fmt::format("; note: {}{}", n.span ? where(*n.span) + ": " : "", engine::escape_controls(n.message));
+    fmt::print(stderr, "{}\n", line);
 }
 
 std::string plural(std::size_t n, std::string_view word) {
@@ -152,8 +178,7 @@ Loaded load(const std::string& path, std::string_view refused = "not started") {
     auto compiled = compile(path, sm, diags);
     if (!compiled) return {std::nullopt, nullptr, exit_usage};
     diags.sort_by_position();
-    const dsl::RenderOptions render{use_color("auto", STDERR_FILENO)};
-    for (const auto& d : diags.all()) fmt::print(stderr, "{}", dsl::render_text(d, sm, render));
+    for (const auto& d : diags.all()) print_diagnostic(d, sm);
     if (diags.has_errors()) {
         fmt::print(stderr, "{}: {}; {}\n", display_name(path), plural(diags.errors(), "error"), refused);
         return {std::nullopt, nullptr, exit_errors};
@@ -220,6 +245,21 @@ std::vector<std::string> split(std::string_view text, char sep) {
     return parts;
 }
 
+// What the fleet serves, for systemd's STATUS: `serving buzzer on 127.0.0.1:9001`, or
+// `serving 3 nodes: a on 127.0.0.1:9001, b on 127.0.0.1:9002, c (no port)`.
+std::string serving(const engine::Graph& graph, const engine::Fleet& fleet, const std::vector<int>& nodes) {
+    std::vector<std::string> each;
+    for (int i : nodes) {
+        const std::string address = fleet.address(i);
+        const std::string& name = graph.nodes[static_cast<std::size_t>(i)].name;
+        each.push_back(address.empty() ? name + " (no port)" : fmt::format("{} on {}", name, address));
+    }
+    std::string status = nodes.size() == 1 ? "serving " + each.front()
+                                           : fmt::format("serving {}: {}", plural(nodes.size(), "node"), fmt::join(each, ", "));
+    if (fleet.metrics_port()) status += fmt::format("; metrics on port {}", fleet.metrics_port());
+    return status;
+}
+
 int run_fleet(const RunOptions& opt, bool one_node) {
     const auto loaded = load(opt.file);
     if (!loaded.graph) return loaded.status;
@@ -256,7 +296,10 @@ int run_fleet(const RunOptions& opt, bool one_node) {
     std::vector<std::string> names;
     for (int i : fleet_options.nodes) names.push_back(graph->nodes[static_cast<std::size_t>(i)].name);
     if (opt.metrics) names.push_back("meshrun");  // its line that says where the metrics are
-    const engine::LogOptions log_options{use_color(opt.color, STDOUT_FILENO), opt.timestamps};
+    const engine::LogOptions log_options{use_color(opt.color, STDOUT_FILENO), opt.timestamps, stdout,
+                                         tools::systemd::is_journal(STDOUT_FILENO)};
+    tools::systemd::StopNotifier stop_notifier;  // STOPPING=1 to systemd, under Type=notify
+    fleet_options.observers.push_back(&stop_notifier);
     auto logger = opt.log == "json" ? engine::make_json_logger(log_options) : engine::make_text_logger(names, log_options);
     // `run` drives the board's real lines unless --sim; `up` runs every node on simulated
     // pins, each a board of its own with its own simulated chips.
@@ -272,7 +315,7 @@ int run_fleet(const RunOptions& opt, bool one_node) {
     } catch (const engine::PinError& e) {
         dsl::Diagnostic d{dsl::Severity::error, dsl::Kind::gpio_line, e.span, e.what(), {}};
         for (const auto& line : e.help) d.notes.push_back({std::nullopt, line});
-        fmt::print(stderr, "{}", dsl::render_text(d, *loaded.sources, {use_color("auto", STDERR_FILENO)}));
+        print_diagnostic(d, *loaded.sources);
         return exit_errors;
     } catch (const engine::BadOption& e) {
         fmt::print(stderr, "meshrun: error: {}\n", e.what());
@@ -281,6 +324,8 @@ int run_fleet(const RunOptions& opt, bool one_node) {
         fmt::print(stderr, "meshrun: error: {}\n", e.what());
         return exit_errors;
     }
+    // Every port listens and every pin is held: ready, under systemd's Type=notify.
+    tools::systemd::notify(fmt::format("READY=1\nSTATUS={}", serving(*graph, *fleet, fleet_options.nodes)));
     fleet->run();
     return exit_ok;
 }
@@ -540,6 +585,17 @@ int run_ls(const std::string& file, const std::string& format) {
     return exit_ok;
 }
 
+// `meshrun --version`: the version (and `git describe` in a checkout), what it was built with.
+std::string version_text() {
+    const std::string_view describe = tools::git_describe;
+    const std::string_view gpiod = drivers::gpiod_api();  // `libgpiod 1.6.3`, or `none`
+    return fmt::format("meshrun {}{}\nlibgpiod: {}\nsystemd: {}\nbuild: {}, {}", MESHRUN_VERSION,
+                       describe.empty() ? "" : fmt::format(" ({})", describe),
+                       gpiod == "none" ? std::string("none (built without libgpiod: no real GPIO lines)")
+                                       : fmt::format("API {} ({})", MESHRUN_LIBGPIOD_API, gpiod),
+                       tools::systemd::notify_backend(), MESHRUN_BUILD_TYPE, MESHRUN_LINKAGE);
+}
+
 const std::vector<std::string_view> command_names = {"check", "run", "up", "graph", "test", "probe", "ls"};
 
 // A parse error of the command line, said the way meshrun says errors; exit 2. Arguments that
@@ -593,7 +649,7 @@ int main(int argc, char** argv) {
                  "A .mesh file declares the nodes of a fleet, their hosts and ports, the GPIO lines\n"
                  "each node drives or watches, timers, and rules such as `on signal 1 -> buzz`.",
                  "meshrun"};
-    app.set_version_flag("--version", fmt::format("meshrun {} ({}, {} build)", MESHRUN_VERSION, drivers::gpiod_api(), MESHRUN_BUILD_TYPE));
+    app.set_version_flag("--version", version_text);
     app.require_subcommand(1);
     app.footer("Run `meshrun COMMAND --help` for the options of a command.\n"
                "Exit status: 0 on success, 1 when a file has errors or a test fails, 2 on bad usage\n"
@@ -627,7 +683,10 @@ int main(int argc, char** argv) {
     RunOptions run;
     const std::string log_notes =
         "The text log shows control characters and invalid UTF-8 escaped (`\\n`, `\\x1b`); the JSON\n"
-        "log has the exact text. --timestamps is the local time (TZ); JSON's `time` has the offset.\n";
+        "log has the exact text. --timestamps is the local time (TZ); JSON's `time` has the offset.\n"
+        "Under systemd (Type=notify), READY=1 goes to NOTIFY_SOCKET once every port listens and every\n"
+        "pin is held, STOPPING=1 at SIGINT or SIGTERM; when JOURNAL_STREAM names the output, `--color\n"
+        "auto` does not color it and diagnostics are one line each (docs/runtime.md).\n";
     auto add_run_options = [&run](CLI::App* sub) {
         sub->add_option("--seed", run.seed, "Seed random(P) so that a run can be repeated (0, the default: a new "
                                             "seed each run)")

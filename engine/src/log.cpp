@@ -74,11 +74,15 @@ public:
         const std::string stamp =
             options_.timestamps ? format_time(local_time(std::chrono::system_clock::now()), false) + " " : "";
         const std::string shown = escape_controls(text);
+        const std::string_view priority = !options_.journal                ? ""
+                                          : text.starts_with("error:")   ? "<3>"
+                                          : text.starts_with("warning:") ? "<4>"
+                                                                         : "";
         if (options_.color) {
             const int c = colors_.count(node) ? colors_[node] : 37;
-            fmt::print(options_.out, "{}\x1b[{}m[ {:<{}} ]\x1b[0m {}\n", stamp, c, node, width_, shown);
+            fmt::print(options_.out, "{}{}\x1b[{}m[ {:<{}} ]\x1b[0m {}\n", priority, stamp, c, node, width_, shown);
         } else {
-            fmt::print(options_.out, "{}[ {:<{}} ] {}\n", stamp, node, width_, shown);
+            fmt::print(options_.out, "{}{}[ {:<{}} ] {}\n", priority, stamp, node, width_, shown);
         }
         std::fflush(options_.out);
     }

@@ -377,6 +377,7 @@ void Fleet::stop() {
     Impl& f = *impl_;
     if (f.stopping) return;
     f.stopping = true;
+    f.tell([](Observer& o) { o.fleet_stopping(); });
     if (f.registry) f.registry->stop();
     for (auto& [key, link] : f.test_links) link->stop();
     std::size_t held = 0;
@@ -446,6 +447,11 @@ void Fleet::stop() {
 }
 
 std::uint16_t Fleet::port(int node) const { return impl_->ports[static_cast<std::size_t>(node)]; }
+
+std::string Fleet::address(int node) const {
+    const auto i = static_cast<std::size_t>(node);
+    return impl_->bound[i].empty() ? std::string() : host_port(impl_->bound[i], impl_->ports[i]);
+}
 
 std::uint16_t Fleet::metrics_port() const {
     return impl_->metrics_acceptor ? impl_->metrics_acceptor->local_endpoint().port() : 0;

@@ -86,6 +86,27 @@ TEST_CASE("the text logger writes one line per log line, prefixed", "[log]") {
     std::fclose(out);
 }
 
+TEST_CASE("to the journal, errors and warnings carry their syslog priority", "[log]") {
+    std::FILE* out = std::tmpfile();
+    REQUIRE(out);
+    auto log = meshrun::engine::make_text_logger({"iopin", "buzzer"}, LogOptions{false, false, out, true});
+    log->line("buzzer", "error: listening stopped: x");
+    log->line("iopin", "warning: 2 messages to buzzer/signal were not delivered");
+    log->line("iopin", "an error: not at the start\nwarning: nor here");
+    CHECK(written(out) == "<3>[ buzzer ] error: listening stopped: x\n"
+                         "<4>[ iopin  ] warning: 2 messages to buzzer/signal were not delivered\n"
+                         "[ iopin  ] an error: not at the start\\nwarning: nor here\n");
+    std::fclose(out);
+
+    // Not to the journal: no prefix.
+    out = std::tmpfile();
+    REQUIRE(out);
+    log = meshrun::engine::make_text_logger({"buzzer"}, LogOptions{false, false, out});
+    log->line("buzzer", "error: x");
+    CHECK(written(out) == "[ buzzer ] error: x\n");
+    std::fclose(out);
+}
+
 TEST_CASE("timestamps are local time to the millisecond", "[log]") {
     with_tz("XYZ-14", [] {  // UTC+14: a clock that read UTC would be 14 hours off
         const auto t = std::chrono::system_clock::time_point(std::chrono::milliseconds(1'796'047'385'123));

@@ -18,6 +18,8 @@ struct LogOptions {
     bool timestamps = false;  // text: each line starts with the local time, `2026-11-30 14:03:05.123`;
                               // JSON: each object gains `time`, `2026-11-30T14:03:05.123+01:00`
     std::FILE* out = stdout;
+    bool journal = false;     // text: `out` is systemd's journal: a line that starts `error:` or `warning:`
+                              // gets the syslog priority prefix `<3>` or `<4>` (sd-daemon(3)'s SD_ERR, SD_WARNING)
 };
 // `[ buzzer ] ...`, one line per log line: control characters and invalid UTF-8 are escaped.
 std::unique_ptr<Logger> make_text_logger(std::vector<std::string> node_names, LogOptions options);

@@ -29,6 +29,9 @@ public:
 
     // A node is serving (its port listens, its pins are held, its timers run).
     virtual void node_started(int /*node*/, Micros /*at*/) {}
+    // The fleet begins to stop (Fleet::stop(), or SIGINT/SIGTERM): links deliver what they
+    // hold for the grace period, then every connection closes and run() returns.
+    virtual void fleet_stopping() {}
 
     // A message arrived on a channel; the reply the channel gave it.
     virtual void message_in(int /*node*/, int /*source*/, std::string_view /*payload*/) {}

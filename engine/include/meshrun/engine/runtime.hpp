@@ -146,6 +146,7 @@ public:
     void stop();
 
     std::uint16_t port(int node) const;       // the port a node listens on (0: none)
+    std::string address(int node) const;      // where it listens: `127.0.0.1:9001`, `[::1]:9001` ("": nowhere)
     std::uint16_t metrics_port() const;       // the --metrics port (0: none)
     std::string status_json(int node) const;  // the node's `GET /` page
     // Runs `fn` on the fleet's thread.
