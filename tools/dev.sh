@@ -20,17 +20,18 @@ export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$root} CCACHE_NOHASHDIR=${CCACHE_NOHASHD
 packages=(
   cmake ninja-build g++ pkg-config ccache            # toolchain
   tao-pegtl-dev libboost-dev libgpiod-dev libfmt-dev  # the libraries meshrun is made of
-  libcli11-dev nlohmann-json3-dev
+  libcli11-dev nlohmann-json3-dev libsystemd-dev     # libsystemd: sd_notify in a dynamic build
   catch2 python3 python3-websockets clang-14 libclang-rt-14-dev          # tests: Catch2, bench generator, libFuzzer
   prometheus                                         # tests: promtool and a Prometheus server (2.42)
   libssl-dev openssl ca-certificates                 # TLS: OpenSSL, the tests' certificates, the system's authorities
   etcd-server etcd-client                            # tests: a private etcd (3.4) for discovery
+  systemd man-db groff-base mandoc                   # tests: the unit, sysusers, the man page
 )
 package_arches=(amd64 arm64 armhf)
 # The packages: CPack's dpkg tools, lintian, qemu-user-static to run arm binaries, debootstrap for
 # a fresh Debian root to install into; per architecture, its cross toolchain and the libraries
 # meshrun links, from Debian's multiarch archive.
-package_tools=(dpkg-dev file lintian qemu-user-static debootstrap libsystemd-dev)
+package_tools=(dpkg-dev file lintian qemu-user-static debootstrap)
 packaging_packages() {
   local arch
   echo "${package_tools[@]}"
