@@ -60,10 +60,9 @@ add_custom_command(
   DEPENDS ${meshrun_help_depends} ${PROJECT_SOURCE_DIR}/tools/manpage.py ${PROJECT_SOURCE_DIR}/dist/meshrun.bash.in
   COMMENT "Making meshrun.1 and meshrun.bash from meshrun --help"
   VERBATIM COMMAND_EXPAND_LISTS)
-# Compressed, as Debian installs man pages (the packages: tools/dev.sh package sets it).
-option(MESHRUN_MANPAGE_GZIP "Install meshrun.1 compressed (meshrun.1.gz)" OFF)
+# The Debian packages (cmake/Packaging.cmake) install it compressed, as Debian does.
 set(meshrun_manpage ${PROJECT_BINARY_DIR}/meshrun.1)
-if(MESHRUN_MANPAGE_GZIP)
+if(MESHRUN_DEBIAN_PACKAGE)
   add_custom_command(OUTPUT ${meshrun_manpage}.gz COMMAND gzip -9nkf ${meshrun_manpage}
                      DEPENDS ${meshrun_manpage} VERBATIM)
   set(meshrun_manpage ${meshrun_manpage}.gz)

@@ -78,7 +78,7 @@ build_packages() {
     (
       export DEB_HOST_ARCH=$arch DEB_BUILD_MAINT_OPTIONS=hardening=+all DEB_CFLAGS_MAINT_STRIP="-g -O2" DEB_CXXFLAGS_MAINT_STRIP="-g -O2"
       CXXFLAGS="$(dpkg-buildflags --get CPPFLAGS) $(dpkg-buildflags --get CXXFLAGS)" LDFLAGS=$(dpkg-buildflags --get LDFLAGS) \
-        cmake -S "$root" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMESHRUN_STATIC_BINARY=OFF -DMESHRUN_MANPAGE_GZIP=ON \
+        cmake -S "$root" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMESHRUN_STATIC_BINARY=OFF -DMESHRUN_DEBIAN_PACKAGE=ON \
               -DMESHRUN_BUILD_TESTS=OFF -DMESHRUN_BUILD_BENCH=OFF "${flags[@]}" >/dev/null
       cmake --build "$dir"
       cd "$dir" && cpack -G DEB -B "$out" >/dev/null
