@@ -654,7 +654,8 @@ int main(int argc, char** argv) {
     app.footer("Run `meshrun COMMAND --help` for the options of a command.\n"
                "Exit status: 0 on success, 1 when a file has errors or a test fails, 2 on bad usage\n"
                "(an unknown command or option, an unreadable file).\n"
-               "Documentation: README.md and docs/ in the meshrun sources.");
+               "Documentation: README.md and docs/ in the meshrun sources, installed in\n"
+               "/usr/share/doc/meshrun; `meshrun(1)`, made from this help.");
 
     CheckOptions check;
     auto* cmd = app.add_subcommand("check", "Check .mesh files and print compiler-style diagnostics");
