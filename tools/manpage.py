@@ -131,13 +131,23 @@ def roff_lines(text):
 
 
 def roff_prose(text):
-    """Help prose as roff: lines filled into paragraphs, `Example:` blocks and indented lines
-    kept as they are."""
-    out, verbatim = [], False
+    """Help prose as roff: lines filled into paragraphs (a `code` span may cross a line),
+    `Example:` blocks and indented lines kept as they are."""
+    out, verbatim, para = [], False, []
+
+    def flush():
+        if para:
+            out.extend(roff_lines(" ".join(para)))
+            para.clear()
+
     for line in text.split("\n"):
         indented = line.startswith("  ")
-        if out and out[-1] != ".PP" and re.match(r"[A-Z][A-Za-z ]*: ", line):  # `Exit status: ...`
-            out.append(".PP")
+        if not indented and line.strip() and re.match(r"[A-Z][A-Za-z ]*: ", line):  # `Exit status: ...`
+            flush()
+            if out and out[-1] != ".PP":
+                out.append(".PP")
+        if indented or not line.strip():
+            flush()
         if indented and not verbatim:
             out += [".RS", ".nf"]
         elif not indented and verbatim:
@@ -148,7 +158,8 @@ def roff_prose(text):
         elif verbatim:
             out.append(("\\&" if line.strip().startswith((".", "'")) else "") + roff_text(line.strip()))
         else:
-            out += roff_lines(line)
+            para.append(line)
+    flush()
     if verbatim:
         out += [".fi", ".RE"]
     return out
@@ -238,6 +249,16 @@ def man_page(version, top, commands):
     out += [
         ".SH ENVIRONMENT",
         ".TP", ".B NO_COLOR", "When set, \\fB\\-\\-color auto\\fR does not color.",
+        ".TP", ".B NOTIFY_SOCKET",
+        "Set by systemd for \\fBType=notify\\fR: \\fBrun\\fR and \\fBup\\fR send",
+        "\\fBREADY=1\\fR (with a \\fBSTATUS=\\fR line) once every port listens and every",
+        "pin is held, and \\fBSTOPPING=1\\fR as they begin to stop.",
+        ".TP", ".B JOURNAL_STREAM",
+        "Set by systemd when standard output or error is the journal: then",
+        "\\fB\\-\\-color auto\\fR does not color, diagnostics are one line each, and",
+        "errors and warnings start with their priority (\\fB<3>\\fR, \\fB<4>\\fR).",
+        ".TP", ".B TZ",
+        "The time zone of \\fB\\-\\-timestamps\\fR in the text log.",
         ".SH FILES",
         ".TP", ".I /etc/meshrun/fleet.mesh",
         "The fleet file that \\fBmeshrun@.service\\fR runs:",

@@ -3,12 +3,14 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -63,6 +65,13 @@ void print_diagnostic(const dsl::Diagnostic& d, const dsl::SourceManager& sm) {
     fmt::print(stderr, "{}\n", line);
 }
 
+// `meshrun: error: ...` on stderr, with the priority `<3>` first when stderr is the journal.
+template <typename... Args>
+void print_error(fmt::format_string<Args...> format, Args&&... args) {
+    fmt::print(stderr, "{}meshrun: error: {}", tools::systemd::is_journal(STDERR_FILENO) ? "<3>" : "",
+               fmt::format(format, std::forward<Args>(args)...));
+}
+
 std::string plural(std::size_t n, std::string_view word) {
     return fmt::format("{} {}{}", n, word, n == 1 ? "" : "s");
 }
@@ -102,7 +111,7 @@ std::optional<dsl::Compiled> compile(const std::string& path, dsl::SourceManager
     if (path == stdin_path) {
         auto text = read_stdin();
         if (!text) {
-            fmt::print(stderr, "meshrun: error: cannot read standard input: {}\n", std::strerror(errno));
+            print_error("cannot read standard input: {}\n", std::strerror(errno));
             return std::nullopt;
         }
         return dsl::compile_text(std::string(display_name(path)), std::move(*text), sm, diags);
@@ -110,14 +119,14 @@ std::optional<dsl::Compiled> compile(const std::string& path, dsl::SourceManager
     try {
         return dsl::compile_file(path, sm, diags);
     } catch (const std::exception&) {
-        fmt::print(stderr, "meshrun: error: cannot read `{}`: {}\n", path, std::strerror(errno ? errno : ENOENT));
+        print_error("cannot read `{}`: {}\n", path, std::strerror(errno ? errno : ENOENT));
         return std::nullopt;
     }
 }
 
 int run_check(const CheckOptions& opt) {
     if (std::count(opt.files.begin(), opt.files.end(), stdin_path) > 1) {
-        fmt::print(stderr, "meshrun: error: standard input (`-`) can be read only once\n");
+        print_error("standard input (`-`) can be read only once\n");
         return exit_usage;
     }
     int status = exit_ok;
@@ -209,7 +218,7 @@ int find_node(const engine::Graph& graph, const std::string& name) {
     std::vector<std::string_view> names;
     for (const auto& n : graph.nodes) names.push_back(n.name);
     const auto guess = dsl::closest(name, names);
-    fmt::print(stderr, "meshrun: error: no node `{}` in the file{}\n", name,
+    print_error("no node `{}` in the file{}\n", name,
                guess ? fmt::format("; did you mean `{}`?", *guess) : "");
     return -1;
 }
@@ -218,7 +227,7 @@ int find_node(const engine::Graph& graph, const std::string& name) {
 // node, `run` of a node with no port, no timer and no rule (on a pin or a channel).
 bool nothing_to_run(const engine::Graph& graph, const std::vector<int>& nodes, const std::string& file) {
     if (graph.nodes.empty()) {
-        fmt::print(stderr, "meshrun: error: `{}` declares no node: nothing to run\n", display_name(file));
+        print_error("`{}` declares no node: nothing to run\n", display_name(file));
         return true;
     }
     for (int i : nodes) {
@@ -226,10 +235,10 @@ bool nothing_to_run(const engine::Graph& graph, const std::vector<int>& nodes, c
         if (node.port || !node.sources.empty()) return false;
     }
     if (nodes.size() == 1) {
-        fmt::print(stderr, "meshrun: error: node `{}` would do nothing: it has no port, no timer and no rule; "
+        print_error("node `{}` would do nothing: it has no port, no timer and no rule; "
                            "nothing to run\n", graph.nodes[static_cast<std::size_t>(nodes.front())].name);
     } else {
-        fmt::print(stderr, "meshrun: error: no node would do anything: none has a port, a timer or a rule; "
+        print_error("no node would do anything: none has a port, a timer or a rule; "
                            "nothing to run\n");
     }
     return true;
@@ -272,7 +281,7 @@ int run_fleet(const RunOptions& opt, bool one_node) {
     } else if (!opt.only.empty()) {
         for (const auto& name : split(opt.only, ',')) {
             if (name.empty()) {
-                fmt::print(stderr, "meshrun: error: --only `{}`: an empty node name\n", opt.only);
+                print_error("--only `{}`: an empty node name\n", opt.only);
                 return exit_usage;
             }
             const int index = find_node(*graph, name);
@@ -318,15 +327,16 @@ int run_fleet(const RunOptions& opt, bool one_node) {
         print_diagnostic(d, *loaded.sources);
         return exit_errors;
     } catch (const engine::BadOption& e) {
-        fmt::print(stderr, "meshrun: error: {}\n", e.what());
+        print_error("{}\n", e.what());
         return exit_usage;
     } catch (const std::exception& e) {
-        fmt::print(stderr, "meshrun: error: {}\n", e.what());
+        print_error("{}\n", e.what());
         return exit_errors;
     }
     // Every port listens and every pin is held: ready, under systemd's Type=notify.
     tools::systemd::notify(fmt::format("READY=1\nSTATUS={}", serving(*graph, *fleet, fleet_options.nodes)));
     fleet->run();
+    tools::systemd::flush_notifications(std::chrono::seconds(1));  // STOPPING=1 out before the exit
     return exit_ok;
 }
 
@@ -355,7 +365,7 @@ std::string xml_escape(std::string_view text) {
 
 int run_tests(const TestOptions& opt) {
     if (std::count(opt.files.begin(), opt.files.end(), stdin_path) > 1) {
-        fmt::print(stderr, "meshrun: error: standard input (`-`) can be read only once\n");
+        print_error("standard input (`-`) can be read only once\n");
         return exit_usage;
     }
     // Opened first: a path that cannot be written fails before any test runs.
@@ -363,7 +373,7 @@ int run_tests(const TestOptions& opt) {
     if (!opt.junit.empty()) {
         junit_out.reset(std::fopen(opt.junit.c_str(), "w"));
         if (!junit_out) {
-            fmt::print(stderr, "meshrun: error: cannot write `{}`: {}\n", opt.junit, std::strerror(errno));
+            print_error("cannot write `{}`: {}\n", opt.junit, std::strerror(errno));
             return exit_usage;
         }
     }
@@ -429,14 +439,14 @@ int run_tests(const TestOptions& opt) {
     }
     junit += "</testsuites>\n";
     if (junit_out && (std::fputs(junit.c_str(), junit_out.get()) < 0 || std::fflush(junit_out.get()) != 0)) {
-        fmt::print(stderr, "meshrun: error: cannot write `{}`: {}\n", opt.junit, std::strerror(errno));
+        print_error("cannot write `{}`: {}\n", opt.junit, std::strerror(errno));
         return exit_usage;
     }
     fmt::print("{} passed, {} failed{}\n", passed, failed, skipped ? fmt::format(", {} skipped", skipped) : "");
     if (usage_error) return exit_usage;
     // A filter that selects nothing is most likely a typo: a run of no test is no pass.
     if (!opt.filter.empty() && ran == 0) {
-        fmt::print(stderr, "meshrun: error: no test title contains `{}` ({} in {})\n", opt.filter,
+        print_error("no test title contains `{}` ({} in {})\n", opt.filter,
                    plural(skipped, "test"), plural(checked_files, "file"));
         return exit_errors;
     }
@@ -470,7 +480,7 @@ int run_ls(const std::string& file, const std::string& format) {
     if (!loaded.graph) return exit_usage;  // unreadable, or with errors
     const engine::Graph& graph = *loaded.graph;
     if (graph.discovery.empty()) {
-        fmt::print(stderr, "meshrun: error: `{}` has no `discovery etcd \"URL\"` line: no registry to list\n",
+        print_error("`{}` has no `discovery etcd \"URL\"` line: no registry to list\n",
                    display_name(file));
         return exit_usage;
     }
@@ -478,15 +488,15 @@ int run_ls(const std::string& file, const std::string& format) {
     try {
         listing = engine::list_registry(graph);
     } catch (const std::exception& e) {
-        fmt::print(stderr, "meshrun: error: {}\n", e.what());
+        print_error("{}\n", e.what());
         return exit_errors;
     }
     if (!listing.error.empty()) {
         if (listing.reached) {
-            fmt::print(stderr, "meshrun: error: etcd at {} refused to list /meshrun/{}/nodes/: {}\n", listing.endpoint,
+            print_error("etcd at {} refused to list /meshrun/{}/nodes/: {}\n", listing.endpoint,
                        graph.name, engine::escape_controls(listing.error));
         } else {
-            fmt::print(stderr, "meshrun: error: no etcd endpoint answered ({})\n", engine::escape_controls(listing.error));
+            print_error("no etcd endpoint answered ({})\n", engine::escape_controls(listing.error));
         }
         return exit_errors;
     }
@@ -615,7 +625,7 @@ int usage_error(const CLI::App& app, const CLI::ParseError& e) {
     const std::string help = app.get_subcommands().empty()
                                  ? "meshrun --help"
                                  : fmt::format("meshrun {} --help", app.get_subcommands().front()->get_name());
-    fmt::print(stderr, "meshrun: error: {}\nRun `{}` for more information.\n", message, help);
+    print_error("{}\nRun `{}` for more information.\n", message, help);
     return exit_usage;
 }
 

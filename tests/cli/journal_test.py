@@ -216,6 +216,23 @@ def pin_error_one_line():
         os.unlink(mesh)
 
 
+def meshrun_errors_with_priority(mesh):
+    """`meshrun: error:` lines (a node the file has not, as a mistyped instance gives) get <3>;
+    JOURNAL_STREAM with junk after the inode names no stream."""
+    with tempfile.TemporaryFile(mode="w+") as f:
+        st = os.fstat(f.fileno())
+        for stream, prefix in ((f"{st.st_dev}:{st.st_ino}", "<3>"), (f"{st.st_dev}:{st.st_ino}x", "")):
+            f.seek(0)
+            f.truncate()
+            env = {**clean_env(), "JOURNAL_STREAM": stream}
+            code = subprocess.call([MESHRUN, "run", mesh, "--node", "nope"], stdout=f, stderr=f, env=env)
+            f.seek(0)
+            err = f.read()
+            expect(code == 2, f"exit {code}: {err}")
+            expect(f"\n{prefix}meshrun: error: no node `nope` in the file" in "\n" + err,
+                   f"JOURNAL_STREAM={stream}: {err!r}")
+
+
 port = free_port()
 MESH_FILE = write_mesh(MESH.format(port=port))
 checks = [
@@ -226,6 +243,8 @@ checks = [
     ("one line per event, a warning with <4>", lambda: one_line_per_event(MESH_FILE, port)),
     ("diagnostics at start: one line each, with <4>", lambda: diagnostics_one_line(MESH_FILE)),
     ("a pin that cannot be had: one line with <3>", pin_error_one_line),
+    ("meshrun's own errors with <3>; JOURNAL_STREAM with junk is no journal",
+     lambda: meshrun_errors_with_priority(MESH_FILE)),
 ]
 failed = run_checks(checks)
 os.unlink(MESH_FILE)

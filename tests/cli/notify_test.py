@@ -14,9 +14,11 @@ and runs meshrun with NOTIFY_SOCKET naming it.
 3. NOTIFY_SOCKET=@NAME, an abstract socket: READY and STOPPING all the same.
 4. `up` of two nodes: READY once both listen, the STATUS names both.
 5. Without NOTIFY_SOCKET, or with one nobody listens on, the node serves as ever.
+6. A manager whose socket is full (it reads nothing): the node serves all the same, READY=1
+   comes once the manager reads, SIGTERM stops it.
 
 The binary the build makes (static by default) sends the datagram itself; the packages' dynamic
-binary goes through libsystemd (its `--version` says which; tested with the packages).
+binary goes through libsystemd (its `--version` says which): tests/deb runs this test on it.
 Prints one line per check and `N passed, M failed` last; exits 1 on any failure.
 """
 
@@ -190,25 +192,65 @@ def up_ready():
         os.unlink(mesh)
 
 
+def answers(port, proc):
+    reply = None
+    deadline = time.monotonic() + STEP
+    while reply is None and time.monotonic() < deadline and proc.poll() is None:
+        try:
+            reply = asyncio.run(ask(port, "signal", "0", timeout=1))
+        except OSError:
+            time.sleep(0.05)
+    expect(reply == "buzz", f"no reply (exit {proc.poll()})")
+
+
 def serves_without(notify):
     port = free_port()
     mesh = write_mesh(MESH.format(buzzer=port, bell=free_port()))
     proc = start(["run", mesh, "--node", "buzzer", "--sim"], notify)
     try:
-        reply = None
-        deadline = time.monotonic() + STEP
-        while reply is None and time.monotonic() < deadline and proc.poll() is None:
-            try:
-                reply = asyncio.run(ask(port, "signal", "0", timeout=1))
-            except OSError:
-                time.sleep(0.05)
-        expect(reply == "buzz", f"no reply (exit {proc.poll()})")
+        answers(port, proc)
         code, out = stop(proc)
         expect(code == 0, f"exit {code}; the log:\n{out}")
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        os.unlink(mesh)
+
+
+def manager_reads_nothing():
+    """A manager whose socket is full (it reads nothing): the node serves all the same, READY=1
+    arrives once the manager reads, and SIGTERM still stops it."""
+    manager = Manager()
+    filler = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    filler.setblocking(False)
+    queued = 0
+    try:
+        while queued < 10000:
+            filler.sendto(b"FILLER=1", manager.address)
+            queued += 1
+    except BlockingIOError:
+        pass
+    filler.close()
+    port = free_port()
+    mesh = write_mesh(MESH.format(buzzer=port, bell=free_port()))
+    proc = start(["run", mesh, "--node", "buzzer", "--sim"], manager.address)
+    try:
+        answers(port, proc)
+        for _ in range(queued):
+            fields, _ = manager.receive()
+            expect(fields == {"FILLER": "1"}, f"the socket's own datagrams first: {fields}")
+        fields, _ = manager.receive()
+        expect(fields is not None and fields.get("READY") == "1", f"no READY=1 once the manager reads: {fields}")
+        code, out = stop(proc)
+        expect(code == 0, f"exit {code}; the log:\n{out}")
+        fields, _ = manager.receive()
+        expect(fields is not None and fields.get("STOPPING") == "1", f"after SIGTERM: {fields}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        manager.close()
         os.unlink(mesh)
 
 
@@ -223,5 +265,6 @@ checks = [
     ("without NOTIFY_SOCKET the node serves", lambda: serves_without(None)),
     ("with a NOTIFY_SOCKET nobody listens on the node serves",
      lambda: serves_without(os.path.join(tempfile.gettempdir(), f"meshrun-nobody-{os.getpid()}"))),
+    ("a manager that reads nothing does not stop the node", manager_reads_nothing),
 ]
 sys.exit(1 if run_checks(checks) else 0)

@@ -5,6 +5,8 @@
     deb_test.py lint ARCH     lintian on it: no error or warning that packaging/ does not explain
     deb_test.py emulate ARCH  the packaged binary run under qemu-user-static: --version, check of
                               every packaged topology, test of arduino.mesh (websockets on loopback)
+    deb_test.py systemd       the amd64 package's binary (libsystemd's sd_notify) through the cli
+                              tests of readiness and of the journal
     deb_test.py install       the amd64 package put into a fresh Debian 12 root with dpkg -i: the
                               user and group made, check runs from it, systemd-analyze verify
 
@@ -193,6 +195,32 @@ def emulate(arch):
         shutil.rmtree(unpacked, ignore_errors=True)
 
 
+def systemd_side():
+    """The amd64 package's binary, which tells systemd through libsystemd's sd_notify: the cli
+    tests of readiness and of the journal, run on it."""
+    need_deb("amd64")
+    unpacked = tempfile.mkdtemp(prefix="meshrun-notify-")
+    try:
+        run("dpkg-deb", "-x", deb_path("amd64"), unpacked)
+        exe = os.path.join(unpacked, "usr", "bin", "meshrun")
+        checks = []
+        for test in ("notify_test.py", "journal_test.py"):
+            script = os.path.join(ROOT, "tests", "cli", test)
+
+            def passes(script=script):
+                r = run(sys.executable, script, exe, timeout=300)
+                print(r.stdout, r.stderr)
+                expect(r.returncode == 0, f"{os.path.basename(script)} on the package's binary exited {r.returncode}")
+            checks.append((f"{test} on the amd64 package's binary", passes))
+
+        def backend():
+            r = run(exe, "--version")
+            expect("systemd: sd_notify from libsystemd " in r.stdout, f"--version: {r.stdout}")
+        return run_checks([("it links libsystemd", backend)] + checks)
+    finally:
+        shutil.rmtree(unpacked, ignore_errors=True)
+
+
 def fresh_root(into):
     """A Debian 12 root with systemd (as a Pi has), made by debootstrap once and kept in ROOT_CACHE."""
     if not os.path.exists(ROOT_CACHE):
@@ -238,6 +266,8 @@ def install():
         expect(r.returncode == 0 and "(gpio)" in r.stdout, f"id meshrun: {r.stdout}{r.stderr}")
         passwd = chroot("getent", "passwd", "meshrun").stdout
         expect("/var/lib/meshrun" in passwd and "nologin" in passwd, f"passwd entry: {passwd}")
+        r = chroot("stat", "-c", "%U:%G %a", "/var/lib/meshrun")
+        expect(r.stdout.strip() == "meshrun:meshrun 750", f"/var/lib/meshrun: {r.stdout}{r.stderr}")
 
     def check():
         r = chroot("meshrun", "check", "/usr/share/meshrun/topologies/arduino.mesh")
@@ -255,14 +285,28 @@ def install():
         expect("meshrun@" not in r.stderr, f"systemd-analyze complains of the unit: {r.stderr}")
 
     def remove():
+        # An instance enabled, as `systemctl enable meshrun@buzzer` leaves it.
+        wants = os.path.join(root, "etc", "systemd", "system", "multi-user.target.wants")
+        os.makedirs(wants, exist_ok=True)
+        os.symlink("/lib/systemd/system/meshrun@.service", os.path.join(wants, "meshrun@buzzer.service"))
         r = chroot("dpkg", "--purge", "meshrun")
         expect(r.returncode == 0, f"dpkg --purge exited {r.returncode}: {r.stdout}{r.stderr}")
-        expect(not os.path.exists(os.path.join(root, "usr", "bin", "meshrun")), "usr/bin/meshrun left behind")
+        for left in ("usr/bin/meshrun", "var/lib/meshrun", "etc/systemd/system/multi-user.target.wants/meshrun@buzzer.service"):
+            expect(not os.path.lexists(os.path.join(root, left)), f"{left} left behind")
+
+    def persons_account():
+        chroot("userdel", "meshrun")
+        expect(chroot("useradd", "-m", "-u", "1200", "-s", "/bin/bash", "meshrun").returncode == 0, "useradd failed")
+        r = chroot("dpkg", "-i", "/tmp/meshrun.deb")
+        expect(r.returncode != 0, f"dpkg -i took over a person's account meshrun:\n{r.stdout}{r.stderr}")
+        expect("the user meshrun exists and is not a system user (uid 1200)" in r.stderr, f"dpkg -i said:\n{r.stderr}")
+        groups = chroot("id", "-nG", "meshrun").stdout.split()
+        expect("gpio" not in groups, f"the account was put in gpio: {groups}")
 
     try:
         return run_checks([("dpkg -i into a fresh Debian 12 root", dpkg_i), ("the user meshrun, in group gpio", user),
                            ("meshrun check from the root", check), ("systemd-analyze verify meshrun@buzzer", verify),
-                           ("dpkg --purge", remove)])
+                           ("dpkg --purge", remove), ("a person's account meshrun is not taken over", persons_account)])
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -270,8 +314,8 @@ def install():
 if __name__ == "__main__":
     mode = sys.argv[1] if len(sys.argv) > 1 else ""
     modes = {"build": build, "lint": lint, "emulate": emulate}
-    if mode == "install":
-        sys.exit(1 if install() else 0)
+    if mode in ("install", "systemd"):
+        sys.exit(1 if (install() if mode == "install" else systemd_side()) else 0)
     if mode not in modes or len(sys.argv) != 3 or sys.argv[2] not in TRIPLET:
         print(__doc__, file=sys.stderr)
         sys.exit(2)

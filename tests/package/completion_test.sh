@@ -51,6 +51,15 @@ expect "buzzer clock iopin" meshrun run "$topologies/arduino.mesh" --node ""
 cword=3 expect "dock-1 dock-2" meshrun run --node doc "$topologies/fleet.mesh"  # the file after the cursor
 expect "daylight dock-1 dock-2" meshrun run "$topologies/fleet.mesh" --sim --node d
 expect "" meshrun run missing.mesh --node ""
+# A file named with a space, written quoted or escaped; one that includes itself (each file once).
+printf 'mesh spaced\nnode porch {\n  every 1s -> log "x"\n}\n' > "$work/my fleet.mesh"
+expect "porch" meshrun run '"my fleet.mesh"' --node ""
+expect "porch" meshrun run "'my fleet.mesh'" --node ""
+expect "porch" meshrun run 'my\ fleet.mesh' --node ""
+printf 'include "loop.mesh"\ninclude "loop.mesh"\nnode looper {\n}\n' > "$work/loop.mesh"
+started=$SECONDS
+expect "looper" meshrun run loop.mesh --node ""
+[ $((SECONDS - started)) -le 2 ] || { echo "FAIL  an include cycle took $((SECONDS - started)) s"; failed=$((failed + 1)); }
 
 echo "$failed failed"
 [ $failed -eq 0 ]
