@@ -18,7 +18,7 @@ build=${MESHRUN_BUILD_DIR:-$root/build}
 export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$root} CCACHE_NOHASHDIR=${CCACHE_NOHASHDIR:-true}
 
 packages=(
-  cmake ninja-build g++ pkg-config ccache            # toolchain
+  cmake ninja-build g++ pkg-config ccache dpkg-dev   # toolchain (dpkg-dev: Debian's build flags)
   tao-pegtl-dev libboost-dev libgpiod-dev libfmt-dev  # the libraries meshrun is made of
   libcli11-dev nlohmann-json3-dev libsystemd-dev     # libsystemd: sd_notify in a dynamic build
   catch2 python3 python3-websockets clang-14 libclang-rt-14-dev          # tests: Catch2, bench generator, libFuzzer
@@ -31,7 +31,7 @@ package_arches=(amd64 arm64 armhf)
 # The packages: CPack's dpkg tools, lintian, qemu-user-static to run arm binaries, debootstrap for
 # a fresh Debian root to install into; per architecture, its cross toolchain and the libraries
 # meshrun links, from Debian's multiarch archive.
-package_tools=(dpkg-dev file lintian qemu-user-static debootstrap)
+package_tools=(file lintian qemu-user-static debootstrap)
 packaging_packages() {
   local arch
   echo "${package_tools[@]}"
@@ -63,23 +63,35 @@ setup() {
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# Debian's compiler and linker flags for architecture $1 into CXXFLAGS and LDFLAGS (which CMake
+# reads when it first configures a build): dpkg-buildflags with every hardening feature, without
+# -g and -O2 (the build type's -O3 instead), without the path maps (they name the directory it is
+# called from). The tests' build and the packages' are built alike: the amd64 package's objects
+# are the tests' own, from ccache.
+export_debian_flags() {
+  local -x DEB_HOST_ARCH=$1 DEB_BUILD_MAINT_OPTIONS="hardening=+all reproducible=-fixfilepath,-fixdebugpath" DEB_CXXFLAGS_MAINT_STRIP="-g -O2"
+  CXXFLAGS="$(dpkg-buildflags --get CPPFLAGS) $(dpkg-buildflags --get CXXFLAGS)"
+  LDFLAGS=$(dpkg-buildflags --get LDFLAGS)
+  export CXXFLAGS LDFLAGS
+}
+
 # Builds meshrun's Debian package for each architecture named into $build/packages/: a build of the
-# binary alone, linked dynamically, with Debian's hardening flags; cross-compiled for a foreign one.
+# binary alone, linked dynamically, in $build-ARCH (beside $build, so that ccache finds the same
+# relative paths); cross-compiled for a foreign architecture.
 build_packages() {
   local arch dir flags=() out=$build/packages
   mkdir -p "$out"
   for arch in "$@"; do
-    dir=$out/build-$arch
+    dir=$build-$arch
     flags=()
     if [ "$arch" != "$(dpkg --print-architecture)" ]; then
       flags=(-DCMAKE_TOOLCHAIN_FILE="$root/cmake/toolchains/$(dpkg-architecture -a"$arch" -qDEB_HOST_MULTIARCH 2>/dev/null).cmake")
     fi
     echo "meshrun: building the $arch package" >&2
     (
-      export DEB_HOST_ARCH=$arch DEB_BUILD_MAINT_OPTIONS=hardening=+all DEB_CFLAGS_MAINT_STRIP="-g -O2" DEB_CXXFLAGS_MAINT_STRIP="-g -O2"
-      CXXFLAGS="$(dpkg-buildflags --get CPPFLAGS) $(dpkg-buildflags --get CXXFLAGS)" LDFLAGS=$(dpkg-buildflags --get LDFLAGS) \
-        cmake -S "$root" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMESHRUN_STATIC_BINARY=OFF -DMESHRUN_DEBIAN_PACKAGE=ON \
-              -DMESHRUN_BUILD_TESTS=OFF -DMESHRUN_BUILD_BENCH=OFF "${flags[@]}" >/dev/null
+      export_debian_flags "$arch"
+      cmake -S "$root" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMESHRUN_STATIC_BINARY=OFF -DMESHRUN_DEBIAN_PACKAGE=ON \
+            -DMESHRUN_BUILD_TESTS=OFF -DMESHRUN_BUILD_BENCH=OFF "${flags[@]}" >/dev/null
       cmake --build "$dir"
       cd "$dir" && cpack -G DEB -B "$out" >/dev/null
     )
@@ -90,7 +102,10 @@ build_packages() {
 
 configure_and_build() {
   setup
-  cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE="${MESHRUN_BUILD_TYPE:-Release}" >/dev/null
+  (
+    export_debian_flags "$(dpkg --print-architecture)"
+    cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE="${MESHRUN_BUILD_TYPE:-Release}" >/dev/null
+  )
   cmake --build "$build"
 }
 
