@@ -117,6 +117,13 @@ def stop(proc):
     return proc.returncode, out
 
 
+def end(proc):
+    """Kills `proc` if it still runs (after a check that failed midway)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
 def ready_then_stopping(abstract):
     manager = Manager(abstract)
     port, bell = free_port(), free_port()
@@ -138,9 +145,7 @@ def ready_then_stopping(abstract):
         expect(fields is not None and fields.get("STOPPING") == "1", f"after SIGTERM: {fields}; the log:\n{out}")
         expect(code == 0, f"exit {code}; the log:\n{out}")
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        end(proc)
         manager.close()
         os.unlink(mesh)
 
@@ -185,9 +190,7 @@ def up_ready():
         expect(fields is not None and fields.get("STOPPING") == "1", f"after SIGTERM: {fields}")
         expect(code == 0, f"exit {code}; the log:\n{out}")
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        end(proc)
         manager.close()
         os.unlink(mesh)
 
@@ -212,9 +215,7 @@ def serves_without(notify):
         code, out = stop(proc)
         expect(code == 0, f"exit {code}; the log:\n{out}")
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        end(proc)
         os.unlink(mesh)
 
 
@@ -247,9 +248,7 @@ def manager_reads_nothing():
         fields, _ = manager.receive()
         expect(fields is not None and fields.get("STOPPING") == "1", f"after SIGTERM: {fields}")
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        end(proc)
         manager.close()
         os.unlink(mesh)
 
