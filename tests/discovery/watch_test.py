@@ -31,6 +31,7 @@ import os
 import re
 import sys
 import threading
+import time
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
@@ -132,6 +133,13 @@ class FakeHandler(http.server.BaseHTTPRequestHandler):
         elif self.path == "/v3/kv/range":
             revision = 5 if not gw.ranges else 9
             if "range_end" in body:
+                if not gw.ranges:
+                    # The first listing after b registered (it says a key of its own gone only once
+                    # registered, which a slow start, as under the sanitizers, could finish later).
+                    deadline = time.monotonic() + STEP
+                    while not gw.puts and time.monotonic() < deadline:
+                        time.sleep(0.02)
+                    time.sleep(0.5)
                 gw.ranges.append(revision)
             # a at revision 5; gone from the second range (its key deleted, then compacted away).
             kvs = [{"key": b64(gw.prefix + "a"), "value": b64(json.dumps(gw.node_value)), "mod_revision": "3"}]
