@@ -463,7 +463,9 @@
       link.g.dataset.state = name;
       link.g.dataset.queued = state ? String(state.queued || 0) : "";
       link.path.setAttribute("marker-end", `url(#arrow-${name || "none"})`);
-      link.text.textContent = !state ? "" : state.queued ? `${name} · ${state.queued} queued` : name;
+      // Every state said in a small graph; in a larger one, what is not `up` (green) only.
+      const said = state && (state.queued || name !== "up" || view.links.length <= 8);
+      link.text.textContent = !said ? "" : state.queued ? `${name} · ${state.queued} queued` : name;
       link.title.textContent = `${link.node.name} → ${link.edge.node}/${link.edge.channel}` + (state
         ? `: ${name}${state.why ? ` (${state.why})` : ""}; sent ${state.sent}, acknowledged ${state.acked}, dropped ${state.dropped}`
         : "");

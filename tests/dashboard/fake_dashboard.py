@@ -3,11 +3,11 @@
 it serves dashboard/ (the files themselves, not the embedded copies) and speaks the protocol of
 docs/dashboard.md on /live, with a made-up fleet.
 
-    /usr/bin/python3 tests/dashboard/fake_dashboard.py [--port 8080] [--fleet arduino|doorbell]
+    /usr/bin/python3 tests/dashboard/fake_dashboard.py [--port 8080 (0: any)] [--fleet arduino|doorbell|many]
                                                        [--secret TOKEN] [--rate N]
 
 `arduino`: the clock ticks every second, iopin sends 3 random levels to buzzer, horn follows.
-`doorbell`: clicking porch.button (to 0) rings the chime. --rate N adds N messages a second to
+`doorbell`: clicking porch.button (to 0) rings the chime. `many`: 20 nodes, still. --rate N adds N messages a second to
 buzzer.signal (a load for the page). Not a test: the tests run against the real binary.
 """
 
@@ -57,6 +57,20 @@ FLEETS = {
               source("pin", "mute", "on mute", first=2)]),
     ],
 }
+# 20 nodes: 4 sensors report to 4 hubs, the hubs to 2 controllers and to each other, the
+# controllers to 10 actuators (and one back to a sensor): a layout to look at.
+FLEETS["many"] = (
+    [node(f"sensor{i}", "", [pin("probe", "input", i)], [source("pin", "probe", "on probe")],
+          [(f"hub{i}", "reading")] + ([("hub0", "reading")] if i else [])) for i in range(4)]
+    + [node(f"hub{i}", f"localhost:{8800 + i}", [], [source("channel", "reading", "on reading")],
+            [(f"ctl{i % 2}", "report")] + ([(f"hub{i + 1}", "reading")] if i < 3 else [])) for i in range(4)]
+    + [node(f"ctl{i}", f"localhost:{8810 + i}", [pin("alarm", "output", 5)],
+            [source("channel", "report", "on report when value > 20", "on report")],
+            [(f"act{j}", "set") for j in range(i * 5, i * 5 + 5)] + ([("sensor0", "calibrate")] if i else []))
+       for i in range(2)]
+    + [node(f"act{i}", f"localhost:{8820 + i}", [pin("relay", "output", 6)], [source("channel", "set", "on set")])
+       for i in range(10)])
+FLEETS["many"][0]["sources"].insert(0, source("channel", "calibrate", "on calibrate"))
 
 
 class Fleet:
@@ -191,8 +205,9 @@ async def main():
         finally:
             task.cancel()
 
-    async with websockets.serve(live, "127.0.0.1", args.port, process_request=process_request):
-        print(f"dashboard on http://127.0.0.1:{args.port}/", flush=True)
+    async with websockets.serve(live, "127.0.0.1", args.port, process_request=process_request) as server:
+        port = server.sockets[0].getsockname()[1]
+        print(f"[ meshrun ] dashboard on http://127.0.0.1:{port}/", flush=True)
         await fleet.run()
 
 
