@@ -40,7 +40,9 @@
   let reconnectTimer = 0;
   let frameRequested = false;
   let nextDriveId = 1;
-  const drives = new Map();  // id -> "NODE.PIN", until answered
+  const drives = new Map();  // id -> "NODE.PIN = LEVEL", until answered
+  let updatesFrom = 0;       // dashboard.updates a second ago
+  let countsFrom = null;     // dashboard.totals.messages a second ago (null: no state yet)
 
   // ---- the socket ------------------------------------------------------------------------------
 
@@ -53,6 +55,7 @@
   function connect() {
     clearTimeout(reconnectTimer);
     denied = false;
+    if (dashboard.status === "reconnecting") setStatus("reconnecting", "reconnecting…");
     const ws = new WebSocket(liveUrl());
     socket = ws;
     ws.onopen = () => {
@@ -99,6 +102,9 @@
         hideTokenForm();
         graph = message;
         model = {};
+        dashboard.seq = 0;
+        dashboard.totals.messages = 0;
+        countsFrom = null;  // messages/s: from the first state's counts, not from 0
         dashboard.connected = true;
         dashboard.mesh = message.mesh || "";
         setStatus("connected", "connected");
@@ -134,6 +140,7 @@
     sessionStorage.removeItem(TOKEN_KEY);
     dashboard.connected = false;
     setStatus("denied", "denied");
+    $("empty").hidden = true;
     const form = $("token-form");
     $("token-error").textContent = hadToken ? `Denied: ${error || "wrong token"}` : "";
     form.hidden = false;
@@ -150,6 +157,7 @@
     event.preventDefault();
     sessionStorage.setItem(TOKEN_KEY, $("token").value);
     $("token-form").hidden = true;
+    $("empty").hidden = false;
     setStatus("connecting", "connecting");
     if (socket) socket.close();
     socket = null;
@@ -414,7 +422,7 @@
     frameRequested = false;
     if (!view) return;
     dashboard.frames += 1;
-    $("seq").textContent = String(dashboard.seq);
+    $("seq").textContent = dashboard.seq ? String(dashboard.seq) : "–";
     $("messages").textContent = dashboard.totals.messages.toLocaleString("en");
 
     for (const item of view.pins.values()) {
@@ -479,13 +487,12 @@
   }
 
   // The figures per second, over the last second.
-  let lastUpdates = 0;
-  let lastMessages = 0;
   setInterval(() => {
-    dashboard.rates.updates = dashboard.updates - lastUpdates;
-    dashboard.rates.messages = Math.max(0, dashboard.totals.messages - lastMessages);
-    lastUpdates = dashboard.updates;
-    lastMessages = dashboard.totals.messages;
+    dashboard.rates.updates = dashboard.updates - updatesFrom;
+    updatesFrom = dashboard.updates;
+    const messages = dashboard.totals.messages;
+    dashboard.rates.messages = countsFrom === null ? 0 : Math.max(0, messages - countsFrom);
+    countsFrom = dashboard.connected && dashboard.seq > 0 ? messages : null;
     $("update-rate").textContent = String(dashboard.rates.updates);
     $("message-rate").textContent = dashboard.rates.messages.toLocaleString("en");
   }, 1000);
