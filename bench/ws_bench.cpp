@@ -73,17 +73,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef MESHRUN_BIN
-#define MESHRUN_BIN "build/tools/meshrun"
-#endif
-#ifndef MESHRUN_MAKE_CERTS
-#define MESHRUN_MAKE_CERTS "tests/lib/make_certs.sh"
-#endif
+#include "build_paths.hpp"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
 namespace fs = std::filesystem;
+
+// The script that makes the TLS node's certificates, in the source tree.
+fs::path make_certs_script() { return meshrun::build_paths::source("tests/lib/make_certs.sh"); }
 
 struct Failure : std::runtime_error {
     using std::runtime_error::runtime_error;
@@ -1253,7 +1251,7 @@ void print_table(const std::vector<Row>& rows) {
 struct Options {
     bool quick = false;
     bool pin = false;
-    std::string meshrun = MESHRUN_BIN;
+    std::string meshrun = meshrun::build_paths::meshrun;
     int nodes = 1000;
     std::size_t window = 64;
     bool nodes_set = false;
@@ -1284,7 +1282,7 @@ void usage(std::FILE* to) {
                "Prints each figure beside its reference measured in the same run (raw TCP on loopback,\n"
                "plain websocket) or its goal, and PASS or MISS. Exits 0 whether or not goals are met,\n"
                "1 if something could not run. The TLS node's certificates are made by {}.\n",
-               MESHRUN_BIN, MESHRUN_MAKE_CERTS);
+               meshrun::build_paths::meshrun, make_certs_script().string());
 }
 
 // One buzzer node under `meshrun run` of `binary`: plain websocket and, with `numbered`,
@@ -1324,7 +1322,7 @@ RunFigures measure_run(const std::string& binary, const TempDir& tmp, const Pinn
 fs::path make_certs(const TempDir& tmp) {
     const fs::path dir = tmp.path() / "certs";
     const fs::path log = tmp.path() / "make_certs.log";
-    const std::string script = MESHRUN_MAKE_CERTS, dir_arg = dir.string();
+    const std::string script = make_certs_script().string(), dir_arg = dir.string();
     const int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (out < 0) fail_errno("cannot write " + log.string());
     const pid_t parent = ::getpid();

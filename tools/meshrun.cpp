@@ -209,6 +209,7 @@ struct RunOptions {
     double grace = 5;
     double ack_timeout = 30;
     std::optional<std::string> metrics;
+    std::optional<std::string> dashboard;
     bool timestamps = false;
 };
 
@@ -266,6 +267,7 @@ std::string serving(const engine::Graph& graph, const engine::Fleet& fleet, cons
     std::string status = nodes.size() == 1 ? "serving " + each.front()
                                            : fmt::format("serving {}: {}", plural(nodes.size(), "node"), fmt::join(each, ", "));
     if (fleet.metrics_port()) status += fmt::format("; metrics on port {}", fleet.metrics_port());
+    if (fleet.dashboard_port()) status += fmt::format("; dashboard on port {}", fleet.dashboard_port());
     return status;
 }
 
@@ -298,13 +300,14 @@ int run_fleet(const RunOptions& opt, bool one_node) {
     fleet_options.grace = std::chrono::milliseconds(static_cast<std::int64_t>(opt.grace * 1000));
     fleet_options.ack_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(opt.ack_timeout * 1000));
     fleet_options.metrics = opt.metrics;
+    fleet_options.dashboard = opt.dashboard;
     fleet_options.state_dir = opt.state;
     fleet_options.seed = opt.seed;
     fleet_options.handle_signals = true;
 
     std::vector<std::string> names;
     for (int i : fleet_options.nodes) names.push_back(graph->nodes[static_cast<std::size_t>(i)].name);
-    if (opt.metrics) names.push_back("meshrun");  // its line that says where the metrics are
+    if (opt.metrics || opt.dashboard) names.push_back("meshrun");  // its lines: where the metrics and dashboard are
     const engine::LogOptions log_options{use_color(opt.color, STDOUT_FILENO), opt.timestamps, stdout,
                                          tools::systemd::is_journal(STDOUT_FILENO)};
     tools::systemd::StopNotifier stop_notifier;  // STOPPING=1 to systemd, under Type=notify
@@ -472,6 +475,101 @@ int run_probe(const std::string& file, const std::string& node, const std::strin
         for (std::size_t i = 0; i < loaded.graph->nodes.size(); ++i) nodes.push_back(static_cast<int>(i));
     }
     return tools::probe(*loaded.graph, *loaded.sources, nodes, format == "json", use_color("auto", STDERR_FILENO));
+}
+
+// `meshrun drive FILE NODE.PIN=LEVEL`: asks the node (or the dashboard named by --to) to drive a
+// simulated input.
+int run_drive(const std::string& file, const std::string& assignment, const std::string& to) {
+    const auto eq = assignment.find('='), dot = assignment.find('.');
+    const std::string level_text = eq == std::string::npos ? "" : assignment.substr(eq + 1);
+    if (eq == std::string::npos || dot == std::string::npos || dot > eq || dot == 0 || dot + 1 == eq ||
+        (level_text != "0" && level_text != "1")) {
+        print_error("`{}`: write NODE.PIN=LEVEL, the level 0 or 1 (as in porch.button=0)\n", assignment);
+        return exit_usage;
+    }
+    const std::string node_name = assignment.substr(0, dot), pin_name = assignment.substr(dot + 1, eq - dot - 1);
+    const auto loaded = load(file, "not driven");
+    if (!loaded.graph) return exit_usage;
+    const engine::Graph& graph = *loaded.graph;
+    const int index = find_node(graph, node_name);
+    if (index < 0) return exit_usage;
+    const engine::Node& node = graph.nodes[static_cast<std::size_t>(index)];
+    std::vector<std::string_view> inputs;
+    for (const auto& p : node.pins)
+        if (!p.output) inputs.push_back(p.name);
+    const auto pin = std::find_if(node.pins.begin(), node.pins.end(), [&](const auto& p) { return p.name == pin_name; });
+    if (pin == node.pins.end() || pin->output) {
+        const auto guess = dsl::closest(pin_name, inputs);
+        print_error("{}; {}\n",
+                    pin == node.pins.end() ? fmt::format("node `{}` has no pin `{}`", node_name, pin_name)
+                                           : fmt::format("`{}.{}` is an output: the node's rules drive it", node_name, pin_name),
+                    guess ? fmt::format("did you mean `{}`?", *guess)
+                          : inputs.empty() ? std::string("it has no input to drive")
+                                           : fmt::format("its inputs: {}", fmt::join(inputs, ", ")));
+        return exit_usage;
+    }
+    // Where to ask: --to ([http://|https://]HOST:PORT), else the node's own port.
+    std::string host, port_text, scheme;
+    std::string where = to;
+    if (const auto colon = where.find("://"); colon != std::string::npos) {
+        scheme = where.substr(0, colon);
+        where = where.substr(colon + 3);
+    }
+    if (!where.empty()) {
+        const auto colon = where.rfind(':');
+        host = colon == std::string::npos ? "" : where.substr(0, colon);
+        port_text = colon == std::string::npos ? where : where.substr(colon + 1);
+    } else if (node.port) {
+        host = node.host.empty() ? "127.0.0.1" : node.host;
+        port_text = std::to_string(*node.port);
+    } else {
+        print_error("node `{}` has no port (it is a client): give the address of the dashboard of the process that "
+                    "runs it, --to ADDR:PORT of its --dashboard\n", node_name);
+        return exit_usage;
+    }
+    if (host.empty()) host = "127.0.0.1";
+    char* end = nullptr;
+    const unsigned long port = std::strtoul(port_text.c_str(), &end, 10);
+    if ((scheme != "" && scheme != "http" && scheme != "https") || port_text.empty() || *end != '\0' || port == 0 ||
+        port > 65535) {
+        print_error("--to `{}`: write HOST:PORT, http://HOST:PORT or https://HOST:PORT\n", to);
+        return exit_usage;
+    }
+    // A node of a file with `tls` serves HTTPS; a dashboard serves plain HTTP (--to http://...).
+    const bool tls = scheme.empty() ? graph.tls.has_value() && to.empty() : scheme == "https";
+    if (tls && !graph.tls) {
+        print_error("--to `{}`: https needs the file's `tls` item (its `ca` to check the node)\n", to);
+        return exit_usage;
+    }
+    std::string token;
+    if (!graph.secrets.empty()) {
+        const std::string& var = graph.secrets.front().env;
+        const char* value = std::getenv(var.c_str());
+        if (!value || !*value) {
+            print_error("the file says `secret env {}`, and {} is {}: set it to the fleet's token\n", var, var,
+                        value ? "empty" : "not set");
+            return exit_errors;
+        }
+        token = value;
+    }
+    engine::HttpAnswer answer;
+    try {
+        answer = engine::drive_pin_at(graph, host, static_cast<std::uint16_t>(port), tls, node_name, pin_name,
+                                      level_text == "1" ? 1 : 0, token);
+    } catch (const std::exception& e) {
+        print_error("{}\n", e.what());
+        return exit_errors;
+    }
+    std::string body = answer.body;
+    while (!body.empty() && (body.back() == '\n' || body.back() == '\r')) body.pop_back();
+    if (answer.status != 200) {
+        const bool v6 = host.find(':') != std::string::npos && host.front() != '[';
+        print_error("{}{}{}:{} refused: {} (HTTP {})\n", v6 ? "[" : "", host, v6 ? "]" : "", port,
+                    engine::escape_controls(body), answer.status);
+        return exit_errors;
+    }
+    fmt::print("{}\n", engine::escape_controls(body));
+    return exit_ok;
 }
 
 // `meshrun ls`: what etcd holds for the file's mesh, and which declared nodes it lacks.
@@ -744,6 +842,10 @@ int main(int argc, char** argv) {
                         "Also serve /metrics (Prometheus) and /healthz of every node here on this port of "
                         "127.0.0.1, or on ADDR:PORT; each node with a port serves its own there too")
             ->type_name("[ADDR:]PORT");
+        sub->add_option("--dashboard", run.dashboard,
+                        "Also serve the dashboard, the fleet live in a browser, on this port of 127.0.0.1, or on "
+                        "ADDR:PORT (docs/dashboard.md); a click drives a simulated input")
+            ->type_name("[ADDR:]PORT");
         sub->add_flag("--timestamps", run.timestamps,
                       "Start each log line with the local time, 2026-11-30 14:03:05.123 (JSON: add `time`)");
     };
@@ -830,6 +932,26 @@ int main(int argc, char** argv) {
                    "with errors (an https endpoint among them: not supported yet) or without `discovery`.\n\n"
                    "Examples:\n  meshrun ls fleet.mesh\n  meshrun ls fleet.mesh --format json | jq -r '.missing[]'");
 
+    std::string drive_file, drive_assignment, drive_to;
+    auto* drive_cmd = app.add_subcommand("drive", "Drive a simulated input pin of a running fleet");
+    drive_cmd->add_option("file", drive_file, "The .mesh file")->required()->type_name("FILE");
+    drive_cmd->add_option("pin", drive_assignment, "The pin and its level, as the rules see it: NODE.PIN=0 or =1")
+        ->required()
+        ->type_name("NODE.PIN=LEVEL");
+    drive_cmd->add_option("--to", drive_to,
+                          "Ask there instead of at the node's declared address: the node's port where `up` moved "
+                          "it, or the --dashboard of the process that runs it (plain HTTP)")
+        ->type_name("[http[s]://]HOST:PORT");
+    drive_cmd->footer("Sends POST /pins/NODE/PIN with the level to the node's HTTP port (HTTPS with `tls`), which\n"
+                      "drives the line as a level on the wire would: its debounce, then its rules. Only simulated\n"
+                      "inputs are driven (`meshrun up`, `run --sim`); an output, a real line or an unknown pin is\n"
+                      "refused with the reason. With `secret env VAR`, the token is read from VAR. A node without a\n"
+                      "port (a client) is driven through its process's dashboard: --to ADDR:PORT.\n"
+                      "Exit status: 0 when driven; 1 when the node refused or could not be reached, or the secret\n"
+                      "is not set; 2 on bad usage, an unreadable file, a file with errors, an unknown node or pin.\n\n"
+                      "Examples:\n  meshrun drive topologies/doorbell.mesh chime.mute=1 --to 127.0.0.1:8700\n"
+                      "  meshrun drive topologies/doorbell.mesh porch.button=0 --to 127.0.0.1:8080");
+
     TestOptions tests;
     auto* test_cmd = app.add_subcommand("test", "Run the `test` scenarios of .mesh files on simulated pins and virtual time");
     test_cmd->add_option("files", tests.files, "The .mesh files")->required()->type_name("FILE...");
@@ -879,5 +1001,6 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("probe")) return run_probe(probe_file, probe_node, probe_format);
     if (app.got_subcommand("test")) return run_tests(tests);
     if (app.got_subcommand("ls")) return run_ls(ls_file, ls_format);
+    if (app.got_subcommand("drive")) return run_drive(drive_file, drive_assignment, drive_to);
     return exit_usage;
 }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "asio_support.hpp"
+#include "dashboard.hpp"
 #include "tls.hpp"
 #include "failures.hpp"
 #include "interpreter.hpp"
@@ -21,6 +22,13 @@ namespace meshrun::engine {
 struct NodeRt;
 class Registry;  // registry.hpp
 struct FleetCore;
+struct DashboardClient;  // dashboard_server.hpp
+
+// Why a pin was not driven (FleetCore::drive): an HTTP status that says what kind of no, and words.
+struct DriveRefusal {
+    http::status status;
+    std::string why;
+};
 
 // Where the registry (etcd) says a node listens.
 struct Registered {
@@ -84,6 +92,11 @@ struct FleetCore {
     std::optional<asio::ssl::context> tls_server, tls_client;
     std::optional<Acceptor> metrics_acceptor;  // --metrics: the whole fleet's on one port
     std::size_t metrics_connections = 0, max_metrics_connections = 0;  // open on it, and the most
+    // --dashboard: what the page shows (an observer), its port, the pages' websockets open on it.
+    std::unique_ptr<DashboardHub> dashboard;
+    std::optional<Acceptor> dashboard_acceptor;
+    std::vector<std::shared_ptr<DashboardClient>> dashboard_clients;
+    std::size_t dashboard_connections = 0;
     Micros started{0};
     std::unique_ptr<Registry> registry;  // `discovery etcd`: the nodes here registered in etcd; null without
     std::string token;  // secret env VAR: what every request but /healthz must carry; empty: no secret
@@ -99,6 +112,12 @@ struct FleetCore {
         if (a.empty() || a == "0.0.0.0") return "127.0.0.1";
         return a == "::" ? "::1" : a;
     }
+    // Whether a node's pins are simulated ones (the dashboard and `meshrun drive` may drive its inputs).
+    bool simulated(int node) const;
+    // Drives a simulated input of a node here to `level` (as its rules see it): for a click on the
+    // dashboard and `meshrun drive`. None when done, else why not.
+    std::optional<DriveRefusal> drive(std::string_view node, std::string_view pin, int level);
+
     template<typename F> void tell(F&& event) {
         for (Observer* o : observers) event(*o);
     }

@@ -15,6 +15,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "dashboard_server.hpp"
+#include "meshrun/drivers/sim.hpp"
 #include "registry.hpp"
 #include "session.hpp"
 
@@ -39,12 +41,44 @@ void NodeRt::done_waiting() {
 }
 
 namespace {
-drivers::PinDriver& pin_driver(FleetCore& fleet, int node) {
+drivers::PinDriver& pin_driver(const FleetCore& fleet, int node) {
     const auto& per_node = fleet.options.node_pins;
     const auto index = static_cast<std::size_t>(node);
     return index < per_node.size() && per_node[index] ? *per_node[index] : fleet.pins;
 }
 }  // namespace
+
+bool FleetCore::simulated(int node) const {
+    return dynamic_cast<drivers::SimDriver*>(&pin_driver(*this, node)) != nullptr;
+}
+
+std::optional<DriveRefusal> FleetCore::drive(std::string_view node_name, std::string_view pin_name, int level) {
+    const int n = graph.find(node_name);
+    if (n < 0) return DriveRefusal{http::status::not_found, fmt::format("no node `{}` in mesh `{}`", node_name, graph.name)};
+    if (!here[static_cast<std::size_t>(n)])
+        return DriveRefusal{http::status::not_found, fmt::format("node `{}` does not run in this process", node_name)};
+    const Node& spec = graph.nodes[static_cast<std::size_t>(n)];
+    const auto pin = std::find_if(spec.pins.begin(), spec.pins.end(), [&](const Pin& p) { return p.name == pin_name; });
+    if (pin == spec.pins.end()) {
+        std::vector<std::string> inputs;
+        for (const Pin& p : spec.pins)
+            if (!p.output) inputs.push_back(p.name);
+        return DriveRefusal{http::status::not_found,
+                       fmt::format("node `{}` has no pin `{}` (its inputs: {})", node_name, pin_name,
+                                   inputs.empty() ? std::string("none") : fmt::format("{}", fmt::join(inputs, ", ")))};
+    }
+    if (pin->output)
+        return DriveRefusal{http::status::conflict,
+                       fmt::format("`{}.{}` is an output: the node's rules drive it; drive one of its inputs", node_name, pin_name)};
+    if (level != 0 && level != 1) return DriveRefusal{http::status::bad_request, "a level is 0 or 1"};
+    auto* sim = dynamic_cast<drivers::SimDriver*>(&pin_driver(*this, n));
+    if (!sim)
+        return DriveRefusal{http::status::forbidden,
+                       fmt::format("`{}.{}` is a real line ({} {}): only simulated pins are driven from outside "
+                                   "(`meshrun up`, or `run --sim`)", node_name, pin_name, pin->chip, pin->line)};
+    sim->drive(pin->chip, pin->line, pin->active_low ? 1 - level : level);  // the driver takes the physical level
+    return std::nullopt;
+}
 
 void NodeRt::start_pins() {
     interp.start_pins(pin_driver(fleet, index()), [this](std::function<void()> fn) { asio::post(fleet.io, std::move(fn)); });
@@ -112,24 +146,24 @@ asio::ip::address listen_address(asio::io_context& io, const std::string& host) 
     return found.begin()->endpoint().address();
 }
 
-// --metrics PORT, ADDR:PORT or [ADDR]:PORT: the address never wider than written.
-std::pair<asio::ip::address, std::uint16_t> metrics_endpoint(asio::io_context& io, const std::string& spec) {
+// --metrics or --dashboard (`option`): PORT, ADDR:PORT or [ADDR]:PORT, the address never wider than written.
+std::pair<asio::ip::address, std::uint16_t> side_endpoint(asio::io_context& io, std::string_view option, const std::string& spec) {
     if (!spec.empty() && spec.back() == ']')
-        throw BadOption(fmt::format("--metrics `{}`: give a port after the address: {}:PORT", spec, spec));
+        throw BadOption(fmt::format("{} `{}`: give a port after the address: {}:PORT", option, spec, spec));
     const auto colon = spec.rfind(':');
     const std::string port_text = colon == std::string::npos ? spec : spec.substr(colon + 1);
     const std::string host = colon == std::string::npos ? "127.0.0.1" : spec.substr(0, colon);
     char* end = nullptr;
     const unsigned long port = std::strtoul(port_text.c_str(), &end, 10);
     if (port_text.empty() || *end != '\0' || port > 65535 || port_text.find_first_not_of("0123456789") != std::string::npos)
-        throw BadOption(fmt::format("--metrics `{}`: `{}` is not a port (0 to 65535)", spec, port_text));
-    if (host.empty()) throw BadOption(fmt::format("--metrics `{}`: give an address before the colon, or only the port", spec));
+        throw BadOption(fmt::format("{} `{}`: `{}` is not a port (0 to 65535)", option, spec, port_text));
+    if (host.empty()) throw BadOption(fmt::format("{} `{}`: give an address before the colon, or only the port", option, spec));
     if (host.back() == ':')
-        throw BadOption(fmt::format("--metrics `{}`: an IPv6 address with a port is written [ADDR]:PORT", spec));
+        throw BadOption(fmt::format("{} `{}`: an IPv6 address with a port is written [ADDR]:PORT", option, spec));
     try {
         return {listen_address(io, host), static_cast<std::uint16_t>(port)};
     } catch (const std::exception& e) {
-        throw BadOption(fmt::format("--metrics `{}`: {}", spec, e.what()));
+        throw BadOption(fmt::format("{} `{}`: {}", option, spec, e.what()));
     }
 }
 
@@ -220,6 +254,10 @@ Fleet::Fleet(const Graph& graph, drivers::PinDriver& pins, Logger& log, FleetOpt
             rt->links.push_back(make_link(f, *rt, static_cast<int>(e), edges[e].node, edges[e].channel));
         f.nodes.push_back(std::move(rt));
     }
+    if (f.options.dashboard) {
+        f.dashboard = std::make_unique<DashboardHub>(graph, f.here);
+        f.observers.push_back(f.dashboard.get());
+    }
 }
 
 Fleet::~Fleet() = default;
@@ -245,21 +283,23 @@ void Fleet::start() {
         const bool links = std::any_of(f.nodes.begin(), f.nodes.end(), [](const auto& n) { return !n->links.empty(); });
         if (links) f.tls_client.emplace(client_context(*f.graph.tls));
     }
-    // --metrics is checked, and its port had, before anything else listens; it never takes
-    // the port of a node here or of one the file declares on this machine.
-    if (f.options.metrics) {
-        const auto [address, port] = metrics_endpoint(f.io, *f.options.metrics);
+    // --metrics and --dashboard are checked, and their ports had, before anything else listens;
+    // neither takes the port of a node here or of one the file declares on this machine.
+    auto side_port = [&f](std::string_view option, const std::string& spec, std::string_view what) {
+        const auto [address, port] = side_endpoint(f.io, option, spec);
         for (std::size_t i = 0; i < f.graph.nodes.size(); ++i)
             if (port != 0 && f.ports[i] == port && (f.here[i] || on_loopback(f.graph.nodes[i])))
-                throw BadOption(fmt::format("--metrics `{}`: port {} is node `{}`'s; give another port", *f.options.metrics,
-                                            port, f.graph.nodes[i].name));
+                throw BadOption(fmt::format("{} `{}`: port {} is node `{}`'s; give another port", option, spec, port,
+                                            f.graph.nodes[i].name));
         beast::error_code ec;
         Acceptor acceptor = open_acceptor(f.io, tcp::endpoint(address, port), ec);
         if (ec)
-            throw std::runtime_error(fmt::format("cannot serve metrics on {}: {}", host_port(address.to_string(), port),
+            throw std::runtime_error(fmt::format("cannot serve {} on {}: {}", what, host_port(address.to_string(), port),
                                                  ec.message()));
-        f.metrics_acceptor.emplace(std::move(acceptor));
-    }
+        return acceptor;
+    };
+    if (f.options.metrics) f.metrics_acceptor.emplace(side_port("--metrics", *f.options.metrics, "metrics"));
+    if (f.options.dashboard) f.dashboard_acceptor.emplace(side_port("--dashboard", *f.options.dashboard, "the dashboard"));
     {
         rlimit files{};
         ::getrlimit(RLIMIT_NOFILE, &files);
@@ -350,6 +390,9 @@ void Fleet::start() {
             node->log(targets.empty() ? std::string("started (no port: it serves nothing)")
                                       : fmt::format("started (no port: a client of {})", fmt::join(targets, ", ")));
         }
+        if (f.dashboard)
+            for (std::size_t p = 0; p < node->spec().pins.size(); ++p)
+                f.dashboard->set_pin(node->index(), static_cast<int>(p), node->interp.read_pin(static_cast<int>(p)));
         node->interp.start_timers();
         node->started = f.clock->now();
         f.tell([&](Observer& o) { o.node_started(node->index(), node->started); });
@@ -360,6 +403,12 @@ void Fleet::start() {
         const auto at = f.metrics_acceptor->local_endpoint();
         asio::co_spawn(f.io.get_executor(), listen_metrics(f), or_log(f.log, "meshrun", "serving metrics"));
         f.log.line("meshrun", fmt::format("metrics of every node here on http://{}/metrics", host_port(at.address().to_string(), at.port())));
+    }
+    if (f.dashboard_acceptor) {
+        const auto at = f.dashboard_acceptor->local_endpoint();
+        asio::co_spawn(f.io.get_executor(), listen_dashboard(f), or_log(f.log, "meshrun", "serving the dashboard"));
+        asio::co_spawn(f.io.get_executor(), flush_dashboard(f), or_log(f.log, "meshrun", "the dashboard's updates"));
+        f.log.line("meshrun", fmt::format("dashboard on http://{}/", host_port(at.address().to_string(), at.port())));
     }
     if (f.options.handle_signals) {
         f.signals.emplace(f.io, SIGINT, SIGTERM);
@@ -397,6 +446,8 @@ void Fleet::stop() {
     auto close = [&f] {
         f.closing = true;
         if (f.metrics_acceptor) f.metrics_acceptor->close();
+        if (f.dashboard_acceptor) f.dashboard_acceptor->close();
+        for (auto& c : f.dashboard_clients) c->end(websocket::close_code::going_away);
         for (auto& node : f.nodes) {
             if (node->acceptor) node->acceptor->close();
             node->room.notify();
@@ -457,6 +508,10 @@ std::uint16_t Fleet::metrics_port() const {
     return impl_->metrics_acceptor ? impl_->metrics_acceptor->local_endpoint().port() : 0;
 }
 
+std::uint16_t Fleet::dashboard_port() const {
+    return impl_->dashboard_acceptor ? impl_->dashboard_acceptor->local_endpoint().port() : 0;
+}
+
 namespace {
 NodeRt* runtime_of(FleetCore& f, int node) {
     for (auto& n : f.nodes)
@@ -498,6 +553,71 @@ std::uint64_t Fleet::received(int node, std::string_view channel) const {
 int Fleet::pin_level(int node, int pin) const {
     const NodeRt* n = runtime_of(*impl_, node);
     return n ? n->interp.read_pin(pin) : 0;
+}
+
+// ---- meshrun drive ------------------------------------------------------------
+
+namespace {
+
+template<class Stream>
+task<void> post_pin(Stream& stream, const std::string& host, const std::string& target, std::string body,
+                    const std::string& token, HttpAnswer& out) {
+    http::request<http::string_body> req{http::verb::post, target, 11};
+    req.set(http::field::host, host);
+    req.set(http::field::user_agent, "meshrun drive");
+    req.set(http::field::content_type, "text/plain");
+    if (!token.empty()) req.set(http::field::authorization, "Bearer " + token);
+    req.body() = std::move(body);
+    req.prepare_payload();
+    co_await http::async_write(stream, req, use);
+    beast::flat_buffer buffer;
+    http::response_parser<http::string_body> res;
+    res.body_limit(64 * 1024);
+    co_await http::async_read(stream, buffer, res, use);
+    out.status = static_cast<int>(res.get().result_int());
+    out.body = res.get().body();
+}
+
+task<void> drive_pin_task(const Graph& graph, std::string host, std::uint16_t port, bool tls, std::string target,
+                          std::string body, std::string token, HttpAnswer& out) {
+    const auto executor = co_await asio::this_coro::executor;
+    Resolver resolver(executor);
+    const std::string name = unbracket(host), service = std::to_string(port);
+    const auto found = co_await resolver.async_resolve(name, service, use);
+    TcpStream stream(executor);
+    stream.expires_after(std::chrono::seconds(10));
+    co_await stream.async_connect(found, use);
+    if (!tls) {
+        co_await post_pin(stream, host, target, std::move(body), token, out);
+        co_return;
+    }
+    ssl::context context = client_context(*graph.tls);
+    TlsStream secure(std::move(stream), context);
+    expect_host(secure, host);
+    co_await secure.async_handshake(ssl::stream_base::client, use);
+    co_await post_pin(secure, host, target, std::move(body), token, out);
+}
+
+}  // namespace
+
+HttpAnswer drive_pin_at(const Graph& graph, const std::string& host, std::uint16_t port, bool tls, const std::string& node,
+                        const std::string& pin, int level, const std::string& token) {
+    asio::io_context io{1};
+    HttpAnswer out;
+    std::string error;
+    asio::co_spawn(io, drive_pin_task(graph, host, port, tls, fmt::format("/pins/{}/{}", node, pin), std::to_string(level), token, out),
+                   [&error](std::exception_ptr e) {
+                       if (!e) return;
+                       try {
+                           std::rethrow_exception(e);
+                       } catch (const std::exception& x) {
+                           error = x.what();
+                       }
+                   });
+    io.run();
+    if (!error.empty())
+        throw std::runtime_error(fmt::format("cannot ask {}{}: {}", tls ? "https://" : "http://", host_port(host, port), error));
+    return out;
 }
 
 // ---- meshrun ls ---------------------------------------------------------------

@@ -17,6 +17,12 @@
 
 namespace meshrun::engine {
 
+// The request's path, without its query.
+inline std::string_view path_of(const http::request<http::string_body>& req) {
+    const std::string_view target(req.target().data(), req.target().size());
+    return target.substr(0, target.find('?'));
+}
+
 template<class Stream>
 task<void> http_reply(Stream& stream, const http::request<http::string_body>& req, http::status status,
                       std::string content_type, std::string body) {
@@ -24,7 +30,8 @@ task<void> http_reply(Stream& stream, const http::request<http::string_body>& re
     res.set(http::field::server, "meshrun");
     res.set(http::field::content_type, content_type);
     res.keep_alive(false);
-    if (status == http::status::method_not_allowed) res.set(http::field::allow, "GET, HEAD");
+    if (status == http::status::method_not_allowed)
+        res.set(http::field::allow, path_of(req).starts_with("/pins/") ? "POST" : "GET, HEAD");
     res.body() = std::move(body);
     res.prepare_payload();
     if (req.method() == http::verb::head) res.body().clear();  // the length of what GET would send, no body
@@ -45,15 +52,16 @@ task<bool> read_request(Stream& stream, beast::flat_buffer& buffer, http::reques
     co_return !ec;
 }
 
-// The request's path, without its query.
-inline std::string_view path_of(const http::request<http::string_body>& req) {
-    const std::string_view target(req.target().data(), req.target().size());
-    return target.substr(0, target.find('?'));
+// Whether `given` is the fleet's token, and whether a request carries it (`Authorization:
+// Bearer TOKEN`; always true without a secret). Compared in constant time: the time taken
+// depends on the token's length only, never on how much of a guess is right.
+inline bool token_matches(const FleetCore& fleet, std::string_view given) {
+    const std::string& token = fleet.token;
+    unsigned char diff = given.size() == token.size() ? 0 : 1;
+    for (std::size_t i = 0; i < token.size(); ++i)
+        diff |= static_cast<unsigned char>((i < given.size() ? given[i] : 0) ^ token[i]);
+    return diff == 0;
 }
-
-// Whether a request carries the fleet's token (`Authorization: Bearer TOKEN`); always
-// true without a secret. Compared in constant time: the time taken depends on the
-// token's length only, never on how much of a guess is right.
 inline bool authorized(const FleetCore& fleet, const http::request<http::string_body>& req) {
     if (fleet.token.empty()) return true;
     const auto field = req.find(http::field::authorization);
@@ -64,11 +72,7 @@ inline bool authorized(const FleetCore& fleet, const http::request<http::string_
     for (std::size_t i = 0; i < scheme.size(); ++i)
         if (std::tolower(static_cast<unsigned char>(given[i])) != scheme[i]) return false;
     given.remove_prefix(scheme.size());
-    const std::string& token = fleet.token;
-    unsigned char diff = given.size() == token.size() ? 0 : 1;
-    for (std::size_t i = 0; i < token.size(); ++i)
-        diff |= static_cast<unsigned char>((i < given.size() ? given[i] : 0) ^ token[i]);
-    return diff == 0;
+    return token_matches(fleet, given);
 }
 
 // A request without the token: 401, logged with the peer's address (once, then summarised).
@@ -341,6 +345,40 @@ task<void> open_channel(NodeRt& node, Ws& ws, const http::request<http::string_b
 }
 
 // A client's HTTP request (over TCP or TLS), then, for a channel, its websocket.
+// POST /pins/NODE/PIN with the level ("0" or "1") as the body, on the dashboard's port or on a
+// node's own (`only`: that node's name; the pins of the others are theirs to drive).
+template<class Stream>
+task<void> drive_http(FleetCore& fleet, std::string_view only, Stream& stream, const http::request<http::string_body>& req,
+                      std::string_view path) {
+    std::string_view rest = path.substr(std::string_view("/pins/").size());
+    const auto slash = rest.find('/');
+    const std::string node(rest.substr(0, slash)), pin(slash == std::string_view::npos ? "" : rest.substr(slash + 1));
+    std::string body = req.body();
+    body.erase(0, body.find_first_not_of(" \t\r\n"));
+    body.erase(body.find_last_not_of(" \t\r\n") + 1);
+    http::status status = http::status::ok;
+    std::string answer;
+    if (req.method() != http::verb::post) {
+        status = http::status::method_not_allowed;
+        answer = "a pin is driven with POST, its level (0 or 1) as the body\n";
+    } else if (node.empty() || pin.empty() || pin.find('/') != std::string::npos) {
+        status = http::status::not_found;
+        answer = "drive a pin at /pins/NODE/PIN\n";
+    } else if (!only.empty() && node != only) {
+        status = http::status::not_found;
+        answer = fmt::format("this is node `{}`'s port: drive `{}`'s pins at its own, or on the dashboard's\n", only, node);
+    } else if (body != "0" && body != "1") {
+        status = http::status::bad_request;
+        answer = fmt::format("the body is the level, 0 or 1, not `{}`\n", body.substr(0, 40));
+    } else if (auto refused = fleet.drive(node, pin, body == "1" ? 1 : 0)) {
+        status = refused->status;
+        answer = refused->why + "\n";
+    } else {
+        answer = fmt::format("{}.{} = {}\n", node, pin, body);
+    }
+    co_await http_reply(stream, req, status, "text/plain", std::move(answer));
+}
+
 template<class Stream>
 task<void> serve_http(NodeRt& node, Stream& stream, const Peer& peer) {
     beast::flat_buffer buffer;
@@ -350,6 +388,10 @@ task<void> serve_http(NodeRt& node, Stream& stream, const Peer& peer) {
     const std::string_view path = path_of(req);
     if (path != "/healthz" && !authorized(node.fleet, req)) {
         co_await refuse_unauthorized(node.fleet, &node, stream, req, peer.address);
+        co_return;
+    }
+    if (path.starts_with("/pins/")) {
+        co_await drive_http(node.fleet, node.spec().name, stream, req, path);
         co_return;
     }
     const Source* channel = path.size() > 1 ? node.spec().channel(path.substr(1)) : nullptr;

@@ -11,6 +11,7 @@
 #include <catch2/catch.hpp>
 
 #include "meshrun/dsl/frontend.hpp"
+#include "build_paths.hpp"
 
 using namespace meshrun::dsl;
 namespace fs = std::filesystem;
@@ -51,7 +52,7 @@ std::string slurp(const fs::path& p) {
 }  // namespace
 
 TEST_CASE("every fail_*.mesh prints exactly its golden diagnostics", "[dsl][golden]") {
-    const fs::path dir = MESHRUN_TEST_DATA;
+    const fs::path dir = meshrun::build_paths::source("tests/dsl/data");
     const bool update = std::getenv("MESHRUN_UPDATE_GOLDEN") != nullptr;
     const auto names = files(dir, "fail_");
     REQUIRE(!names.empty());
@@ -68,7 +69,7 @@ TEST_CASE("every fail_*.mesh prints exactly its golden diagnostics", "[dsl][gold
 }
 
 TEST_CASE("every ok_*.mesh checks clean", "[dsl][golden]") {
-    const fs::path dir = MESHRUN_TEST_DATA;
+    const fs::path dir = meshrun::build_paths::source("tests/dsl/data");
     const auto names = files(dir, "ok_");
     REQUIRE(!names.empty());
     for (const auto& name : names) {
@@ -77,7 +78,7 @@ TEST_CASE("every ok_*.mesh checks clean", "[dsl][golden]") {
 }
 
 TEST_CASE("every topology in topologies/ checks clean", "[dsl][golden][topologies]") {
-    const fs::path dir = MESHRUN_TOPOLOGIES;
+    const fs::path dir = meshrun::build_paths::source("topologies");
     const auto names = files(dir, "");
     REQUIRE(names.size() >= 4);
     CHECK(std::find(names.begin(), names.end(), "arduino.mesh") != names.end());

@@ -12,6 +12,7 @@
 #include <catch2/catch.hpp>
 
 #include "meshrun/dsl/frontend.hpp"
+#include "build_paths.hpp"
 
 using namespace meshrun::dsl;
 namespace fs = std::filesystem;
@@ -190,7 +191,7 @@ TEST_CASE("meshrun check reports deep files with exit status 1, not a crash", "[
             std::ofstream(dir / name) << text;
             const fs::path err = dir / (std::string(name) + ".err");
             const std::string command =
-                std::string(MESHRUN_BINARY) + " check " + (dir / name).string() + " >/dev/null 2>" + err.string();
+                std::string(meshrun::build_paths::meshrun) + " check " + (dir / name).string() + " >/dev/null 2>" + err.string();
             const int status = std::system(command.c_str());
             REQUIRE(WIFEXITED(status));
             CHECK(WEXITSTATUS(status) == 1);

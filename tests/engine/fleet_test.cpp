@@ -13,6 +13,7 @@
 #include "meshrun/drivers/sim.hpp"
 #include "meshrun/dsl/frontend.hpp"
 #include "meshrun/engine/runtime.hpp"
+#include "build_paths.hpp"
 
 using namespace meshrun;
 
@@ -33,7 +34,7 @@ std::uint16_t free_port() {
 engine::Graph arduino() {
     dsl::SourceManager sm;
     dsl::Diagnostics diags;
-    auto compiled = dsl::compile_file(std::string(MESHRUN_TOPOLOGIES) + "/arduino.mesh", sm, diags);
+    auto compiled = dsl::compile_file(build_paths::source("topologies/arduino.mesh").string(), sm, diags);
     REQUIRE_FALSE(diags.has_errors());
     return engine::lower(compiled.program);
 }

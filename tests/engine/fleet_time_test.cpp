@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "manual_clock.hpp"
+#include "build_paths.hpp"
 #include "meshrun/drivers/sim.hpp"
 #include "meshrun/dsl/frontend.hpp"
 #include "meshrun/engine/runtime.hpp"
@@ -92,7 +93,7 @@ constexpr std::uint16_t closed_port = 1;
 }  // namespace
 
 TEST_CASE("the arduino run tells its observers every message, firing, write and acknowledgement", "[engine][observer]") {
-    const engine::Graph graph = compile(std::string(MESHRUN_TOPOLOGIES) + "/arduino.mesh", "");
+    const engine::Graph graph = compile(build_paths::source("topologies/arduino.mesh").string(), "");
     ManualClock clock;
     Record record(clock);
     Quiet log;

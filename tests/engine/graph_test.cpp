@@ -15,6 +15,7 @@
 
 #include "meshrun/dsl/frontend.hpp"
 #include "meshrun/engine/graph.hpp"
+#include "build_paths.hpp"
 
 using namespace meshrun::engine;
 namespace dsl = meshrun::dsl;
@@ -41,7 +42,7 @@ std::string slurp(const fs::path& p) {
 
 std::vector<fs::path> topologies() {
     std::vector<fs::path> out;
-    for (const auto& e : fs::directory_iterator(MESHRUN_TOPOLOGIES))
+    for (const auto& e : fs::directory_iterator(meshrun::build_paths::source("topologies")))
         if (e.is_regular_file() && e.path().extension() == ".mesh") out.push_back(e.path());
     std::sort(out.begin(), out.end());
     return out;
@@ -136,7 +137,7 @@ void check_resolved(const Graph& graph) {
 }  // namespace
 
 TEST_CASE("arduino.mesh lowers to its three nodes with every name resolved", "[engine]") {
-    const Graph graph = lowered(fs::path(MESHRUN_TOPOLOGIES) / "arduino.mesh");
+    const Graph graph = lowered(meshrun::build_paths::source("topologies/arduino.mesh"));
     CHECK(graph.name == "arduino");
     REQUIRE(graph.nodes.size() == 3);
     CHECK(graph.find("clock") == 0);
@@ -223,8 +224,8 @@ TEST_CASE("arduino.mesh lowers to its three nodes with every name resolved", "[e
 }
 
 TEST_CASE("arduino.mesh draws exactly its golden DOT and Mermaid drawings", "[engine][golden]") {
-    const Graph graph = lowered(fs::path(MESHRUN_TOPOLOGIES) / "arduino.mesh");
-    const fs::path dir = MESHRUN_ENGINE_DATA;
+    const Graph graph = lowered(meshrun::build_paths::source("topologies/arduino.mesh"));
+    const fs::path dir = meshrun::build_paths::source("tests/engine/data");
     const bool update = std::getenv("MESHRUN_UPDATE_GOLDEN") != nullptr;
     const std::string dot = to_dot(graph);
     const std::string mermaid = to_mermaid(graph);
@@ -348,7 +349,7 @@ TEST_CASE("a node at any free port (`at :0`) is drawn as such", "[engine]") {
 }
 
 TEST_CASE("rule guards are drawn as written", "[engine]") {
-    const Graph graph = lowered(fs::path(MESHRUN_TOPOLOGIES) / "greenhouse.mesh");
+    const Graph graph = lowered(meshrun::build_paths::source("topologies/greenhouse.mesh"));
     const std::string dot = to_dot(graph);
     CHECK(dot.find("label=\"on temperature when value < 18\"") != std::string::npos);
     CHECK(dot.find("label=\"on temperature when value <= 21 and fan == 1\"") != std::string::npos);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "tls.hpp"
+#include "build_paths.hpp"
 
 using namespace meshrun::engine;
 using Catch::Matchers::Contains;
@@ -27,7 +28,7 @@ struct Certs {
         std::string name = (fs::temp_directory_path() / "meshrun-tls-XXXXXX").string();
         if (::mkdtemp(name.data()) == nullptr) throw std::runtime_error("cannot make a temporary directory");
         dir = name;
-        const std::string command = fmt::format("timeout 60 bash '{}' '{}' >&2", MESHRUN_MAKE_CERTS, dir.string());
+        const std::string command = fmt::format("timeout 60 bash '{}' '{}' >&2", meshrun::build_paths::source("tests/lib/make_certs.sh").string(), dir.string());
         if (std::system(command.c_str()) != 0) throw std::runtime_error("tests/lib/make_certs.sh failed: " + command);
     }
     ~Certs() {

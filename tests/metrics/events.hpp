@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "build_paths.hpp"
 #include "meshrun/dsl/frontend.hpp"
 #include "meshrun/engine/graph.hpp"
 #include "meshrun/engine/observer.hpp"
@@ -16,11 +17,11 @@ using engine::LinkState;
 using engine::Micros;
 using engine::Observer;
 
-// The arduino topology (MESHRUN_TOPOLOGIES/arduino.mesh), compiled and lowered; empty on errors.
+// The arduino topology (topologies/arduino.mesh), compiled and lowered; empty on errors.
 inline Graph arduino_graph() {
     dsl::SourceManager sm;
     dsl::Diagnostics diags;
-    auto compiled = dsl::compile_file(std::string(MESHRUN_TOPOLOGIES) + "/arduino.mesh", sm, diags);
+    auto compiled = dsl::compile_file(build_paths::source("topologies/arduino.mesh").string(), sm, diags);
     if (diags.has_errors()) return {};
     return engine::lower(compiled.program);
 }

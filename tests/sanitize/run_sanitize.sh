@@ -6,9 +6,10 @@
 #
 # Configures SOURCE_DIR in BUILD_DIR with -DMESHRUN_SANITIZE=ON (see the top-level
 # CMakeLists.txt), builds it, and runs its tests but those labelled fuzz (libFuzzer builds its own
-# sanitized target), bench (timings, not correctness), sanitize (this test) and hw (the VM gets a
-# copy of the meshrun binary, which must be static, and a sanitized one cannot be) and package (the
-# packages are builds of their own, not of this tree, and would be built again here). Exits 0 when
+# sanitized target), bench (timings, not correctness: the benchmarks are not even built), sanitize
+# (this test), hw (the VM gets a copy of the meshrun binary, which must be static, and a sanitized
+# one cannot be) and package (the packages are builds of their own, not of this tree, and would be
+# built again here). Exits 0 when
 # every test passed and no sanitizer reported anything; 1 otherwise, with the failing tests'
 # output and each report; 77 (ctest's SKIP) when this toolchain cannot build or run a sanitized
 # program.
@@ -52,7 +53,7 @@ fi
 
 echo "sanitize: configuring and building $src in $build"
 if ! cmake -S "$src" -B "$build" -G "$generator" -DCMAKE_BUILD_TYPE=Release -DMESHRUN_SANITIZE=ON \
-        -DMESHRUN_BUILD_TESTS=ON >"$build/configure.log" 2>&1; then
+        -DMESHRUN_BUILD_TESTS=ON -DMESHRUN_BUILD_BENCH=OFF >"$build/configure.log" 2>&1; then
     tail -n 30 "$build/configure.log"
     echo "sanitize: configuring failed (log: $build/configure.log)"
     exit 1

@@ -82,6 +82,8 @@ struct FleetOptions {
     // Also serve the whole process's /metrics and /healthz here: PORT (on 127.0.0.1) or
     // ADDR:PORT ([ADDR]:PORT for IPv6); port 0: a free one.
     std::optional<std::string> metrics;
+    // Serve the dashboard (docs/dashboard.md) here: PORT (on 127.0.0.1) or ADDR:PORT as --metrics.
+    std::optional<std::string> dashboard;
     // Keep each node's outbox and what it fired in DIR/NODE.state, so that a restart
     // loses nothing and fires nothing twice (docs/delivery.md); none: in memory only.
     std::optional<std::string> state_dir;
@@ -113,6 +115,16 @@ struct RegistryListing {
     std::vector<Entry> entries;  // in key order
 };
 RegistryListing list_registry(const Graph& graph);
+
+// `meshrun drive`: POST /pins/NODE/PIN with the level to HOST:PORT (a node's port, or a
+// --dashboard's), over TLS with the file's `tls` when `tls`, with `token` when not empty. What it
+// answered; throws std::runtime_error with the reason when nothing did.
+struct HttpAnswer {
+    int status = 0;
+    std::string body;
+};
+HttpAnswer drive_pin_at(const Graph& graph, const std::string& host, std::uint16_t port, bool tls, const std::string& node,
+                        const std::string& pin, int level, const std::string& token);
 
 class Fleet {
 public:
@@ -148,6 +160,7 @@ public:
     std::uint16_t port(int node) const;       // the port a node listens on (0: none)
     std::string address(int node) const;      // where it listens: `127.0.0.1:9001`, `[::1]:9001` ("": nowhere)
     std::uint16_t metrics_port() const;       // the --metrics port (0: none)
+    std::uint16_t dashboard_port() const;     // the --dashboard port (0: none)
     std::string status_json(int node) const;  // the node's `GET /` page
     // Runs `fn` on the fleet's thread.
     void post(std::function<void()> fn);
