@@ -56,10 +56,17 @@ DOM = """(() => {
           page: window.meshrunDashboard};
 })()"""
 
-# Counts the frames the page draws and its long tasks (over 50 ms of main thread), from before its
-# own script runs.
+# Counts the frames the page draws and its long tasks (over 50 ms of main thread), and records every
+# level each pin shows (nothing missed between two looks), from before the page's own script runs.
 PROBE = """
-window.meshrunProbe = {frames: 0, longTasks: 0, longTaskMs: 0};
+window.meshrunProbe = {frames: 0, longTasks: 0, longTaskMs: 0, levels: {}};
+new MutationObserver((records) => {
+  for (const r of records) {
+    const levels = (window.meshrunProbe.levels[r.target.dataset.pin] ||= []);
+    const level = r.target.dataset.level;
+    if (levels[levels.length - 1] !== level) levels.push(level);
+  }
+}).observe(document, {subtree: true, attributes: true, attributeFilter: ["data-level"]});
 (function frame() { window.meshrunProbe.frames++; requestAnimationFrame(frame); })();
 try {
   new PerformanceObserver((list) => {
@@ -84,16 +91,20 @@ class Fleet:
         with open(self.log_path, errors="replace") as f:
             return f.read()
 
+    def tail(self):
+        """The log's last lines, for a failure's message."""
+        return "\n".join(self.log()[-3000:].splitlines()[1:])
+
     def port_of(self, pattern, what):
         """The port the first log line matching `pattern` (its group 1) says."""
         def found():
-            expect(self.proc.poll() is None, f"meshrun up ended ({self.proc.returncode}) before {what}:\n{self.log()}")
+            expect(self.proc.poll() is None, f"meshrun up ended ({self.proc.returncode}) before {what}:\n{self.tail()}")
             m = re.search(pattern, self.log())
             return m and int(m.group(1))
         try:
             return wait_for(what, found, STEP)
         except CheckFailed as e:
-            raise CheckFailed(e if self.proc.poll() is not None else f"{e}:\n{self.log()}") from None
+            raise CheckFailed(e if self.proc.poll() is not None else f"{e}:\n{self.tail()}") from None
 
     def dashboard_url(self):
         port = self.port_of(r"dashboard on http://127\.0\.0\.1:(\d+)/", "the line `dashboard on http://...`")
@@ -130,13 +141,16 @@ class Case:
         self.fleet = None
         self.page = None
 
-    def start(self, mesh, *more, env=None, probe=False):
+    def start(self, mesh, *more, env=None):
         self.fleet = Fleet(self.meshrun, mesh, *more, env=env)
         self.url = self.fleet.dashboard_url()
         self.page = self.browser.new_page()
-        if probe:
-            self.page.add_script(PROBE)
+        self.page.add_script(PROBE)
         self.page.navigate(self.url)
+
+    def levels(self, pin):
+        """Every level the page showed for `pin`, in order ("" before the first state)."""
+        return self.page.evaluate(f"window.meshrunProbe.levels[{pin!r}] || []")
 
     def dom(self):
         return self.page.evaluate(DOM)
@@ -210,16 +224,16 @@ def arduino(case):
         signal_counts = sorted({int(d["channels"]["buzzer.signal"]) for d in history})
         expect(last["channels"] == {"iopin.datafeed": "5", "buzzer.signal": "15"},
                f"counts at the end: {last['channels']}; datafeed took {datafeed}, signal {signal_counts}")
-        expect(len(datafeed) >= 3 and len(signal_counts) >= 3,
-               f"the counts did not rise step by step: datafeed took {datafeed}, signal {signal_counts}")
+        expect(len(datafeed) >= 2 and len(signal_counts) >= 2,
+               f"the counts did not rise while the page looked: datafeed took {datafeed}, signal {signal_counts}")
         expect(last["links"] == {"clock.0": "up", "iopin.0": "up"}, f"links: {last['links']}")
         fired = sorted({int(d["rules"]["iopin.0"]) for d in history})
-        expect(last["rules"]["iopin.0"] == "5" and len(fired) >= 3, f"iopin's rule fired {fired}")
+        expect(last["rules"]["iopin.0"] == "5" and len(fired) >= 2, f"iopin's rule fired {fired}")
         expect(int(last["rules"]["buzzer.0"]) + int(last["rules"]["buzzer.1"]) == 15, f"buzzer's rules: {last['rules']}")
-        horn = {d["pins"]["buzzer.horn"] for d in history}
-        led = {d["pins"]["iopin.led"] for d in history}
-        expect({"0", "1"} <= horn, f"buzzer.horn took only {horn}")
-        expect({"0", "1"} <= led, f"iopin.led took only {led}")
+        # With --seed 1 the last of each tick's 3 levels is 0 1 1 0 1: the page shows both.
+        horn, led = case.levels("buzzer.horn"), case.levels("iopin.led")
+        expect({"0", "1"} <= set(horn), f"buzzer.horn showed {horn}")
+        expect({"0", "1"} <= set(led), f"iopin.led showed {led}")
         page = last["page"]
         expect(page["totals"]["messages"] == 20 and page["seq"] >= 5, f"window.meshrunDashboard: {page}")
         case.no_errors()
@@ -249,11 +263,12 @@ def doorbell(case):
 
     def click():
         case.page.click("[data-pin='porch.button']")
-        solenoid = set()
         def rang(d):
-            solenoid.add(d["pins"]["chime.solenoid"])
-            return d["channels"]["chime.ring"] == "1" and "1" in solenoid and d["pins"]["porch.lamp"] == "1"
+            return (d["channels"]["chime.ring"] == "1" and "1" in case.levels("chime.solenoid")
+                    and d["pins"]["porch.lamp"] == "1")
         dom = case.wait_dom("the chime rung: ring counts 1, solenoid 1, the porch lamp 1", rang)
+        # The strike: 1, 0 after 150 ms, 1 at 600 ms, 0 at 750 ms.
+        wait_for("the solenoid's two strikes", lambda: case.levels("chime.solenoid")[-4:] == ["1", "0", "1", "0"], STEP)
         expect(dom["pins"]["porch.button"] == "0", f"porch.button: {dom['pins']['porch.button']}")
         expect(dom["rules"]["porch.0"] == "1", f"porch's rule fired {dom['rules']['porch.0']} times")
         expect(dom["links"]["porch.0"] == "up", f"porch's link: {dom['links']}")
@@ -273,8 +288,9 @@ def load(case):
     samples = []
 
     def run():
-        case.start(os.path.join(HERE, "load.mesh"), "--metrics", "0", probe=True)
-        metrics = case.fleet.port_of(r"metrics on port (\d+)", "the line `...; metrics on port N`")
+        case.start(os.path.join(HERE, "load.mesh"), "--metrics", "0")
+        metrics = case.fleet.port_of(r"metrics of every node here on http://127\.0\.0\.1:(\d+)/metrics",
+                                     "the line `metrics of every node here on http://...`")
         case.wait_dom("the graph", connected)
         # Every 200 ms until the counts stop: the page's figures and its frames.
         last_change, last_total = time.monotonic(), -1
@@ -309,15 +325,18 @@ def load(case):
 
     def smooth():
         busy = [s for s in samples if s["page"]["rates"]["messages"] >= 600]
+        expect(len(busy) >= 2, "no time under load to measure")
         first, last = busy[0], busy[-1]
         seconds = (last["now"] - first["now"]) / 1000
         fps = (last["probe"]["frames"] - first["probe"]["frames"]) / seconds
         renders = (last["page"]["frames"] - first["page"]["frames"]) / seconds
-        print(f"      under load: {fps:.0f} frames/s, the page rendered {renders:.0f} times/s, "
-              f"long tasks {last['probe']['longTasks']} ({last['probe']['longTaskMs']:.0f} ms)", flush=True)
+        long_tasks = last["probe"]["longTasks"] - first["probe"]["longTasks"]
+        long_ms = last["probe"]["longTaskMs"] - first["probe"]["longTaskMs"]
+        print(f"      under load ({seconds:.1f} s): {fps:.0f} frames/s, the page rendered {renders:.0f} times/s, "
+              f"{long_tasks} long tasks ({long_ms:.0f} ms)", flush=True)
         expect(fps >= 30, f"{fps:.0f} frames/s under load: the main thread was starved")
-        expect(renders <= 26, f"the page rendered {renders:.0f} times/s: not once a state")
-        expect(last["probe"]["longTaskMs"] < 500, f"long tasks: {last['probe']}")
+        expect(renders <= 26, f"the page rendered {renders:.0f} times/s: more often than it had states")
+        expect(long_ms < 0.1 * seconds * 1000, f"{long_tasks} long tasks under load, {long_ms:.0f} ms in {seconds:.1f} s")
         case.no_errors()
         case.screenshot("load.png")
 
