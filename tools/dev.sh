@@ -26,6 +26,7 @@ packages=(
   libssl-dev openssl ca-certificates                 # TLS: OpenSSL, the tests' certificates, the system's authorities
   etcd-server etcd-client                            # tests: a private etcd (3.4) for discovery
   systemd man-db groff-base mandoc                   # tests: the unit, sysusers, the man page
+  chromium fonts-dejavu-core                         # tests: the dashboard in a browser (headless, DevTools)
 )
 package_arches=(amd64 arm64 armhf)
 # The packages: CPack's dpkg tools, lintian, qemu-user-static to run arm binaries, debootstrap for
