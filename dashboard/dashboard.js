@@ -266,7 +266,7 @@
 
   function draw() {
     const columnsEl = $("columns");
-    columnsEl.replaceChildren();
+    for (const column of columnsEl.querySelectorAll(".column")) column.remove();
     for (const old of $("wires").querySelectorAll(".wire")) old.remove();
     $("mesh").textContent = graph.mesh || "";
     document.title = graph.mesh ? `${graph.mesh} · meshrun` : "meshrun";
