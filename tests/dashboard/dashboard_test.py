@@ -235,7 +235,8 @@ def arduino(case):
         expect({"0", "1"} <= set(horn), f"buzzer.horn showed {horn}")
         expect({"0", "1"} <= set(led), f"iopin.led showed {led}")
         page = last["page"]
-        expect(page["totals"]["messages"] == 20 and page["seq"] >= 5, f"window.meshrunDashboard: {page}")
+        # Updates are sent only while a page is open: a tick before the page connected is in its first state.
+        expect(page["totals"]["messages"] == 20 and page["seq"] >= 2, f"window.meshrunDashboard: {page}")
         case.no_errors()
 
     def shot():
