@@ -8,8 +8,9 @@
 # CMakeLists.txt), builds it, and runs its tests but those labelled fuzz (libFuzzer builds its own
 # sanitized target), bench (timings, not correctness: the benchmarks are not even built), sanitize
 # (this test), hw (the VM gets a copy of the meshrun binary, which must be static, and a sanitized
-# one cannot be) and package (the packages are builds of their own, not of this tree, and would be
-# built again here). Exits 0 when
+# one cannot be), package (the packages are builds of their own, not of this tree, and would be
+# built again here) and dashboard (the page in a browser, with its frame rates: the dashboard's
+# server is tested here by the wire tests). Exits 0 when
 # every test passed and no sanitizer reported anything; 1 otherwise, with the failing tests'
 # output and each report; 77 (ctest's SKIP) when this toolchain cannot build or run a sanitized
 # program.
@@ -74,9 +75,9 @@ export ASAN_OPTIONS="log_path=$reports/asan:detect_leaks=1:check_initialization_
 export UBSAN_OPTIONS="log_path=$reports/ubsan:print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
 export LSAN_OPTIONS="suppressions=$here/lsan.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 
-echo "sanitize: running the tests (ctest -LE \"fuzz|bench|sanitize|hw|package\")"
+echo "sanitize: running the tests (ctest -LE \"fuzz|bench|sanitize|hw|package|dashboard\")"
 log=$build/ctest.log
-(cd "$build" && ctest --output-on-failure -j "$jobs" -LE "fuzz|bench|sanitize|hw|package") >"$log" 2>&1
+(cd "$build" && ctest --output-on-failure -j "$jobs" -LE "fuzz|bench|sanitize|hw|package|dashboard") >"$log" 2>&1
 status=$?
 elapsed=$(( $(date +%s) - start ))
 
