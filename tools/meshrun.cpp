@@ -527,11 +527,11 @@ int run_drive(const std::string& file, const std::string& assignment, const std:
                     "runs it, --to ADDR:PORT of its --dashboard\n", node_name);
         return exit_usage;
     }
-    if (host.empty()) host = "127.0.0.1";
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
     char* end = nullptr;
     const unsigned long port = std::strtoul(port_text.c_str(), &end, 10);
-    if ((scheme != "" && scheme != "http" && scheme != "https") || port_text.empty() || *end != '\0' || port == 0 ||
-        port > 65535) {
+    if ((scheme != "" && scheme != "http" && scheme != "https") || host.empty() || port_text.empty() || *end != '\0' ||
+        port == 0 || port > 65535) {
         print_error("--to `{}`: write HOST:PORT, http://HOST:PORT or https://HOST:PORT\n", to);
         return exit_usage;
     }
@@ -562,10 +562,15 @@ int run_drive(const std::string& file, const std::string& assignment, const std:
     }
     std::string body = answer.body;
     while (!body.empty() && (body.back() == '\n' || body.back() == '\r')) body.pop_back();
+    const bool v6 = host.find(':') != std::string::npos;
+    const std::string address = fmt::format("{}{}{}:{}", v6 ? "[" : "", host, v6 ? "]" : "", port);
+    if (answer.server != "meshrun") {
+        print_error("{} is not a meshrun node or dashboard: it answered HTTP {} without meshrun's Server header\n",
+                    address, answer.status);
+        return exit_errors;
+    }
     if (answer.status != 200) {
-        const bool v6 = host.find(':') != std::string::npos && host.front() != '[';
-        print_error("{}{}{}:{} refused: {} (HTTP {})\n", v6 ? "[" : "", host, v6 ? "]" : "", port,
-                    engine::escape_controls(body), answer.status);
+        print_error("{} refused: {} (HTTP {})\n", address, engine::escape_controls(body), answer.status);
         return exit_errors;
     }
     fmt::print("{}\n", engine::escape_controls(body));

@@ -24,7 +24,7 @@ struct DashboardClient {
     std::deque<std::string> replies;             // `drove` answers, first
     std::shared_ptr<const std::string> update;   // the update not yet written, shared by every client
     bool behind = false;                         // it skipped an update: the whole state next
-    std::optional<websocket::close_code> close;  // set: close the socket with this code and stop
+    std::optional<websocket::close_reason> close;  // set: close the socket with this and stop
 
     // A new update: taken if the last one went out, else skipped for the whole state later.
     void offer(const std::shared_ptr<const std::string>& next) {
@@ -36,8 +36,8 @@ struct DashboardClient {
         }
         wake.notify();
     }
-    void end(websocket::close_code code) {
-        if (!close) close = code;
+    void end(websocket::close_reason why) {
+        if (!close) close = std::move(why);
         wake.notify();
     }
 };
@@ -67,18 +67,18 @@ inline task<void> write_dashboard(FleetCore& fleet, std::shared_ptr<DashboardCli
     }
 }
 
-// The answer to one message of the page: `drive` only.
+// The answer to one message of the page: `drove` to a drive (with its id), `error` to anything else.
 inline std::string dashboard_answer(FleetCore& fleet, std::string_view text) {
     const auto message = nlohmann::json::parse(text, nullptr, false);
-    nlohmann::json answer = {{"type", "drove"}};
-    if (!message.is_object() || message.value("type", "") != "drive" || !message.contains("node") ||
-        !message["node"].is_string() || !message.contains("pin") || !message["pin"].is_string() ||
-        !message.contains("level") || !message["level"].is_number_integer()) {
+    const bool drive = message.is_object() && message.value("type", "") == "drive";
+    nlohmann::json answer = {{"type", drive ? "drove" : "error"}};
+    if (message.is_object() && message.contains("id")) answer["id"] = message["id"];
+    if (!drive || !message.contains("node") || !message["node"].is_string() || !message.contains("pin") ||
+        !message["pin"].is_string() || !message.contains("level") || !message["level"].is_number_integer()) {
         answer["ok"] = false;
         answer["error"] = R"(expected {"type": "drive", "node": NAME, "pin": NAME, "level": 0 or 1})";
-        return answer.dump();
+        return answer.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     }
-    if (message.contains("id")) answer["id"] = message["id"];
     const auto refused = fleet.drive(message["node"].get<std::string>(), message["pin"].get<std::string>(),
                                      message["level"].get<int>());
     answer["ok"] = !refused;
@@ -107,11 +107,10 @@ inline task<void> open_dashboard(FleetCore& fleet, TcpStream stream, const http:
     beast::flat_buffer buffer;
     co_await c->ws.async_read(buffer, asio::redirect_error(use, ec));
     if (ec) co_return;
-    beast::get_lowest_layer(c->ws).expires_never();
-    auto timeouts = websocket::stream_base::timeout::suggested(beast::role_type::server);
-    timeouts.idle_timeout = std::chrono::duration_cast<std::chrono::seconds>(fleet.graph.limits.idle);
-    c->ws.set_option(timeouts);
     if (!hello_authorized(fleet, beast::buffers_to_string(buffer.data()))) {
+        // Denied, and gone within a second whether or not the client answers the close: a crowd
+        // of them cannot hold the dashboard's connections.
+        beast::get_lowest_layer(c->ws).expires_after(std::chrono::seconds(1));
         const bool secret = !fleet.token.empty();
         const std::string why = secret ? "no token, or a wrong one" : "the first message was not a hello";
         if (secret) {
@@ -124,6 +123,10 @@ inline task<void> open_dashboard(FleetCore& fleet, TcpStream stream, const http:
         if (!ec) co_await c->ws.async_close(websocket::close_code::policy_error, asio::redirect_error(use, ec));
         co_return;
     }
+    beast::get_lowest_layer(c->ws).expires_never();
+    auto timeouts = websocket::stream_base::timeout::suggested(beast::role_type::server);
+    timeouts.idle_timeout = std::chrono::duration_cast<std::chrono::seconds>(fleet.graph.limits.idle);
+    c->ws.set_option(timeouts);
     std::vector<std::string> addresses(fleet.graph.nodes.size());
     std::vector<bool> simulated(fleet.graph.nodes.size());
     for (std::size_t n = 0; n < fleet.graph.nodes.size(); ++n) {
@@ -140,7 +143,7 @@ inline task<void> open_dashboard(FleetCore& fleet, TcpStream stream, const http:
         co_await c->ws.async_read(buffer, asio::redirect_error(use, ec));
         if (ec) break;
         if (c->replies.size() >= max_dashboard_replies) {
-            c->end(websocket::close_code::policy_error);  // drives sent faster than their answers are read
+            c->end({websocket::close_code::policy_error, "drives sent faster than their answers are read"});
             break;
         }
         c->replies.push_back(dashboard_answer(fleet, beast::buffers_to_string(buffer.data())));
@@ -155,6 +158,36 @@ inline task<void> open_dashboard(FleetCore& fleet, TcpStream stream, const http:
     }
 }
 
+// Why the dashboard does not answer a request that may come from a page of another site: one
+// with a foreign Origin, or one for a Host that is no name of this machine (a name of the
+// attacker's, made to resolve to this machine: DNS rebinding). An IP address, `localhost`, this
+// machine's host name (and NAME.local) and the --dashboard address as written are this machine's.
+inline std::optional<std::string> foreign_request(const FleetCore& fleet, const http::request<http::string_body>& req) {
+    if (foreign_origin(req)) return std::string("a page of another site cannot use the dashboard");
+    const auto field = req.find(http::field::host);
+    if (field == req.end()) return std::nullopt;  // HTTP/1.0, curl --http1.0: not a browser
+    std::string host(field->value().data(), field->value().size());
+    if (!host.empty() && host.front() == '[') {
+        host = host.substr(1, host.find(']') - 1);
+    } else if (const auto colon = host.rfind(':'); colon != std::string::npos) {
+        host.resize(colon);
+    }
+    std::transform(host.begin(), host.end(), host.begin(), [](unsigned char c) { return std::tolower(c); });
+    beast::error_code ec;
+    (void)asio::ip::make_address(host, ec);
+    if (!ec || host == "localhost") return std::nullopt;
+    char name[256] = {};
+    ::gethostname(name, sizeof name - 1);
+    std::string own(name);
+    std::transform(own.begin(), own.end(), own.begin(), [](unsigned char c) { return std::tolower(c); });
+    std::string written = fleet.options.dashboard.value_or("");
+    written = written.substr(0, written.rfind(':'));
+    std::transform(written.begin(), written.end(), written.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (host == own || host == own + ".local" || host == written) return std::nullopt;
+    return fmt::format("the dashboard answers for this machine's addresses and names (localhost, {}), not for `{}`",
+                       own, host);
+}
+
 inline task<void> serve_dashboard(FleetCore& fleet, Socket socket) {
     TcpStream stream(std::move(socket));
     beast::flat_buffer buffer;
@@ -165,6 +198,10 @@ inline task<void> serve_dashboard(FleetCore& fleet, Socket socket) {
     const auto remote = stream.socket().remote_endpoint(ec);
     const std::string peer = ec ? std::string("?") : host_port(remote.address().to_string(), remote.port());
     const std::string_view path = path_of(req);
+    if (const auto refused = foreign_request(fleet, req)) {
+        co_await http_reply(stream, req, http::status::forbidden, "text/plain", *refused + "\n");
+        co_return;
+    }
     if (path == "/live" && websocket::is_upgrade(req)) {
         co_await open_dashboard(fleet, std::move(stream), req, peer);
         co_return;

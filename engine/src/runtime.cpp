@@ -560,10 +560,10 @@ int Fleet::pin_level(int node, int pin) const {
 namespace {
 
 template<class Stream>
-task<void> post_pin(Stream& stream, const std::string& host, const std::string& target, std::string body,
+task<void> post_pin(Stream& stream, const std::string& host, std::uint16_t port, const std::string& target, std::string body,
                     const std::string& token, HttpAnswer& out) {
     http::request<http::string_body> req{http::verb::post, target, 11};
-    req.set(http::field::host, host);
+    req.set(http::field::host, host_port(host, port));
     req.set(http::field::user_agent, "meshrun drive");
     req.set(http::field::content_type, "text/plain");
     if (!token.empty()) req.set(http::field::authorization, "Bearer " + token);
@@ -576,6 +576,8 @@ task<void> post_pin(Stream& stream, const std::string& host, const std::string& 
     co_await http::async_read(stream, buffer, res, use);
     out.status = static_cast<int>(res.get().result_int());
     out.body = res.get().body();
+    const auto server = res.get()[http::field::server];
+    out.server.assign(server.data(), server.size());
 }
 
 task<void> drive_pin_task(const Graph& graph, std::string host, std::uint16_t port, bool tls, std::string target,
@@ -588,14 +590,14 @@ task<void> drive_pin_task(const Graph& graph, std::string host, std::uint16_t po
     stream.expires_after(std::chrono::seconds(10));
     co_await stream.async_connect(found, use);
     if (!tls) {
-        co_await post_pin(stream, host, target, std::move(body), token, out);
+        co_await post_pin(stream, host, port, target, std::move(body), token, out);
         co_return;
     }
     ssl::context context = client_context(*graph.tls);
     TlsStream secure(std::move(stream), context);
     expect_host(secure, host);
     co_await secure.async_handshake(ssl::stream_base::client, use);
-    co_await post_pin(secure, host, target, std::move(body), token, out);
+    co_await post_pin(secure, host, port, target, std::move(body), token, out);
 }
 
 }  // namespace
@@ -610,6 +612,10 @@ HttpAnswer drive_pin_at(const Graph& graph, const std::string& host, std::uint16
                        if (!e) return;
                        try {
                            std::rethrow_exception(e);
+                       } catch (const boost::system::system_error& x) {
+                           error = x.code().category() == http::make_error_code(http::error::bad_version).category()
+                                       ? fmt::format("it did not answer in HTTP ({})", x.code().message())
+                                       : x.code().message();
                        } catch (const std::exception& x) {
                            error = x.what();
                        }

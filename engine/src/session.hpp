@@ -47,7 +47,9 @@ task<bool> read_request(Stream& stream, beast::flat_buffer& buffer, http::reques
     beast::error_code ec;
     beast::get_lowest_layer(stream).expires_after(limit);
     co_await http::async_read(stream, buffer, req, asio::redirect_error(use, ec));
-    if (ec == http::error::header_limit || ec == http::error::body_limit || ec == http::error::buffer_overflow)
+    if (ec == http::error::body_limit)
+        co_await http_reply(stream, req, http::status::payload_too_large, "text/plain", "request body too large\n");
+    else if (ec == http::error::header_limit || ec == http::error::buffer_overflow)
         co_await http_reply(stream, req, http::status::request_header_fields_too_large, "text/plain", "request too large\n");
     co_return !ec;
 }
@@ -73,6 +75,20 @@ inline bool authorized(const FleetCore& fleet, const http::request<http::string_
         if (std::tolower(static_cast<unsigned char>(given[i])) != scheme[i]) return false;
     given.remove_prefix(scheme.size());
     return token_matches(fleet, given);
+}
+
+// Whether a request comes from a page of another site: its Origin (a browser sends one on every
+// websocket and cross-site POST) is not this server's own, the one its Host names. Such requests
+// are refused, so that a web page open in a browser on this machine can neither read the dashboard
+// nor drive a pin; clients that are no browser send no Origin.
+inline bool foreign_origin(const http::request<http::string_body>& req) {
+    const auto origin = req.find(http::field::origin), host = req.find(http::field::host);
+    if (origin == req.end()) return false;
+    if (host == req.end()) return true;
+    const std::string_view o(origin->value().data(), origin->value().size()), h(host->value().data(), host->value().size());
+    for (std::string_view scheme : {"http://", "https://"})
+        if (o.size() == scheme.size() + h.size() && o.starts_with(scheme) && o.substr(scheme.size()) == h) return false;
+    return true;
 }
 
 // A request without the token: 401, logged with the peer's address (once, then summarised).
@@ -358,7 +374,10 @@ task<void> drive_http(FleetCore& fleet, std::string_view only, Stream& stream, c
     body.erase(body.find_last_not_of(" \t\r\n") + 1);
     http::status status = http::status::ok;
     std::string answer;
-    if (req.method() != http::verb::post) {
+    if (foreign_origin(req)) {
+        status = http::status::forbidden;
+        answer = "a page of another site cannot drive a pin\n";
+    } else if (req.method() != http::verb::post) {
         status = http::status::method_not_allowed;
         answer = "a pin is driven with POST, its level (0 or 1) as the body\n";
     } else if (node.empty() || pin.empty() || pin.find('/') != std::string::npos) {
@@ -505,7 +524,10 @@ inline task<void> sweep_idle(NodeRt& node) {
 // 503 would be garbage to a TLS client, and a TLS handshake to refuse it costs what the
 // bound is there to save.
 inline void refuse_busy(Socket& socket, bool tls) {
-    static constexpr std::string_view busy = "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+    static constexpr std::string_view busy =
+        "HTTP/1.1 503 Service Unavailable\r\nServer: meshrun\r\nConnection: close\r\nContent-Type: text/plain\r\n"
+        "Content-Length: 31\r\n\r\n"
+        "busy: too many connections open";
     beast::error_code ec;
     if (!tls) socket.write_some(asio::buffer(busy), ec);  // a fresh socket takes it whole
     socket.close(ec);

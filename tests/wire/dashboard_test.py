@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +22,7 @@ import urllib.request
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from checks import HOST, STEP, CheckFailed, expect, free_port, run_checks, wait_for  # noqa: E402
 from nodes import write_mesh  # noqa: E402
+from wsraw import RawClient  # noqa: E402
 
 import websockets  # noqa: E402
 
@@ -205,14 +207,18 @@ def doorbell_drive():
             for bad, words in (({"type": "drive", "id": 8, "node": "porch", "pin": "lamp", "level": 1}, "is an output"),
                                ({"type": "drive", "id": 9, "node": "attic", "pin": "x", "level": 1}, "no node `attic`"),
                                ({"type": "drive", "id": 10, "node": "chime", "pin": "mute", "level": 2}, "0 or 1"),
-                               ({"type": "drive", "node": "chime"}, "expected"),
+                               ({"type": "drive", "id": 11, "node": "chime", "level": "1"}, "expected"),
+                               ({"type": "hello", "id": 12}, "expected"),
                                ("not json", "expected")):
                 await page.ws.send(bad if isinstance(bad, str) else json.dumps(bad))
                 while True:
                     m = await page.next()
-                    if m["type"] == "drove":
+                    if m["type"] in ("drove", "error"):
                         break
                 expect(not m["ok"] and words in m["error"], f"{bad}: {m}")
+                if isinstance(bad, dict):  # the answer names the request, and is `drove` to a drive only
+                    want = "drove" if bad["type"] == "drive" else "error"
+                    expect(m.get("id") == bad["id"] and m["type"] == want, f"{bad}: {m}")
             await page.ws.close()
         asyncio.run(live())
 
@@ -243,7 +249,20 @@ def doorbell_drive():
         wait_for("the chime's log says the night switch is 1", lambda: "night switch is now 1" in up.log(), STEP)
         code, out, err = drive("porch.button=0", "--to", f"http://127.0.0.1:{up.port}")
         expect(code == 0 and out == "porch.button = 0\n", f"drive through the dashboard: {code} {out!r} {err!r}")
+        # A server that is not meshrun's is named as such.
+        other = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(free_port())],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        try:
+            other_port = int(other.args[-1])
+            wait_for("python's http.server", lambda: http_up(other_port), STEP)
+            code, out, err = drive("chime.mute=1", "--to", f"127.0.0.1:{other_port}")
+            expect(code == 1 and "is not a meshrun node or dashboard" in err, f"drive to http.server: {code} {err!r}")
+        finally:
+            other.kill()
+            other.wait()
         for args, want_code, words in ((["porch.button=0"], 2, "no port"),
+                                       (["chime.mute=1", "--to", "[::1]:1"], 1, "cannot ask http://[::1]:1:"),
+                                       (["chime.mute=1", "--to", ":8080"], 2, "--to `:8080`"),
                                        (["chime.mure=1", "--to", f"127.0.0.1:{chime}"], 2, "did you mean `mute`"),
                                        (["chime.solenoid=1", "--to", f"127.0.0.1:{chime}"], 2, "is an output"),
                                        (["chime.mute=on"], 2, "NODE.PIN=LEVEL"),
@@ -251,6 +270,68 @@ def doorbell_drive():
                                        (["chime.mute=1", "--to", "ftp://x:1"], 2, "--to `ftp://x:1`")):
             code, out, err = drive(*args)
             expect(code == want_code and words in err, f"drive {args}: {code} {err!r}")
+
+
+def http_up(port):
+    try:
+        http(port, "/")
+        return True
+    except OSError:
+        return False
+
+
+def cross_site():
+    with Up(DOORBELL) as up:
+        evil = {"Origin": "http://evil.example", "Content-Type": "application/x-www-form-urlencoded"}
+        status, _, body = http(up.port, "/pins/chime/mute", "POST", b"1", evil)
+        expect(status == 403 and "another site" in body, f"a POST from another site: {status} {body!r}")
+        chime = up.node_port("chime")
+        status, _, body = http(chime, "/pins/chime/mute", "POST", b"1", evil)
+        expect(status == 403 and "another site" in body, f"a POST from another site to the node: {status} {body!r}")
+        status, _, body = http(up.port, "/pins/chime/mute", "POST", b"1", {"Host": "evil.example"})
+        expect(status == 403 and "not for `evil.example`" in body, f"DNS rebinding: {status} {body!r}")
+        same = {"Origin": f"http://127.0.0.1:{up.port}"}
+        status, _, body = http(up.port, "/pins/chime/mute", "POST", b"1", same)
+        expect(status == 200, f"a POST from the dashboard's own page: {status} {body!r}")
+        for headers in (b"Origin: http://evil.example\r\n", b"Origin: null\r\n"):
+            try:
+                RawClient(up.port, "/live", headers=headers)
+                raise CheckFailed(f"/live opened with {headers!r}")
+            except CheckFailed as e:
+                expect("HTTP/1.1 403" in str(e), f"/live with {headers!r}: {e}")
+        with socket.create_connection((HOST, up.port), timeout=STEP) as sock:
+            sock.sendall(b"POST /pins/chime/mute HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2000000\r\n\r\n1")
+            status_line = sock.recv(4096).split(b"\r\n", 1)[0]
+        expect(status_line == b"HTTP/1.1 413 Payload Too Large", f"a 2 MB body: {status_line!r}")
+
+
+def denied_go_quickly():
+    mesh = write_mesh(f'mesh locked\nsecret env DASH_TOKEN\nnode door at localhost:{free_port()} {{\n'
+                      '  on knock -> ack "who"\n}\n')
+    with Up(mesh, env={"DASH_TOKEN": "s3cret"}) as up:
+        # Clients denied that never answer the close: each is gone within about a second. (60: the
+        # dashboard takes 64 connections at most.)
+        clients = [RawClient(up.port, "/live") for _ in range(60)]
+        for c in clients:
+            c.send_frame(0x1, b'{"type": "hello", "token": "bad"}')
+        started = time.monotonic()
+        for c in clients:
+            fin, opcode, payload = c.read_frame()
+            expect(opcode == 0x1 and b"denied" in payload, f"first frame: {opcode} {payload[:80]!r}")
+        for c in clients:
+            c.sock.settimeout(5)
+            try:
+                while c.sock.recv(65536):
+                    pass
+            except OSError:
+                pass
+        took = time.monotonic() - started
+        expect(took < 4, f"60 denied clients held their connections {took:.1f} s")
+        status, _, body = http(up.port, "/")
+        expect(status == 200, f"the page after 60 denied clients: {status}")
+        for c in clients:
+            c.sock.close()
+    os.unlink(mesh)
 
 
 def secret():
@@ -325,5 +406,7 @@ sys.exit(1 if run_checks([
     ("the arduino fleet live: the graph, the state, updates coalesced", arduino_live),
     ("the doorbell driven: /live, POST /pins, meshrun drive", doorbell_drive),
     ("with a secret: denied without the token, served with it", secret),
+    ("pages of other sites refused: Origin, Host (DNS rebinding); a body too large", cross_site),
+    ("clients denied are gone within a second, answering the close or not", denied_go_quickly),
     ("bad input: a message too big, a bad hello, a client that never reads, bad ports", bad_input),
 ]) else 0)

@@ -122,6 +122,7 @@ RegistryListing list_registry(const Graph& graph);
 struct HttpAnswer {
     int status = 0;
     std::string body;
+    std::string server;  // its Server header: "meshrun" from a node or a dashboard
 };
 HttpAnswer drive_pin_at(const Graph& graph, const std::string& host, std::uint16_t port, bool tls, const std::string& node,
                         const std::string& pin, int level, const std::string& token);
