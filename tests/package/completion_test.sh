@@ -23,8 +23,10 @@ expect() {
 }
 
 expect "check" meshrun ch
-expect "check graph ls probe run test up" meshrun ""
+expect "check drive graph ls probe run test up" meshrun ""
 expect "--version" meshrun --vers
+expect "--to" meshrun drive --t
+expect "--dashboard" meshrun up x.mesh --dash
 expect "--format" meshrun check --fo
 expect "json text" meshrun check --format ""
 expect "json" meshrun check --format j
