@@ -438,6 +438,16 @@ int run_tests(const TestOptions& opt) {
                 fmt::print("  rule coverage: {} never fired in any test:\n", plural(unfired.size(), "rule"));
                 for (const auto& rule : unfired) fmt::print("    {}\n", rule);
             }
+            if (runner.has_branches()) {
+                const auto unrun = runner.unrun_branches();
+                if (unrun.empty()) {
+                    fmt::print("  branch coverage: every branch of `if` ran in some test\n");
+                } else {
+                    fmt::print("  branch coverage: {} {} of `if` never ran in any test:\n", unrun.size(),
+                               unrun.size() == 1 ? "branch" : "branches");
+                    for (const auto& branch : unrun) fmt::print("    {}\n", branch);
+                }
+            }
         }
     }
     junit += "</testsuites>\n";

@@ -60,6 +60,7 @@ public:
     };
     const Pin& pin(int node, int pin) const { return pins_[static_cast<std::size_t>(node)][static_cast<std::size_t>(pin)]; }
     const std::map<const Rule*, std::uint64_t>& fired() const { return fired_; }
+    const std::set<const Branch*>& branches_ran() const { return branches_ran_; }
 
     void pin_written(int node, int pin, int level, const Rule* by, Micros at) override {
         Pin& p = at_(node, pin);
@@ -71,6 +72,7 @@ public:
     }
     void input_edge(int node, int pin, int level, Micros) override { remember(at_(node, pin), level); }
     void rule_fired(int, const Rule& rule) override { ++fired_[&rule]; }
+    void branch_ran(int, const Branch& branch) override { branches_ran_.insert(&branch); }
 
 private:
     Pin& at_(int node, int pin) { return pins_[static_cast<std::size_t>(node)][static_cast<std::size_t>(pin)]; }
@@ -79,6 +81,7 @@ private:
     }
     std::vector<std::vector<Pin>> pins_;
     std::map<const Rule*, std::uint64_t> fired_;
+    std::set<const Branch*> branches_ran_;
 };
 
 int pin_index(const Node& node, const std::string& name) {
@@ -303,6 +306,7 @@ TestOutcome ScenarioRunner::run(const dsl::Test& test) {
             out.failure = std::move(*failure);
         }
         for (const auto& [rule, times] : scenario.history().fired()) fired_[rule] += times;
+        branches_ran_.insert(scenario.history().branches_ran().begin(), scenario.history().branches_ran().end());
     }
     out.wall_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     return out;
@@ -318,6 +322,57 @@ std::vector<std::string> ScenarioRunner::unfired_rules() const {
                 const auto& file = sources_.file(r.span.file);
                 out.push_back(fmt::format("{}: {} ({}:{})", n.name, r.label, file.path, file.locate(r.span.begin).line));
             }
+    return out;
+}
+
+namespace {
+
+// Calls `visit(branch)` for each branch of an `if` in `body`, in the order written (nested ones
+// after their own), not looking into a branch that `descend` refuses.
+template<typename Visit, typename Descend>
+void each_branch(const std::vector<Op>& body, const Visit& visit, const Descend& descend) {
+    for (const Op& op : body) {
+        each_branch(op.body, visit, descend);
+        for (const Branch& b : op.branches) {
+            visit(b);
+            if (descend(b)) each_branch(b.body, visit, descend);
+        }
+    }
+}
+
+}  // namespace
+
+bool ScenarioRunner::has_branches() const {
+    bool any = false;
+    const auto visit = [&](const Branch&) { any = true; };
+    const auto descend = [](const Branch&) { return false; };
+    for (const Node& n : graph_.nodes) {
+        for (const Source& s : n.sources)
+            for (const Rule& r : s.rules) each_branch(r.body, visit, descend);
+        for (const Action& a : n.actions) each_branch(a.body, visit, descend);
+    }
+    return any;
+}
+
+std::vector<std::string> ScenarioRunner::unrun_branches() const {
+    std::vector<std::string> out;
+    const auto ran = [&](const Branch& b) { return branches_ran_.count(&b) > 0; };
+    for (const Node& n : graph_.nodes) {
+        const auto list = [&](const std::vector<Op>& body, const std::string& of) {
+            each_branch(body, [&](const Branch& b) {
+                if (ran(b)) return;
+                const auto& file = sources_.file(b.span.file);
+                out.push_back(fmt::format("{}: branch `{}` ({}:{}) of {} never ran", n.name, b.keyword, file.path,
+                                          file.locate(b.span.begin).line, of));
+            }, ran);
+        };
+        for (const Source& s : n.sources)
+            for (const Rule& r : s.rules) {
+                const auto it = fired_.find(&r);
+                if (it != fired_.end() && it->second > 0) list(r.body, "`" + r.label + "`");
+            }
+        for (const Action& a : n.actions) list(a.body, "action `" + a.name + "`");
+    }
     return out;
 }
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <queue>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,7 @@ namespace meshrun::tools {
 using engine::Clock;
 using engine::Graph;
 using engine::Micros;
+using engine::Branch;
 using engine::Rule;
 
 // Time that moves only when told to: `advance 5s` runs every timer due in those
@@ -66,6 +68,11 @@ public:
     TestOutcome run(const dsl::Test& test);
     // Rules no test made fire, as `node: label (file:line)`.
     std::vector<std::string> unfired_rules() const;
+    // Branches of `if` no test ran, as `node: branch `else` (file:line) of `on door "locked"``:
+    // in the rules that fired (a rule that never fired is listed as such) and in every action.
+    // None when the file has no `if`: `has_branches` says whether it has.
+    std::vector<std::string> unrun_branches() const;
+    bool has_branches() const;
 
 private:
     const dsl::Program& program_;
@@ -74,6 +81,7 @@ private:
     std::uint64_t seed_;
     Limits limits_;
     std::map<const Rule*, std::uint64_t> fired_;
+    std::set<const Branch*> branches_ran_;
 };
 
 }  // namespace meshrun::tools

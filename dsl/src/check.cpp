@@ -732,6 +732,14 @@ void Checker::check_stmts(int index, int vertex, std::vector<Stmt>& body, int af
                 check_count(s.count, "repeat count");
                 check_stmts(index, vertex, s.body, after_depth, action);
                 break;
+            case Stmt::Kind::if_:
+                // Conditions are checked as guards are; each branch as the body around it (a send in
+                // any branch is an edge of the message graph: it may run).
+                for (Branch& b : s.branches) {
+                    if (b.condition) check_expr(index, *b.condition);
+                    check_stmts(index, vertex, b.body, after_depth, action);
+                }
+                break;
             case Stmt::Kind::call: {
                 const int a = resolve_action(index, s.target);
                 if (a < 0) break;

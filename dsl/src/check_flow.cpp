@@ -177,6 +177,12 @@ void Checker::context_stmts(int index, const std::vector<Stmt>& body, const Cont
             case Stmt::Kind::repeat:
                 context_stmts(index, s.body, ctx, here);
                 break;
+            case Stmt::Kind::if_:
+                for (const Branch& b : s.branches) {
+                    if (b.condition) context_expr(*b.condition, ctx);
+                    context_stmts(index, b.body, ctx, here);
+                }
+                break;
             case Stmt::Kind::call:
                 if (const Names* names = find(index, s.target.name); names && names->action >= 0)
                     run_action(index, static_cast<int>(nodes_[static_cast<std::size_t>(index)].action_base) + names->action,
@@ -196,6 +202,8 @@ int Checker::stmt_depth(int index, const Stmt& s) const {
     int below = 0;
     if (s.kind == Stmt::Kind::after || s.kind == Stmt::Kind::repeat) {
         below = body_depth(index, s.body);
+    } else if (s.kind == Stmt::Kind::if_) {
+        for (const Branch& b : s.branches) below = std::max(below, body_depth(index, b.body));
     } else if (s.kind == Stmt::Kind::call) {
         if (const Names* names = find(index, s.target.name); names && names->action >= 0)
             below = action_depth_[nodes_[static_cast<std::size_t>(index)].action_base + static_cast<std::size_t>(names->action)];
@@ -228,6 +236,7 @@ void Checker::measure_actions() {
         auto collect = [&](auto& self, const std::vector<Stmt>& body) -> void {
             for (const Stmt& s : body) {
                 if (s.kind == Stmt::Kind::after || s.kind == Stmt::Kind::repeat) self(self, s.body);
+                for (const Branch& b : s.branches) self(self, b.body);
                 if (s.kind != Stmt::Kind::call) continue;
                 if (const Names* names = find(index, s.target.name); names && names->action >= 0)
                     callees.push_back(static_cast<int>(base) + names->action);
@@ -280,6 +289,7 @@ void Checker::check_depth(int index, const std::vector<Stmt>& body, Span root, c
             Span span = deepest->kind == Stmt::Kind::call ? deepest->target.span : deepest->span;
             if (deepest->kind == Stmt::Kind::repeat || deepest->kind == Stmt::Kind::after)
                 span.end = span.begin + (deepest->kind == Stmt::Kind::repeat ? 6 : 5);
+            if (deepest->kind == Stmt::Kind::if_) span.end = span.begin + 2;
             error(Kind::too_deep, span,
                   "nested too deeply: more than " + std::to_string(max_nesting) +
                       " levels of statements, counting the bodies of the actions run")
@@ -290,6 +300,14 @@ void Checker::check_depth(int index, const std::vector<Stmt>& body, Span root, c
             const Names* names = find(index, deepest->target.name);
             if (!names || names->action < 0) return;  // not so: only a run action is deeper than 1
             at = &actions_[nodes_[static_cast<std::size_t>(index)].action_base + static_cast<std::size_t>(names->action)]->body;
+        } else if (deepest->kind == Stmt::Kind::if_) {
+            int branch_most = -1;  // the deepest branch
+            for (const Branch& b : deepest->branches) {
+                if (const int d = body_depth(index, b.body); d > branch_most) {
+                    branch_most = d;
+                    at = &b.body;
+                }
+            }
         } else {
             at = &deepest->body;
         }
@@ -297,12 +315,14 @@ void Checker::check_depth(int index, const std::vector<Stmt>& body, Span root, c
 }
 
 // ---------------------------------------------------------------------------
-// `ack`s of one firing: the first one replies, any other is ignored. A body has
-// no condition, so two `ack`s on its way (an action run counting with its own,
-// an `ack` in `repeat N` with N over 1) are certain to be one too many.
+// `ack`s of one firing: the first one replies, any other is ignored. Two `ack`s on
+// one way through a body (an action run counting with its own, an `ack` in `repeat N`
+// with N over 1, an `ack` after an `if` one of whose branches acks) are one too many.
+// An `if` whose branches each ack once acks once: each way through it replies once.
 
-// How many times running `body` acks: 0, 1, or 2 for more than once. An `after`
-// body does not count: it runs after the reply (an `ack` there is misplaced).
+// How many times running `body` acks on its way that acks most: 0, 1, or 2 for more
+// than once. An `after` body does not count: it runs after the reply (an `ack` there
+// is misplaced).
 int Checker::body_acks(int index, const std::vector<Stmt>& body) const {
     int acks = 0;
     for (const Stmt& s : body) {
@@ -311,6 +331,10 @@ int Checker::body_acks(int index, const std::vector<Stmt>& body) const {
         } else if (s.kind == Stmt::Kind::repeat) {
             const int inner = body_acks(index, s.body);
             acks += s.count.value > 1 ? 2 * inner : inner;
+        } else if (s.kind == Stmt::Kind::if_) {
+            int most = 0;
+            for (const Branch& b : s.branches) most = std::max(most, body_acks(index, b.body));
+            acks += most;
         } else if (s.kind == Stmt::Kind::call) {
             if (const Names* names = find(index, s.target.name); names && names->action >= 0)
                 acks += action_acks_[nodes_[static_cast<std::size_t>(index)].action_base + static_cast<std::size_t>(names->action)];
@@ -334,7 +358,9 @@ void Checker::check_acks(int index, const std::vector<Stmt>& body, std::optional
     for (const Stmt& s : body) {
         switch (s.kind) {
             case Stmt::Kind::ack:
-                if (first)
+                if (first && first->in_branch)
+                    ignored_ack(s.span, "this `ack` is ignored where a branch of the `if` before it has replied", *first);
+                else if (first)
                     ignored_ack(s.span, "this `ack` is ignored: the firing has already replied", *first);
                 else
                     first = AckSite{s.span, {}};
@@ -346,8 +372,9 @@ void Checker::check_acks(int index, const std::vector<Stmt>& body, std::optional
                 if (action_acks_[g] == 0) break;
                 if (first)
                     ignored_ack(s.target.span,
-                                "action " + bt(s.target.name) + " acknowledges, but the firing has already replied: "
-                                                                "its `ack` is ignored",
+                                "action " + bt(s.target.name) + " acknowledges, but the firing has already replied" +
+                                    (first->in_branch ? " (in a branch of the `if` before it)" : "") +
+                                    ": its `ack` is ignored",
                                 *first);
                 else
                     first = AckSite{s.target.span, s.target.name};
@@ -365,10 +392,29 @@ void Checker::check_acks(int index, const std::vector<Stmt>& body, std::optional
                             *first);
                 break;
             }
+            case Stmt::Kind::if_:
+                check_branch_acks(index, s, first);
+                break;
             default:
                 break;
         }
     }
+}
+
+// Each branch is walked from what replied before the `if`. After it, the first `ack` of
+// the branches (if none replied before) is the reply on that branch's way: an `ack` later
+// is ignored there.
+void Checker::check_branch_acks(int index, const Stmt& s, std::optional<AckSite>& first) {
+    std::optional<AckSite> after = first;
+    for (const Branch& b : s.branches) {
+        std::optional<AckSite> way = first;
+        check_acks(index, b.body, way);
+        if (!after && way) {
+            after = way;
+            after->in_branch = true;
+        }
+    }
+    first = after;
 }
 
 // ---------------------------------------------------------------------------

@@ -282,8 +282,10 @@ private:
     struct AckSite {
         Span span;
         std::string_view action;
+        bool in_branch = false;  // in a branch of an `if`: it replies on that branch's way only
     };
     void check_acks(int node, const std::vector<Stmt>& body, std::optional<AckSite>& first);
+    void check_branch_acks(int node, const Stmt& s, std::optional<AckSite>& first);
     void ignored_ack(Span at, std::string message, const AckSite& first);
 
     // --- cycles (check_flow.cpp) ---

@@ -45,6 +45,9 @@ MESHRUN_KW(initial, "initial") MESHRUN_KW(pull_up, "pull_up") MESHRUN_KW(pull_do
 MESHRUN_KW(debounce, "debounce") MESHRUN_KW(drive, "drive") MESHRUN_KW(advance, "advance")
 MESHRUN_KW(expect, "expect") MESHRUN_KW(within, "within") MESHRUN_KW(received, "received")
 MESHRUN_KW(logged, "logged") MESHRUN_KW(history, "history")
+// `if` and `else` start statements, and are names everywhere else: a pin, a channel or an action
+// may be called `if` or `else` (`if = 1` drives a pin; `if` alone on its line runs an action).
+MESHRUN_KW(if, "if") MESHRUN_KW(else, "else")
 // Top-level items that are not reserved: a name may be `tls` or `limits` (an item starts with a
 // keyword, so at the top level they cannot be taken for a name), and so may `cert`, `key`, `ca`.
 MESHRUN_KW(tls, "tls") MESHRUN_KW(limits, "limits") MESHRUN_KW(cert, "cert") MESHRUN_KW(key, "key")
@@ -195,9 +198,31 @@ struct assign_value : seq<expr> {};
 struct assign_target : name {};
 struct assign_stmt : seq<assign_target, _, one<'='>, not_at<one<'='>>, _, must<assign_value>> {};
 struct call_stmt : action_ref {};
+
+// `if COND { ... } [else if COND { ... }]... [else { ... }]`. `else` may follow the `}` on its
+// line, or start the next line (then only as `else {` or `else if`: `else` alone on a line is
+// a statement of its own, the call of an action named `else`).
+struct if_word : kw_if {};
+struct else_word : kw_else {};
+struct if_cond : seq<expr> {};
+struct if_block : block {};
+struct else_block : block {};
+struct else_if : if_must<if_word, _, if_cond, _, if_block> {};
+struct else_tail : sor<peek<kw_if, else_if>, else_block> {};
+struct else_same_line : seq<_, else_word, _, must<else_tail>> {};
+struct else_next_line : seq<__, at<kw_else, _, sor<one<'{'>, kw_if>>, else_word, _, must<else_tail>> {};
+struct else_clause : sor<else_same_line, else_next_line> {};
+struct if_stmt : if_must<if_word, _, if_cond, _, if_block, star<else_clause>> {};
+// `if` starts a statement when something follows it on the line (else it is a call).
+struct if_ahead : seq<kw_if, _, not_at<end_of_item>> {};
+// `else {` or `else if` where a statement starts: no `if` before it.
+struct else_ahead : seq<kw_else, _, sor<one<'{'>, kw_if>> {};
+struct stray_else : failure {};
+
 struct stmt : sor<peek<kw_toggle, toggle_stmt>, peek<kw_send, send_stmt>, peek<kw_ack, ack_stmt>,
                   peek<kw_log, log_stmt>, peek<kw_after, after_stmt>, peek<kw_repeat, repeat_stmt>,
-                  peek<assignment_ahead, assign_stmt>, call_stmt> {};
+                  peek<assignment_ahead, assign_stmt>, peek<if_ahead, if_stmt>, peek<else_ahead, stray_else>,
+                  call_stmt> {};
 
 // ---- node items ----------------------------------------------------------
 
@@ -377,6 +402,10 @@ MESHRUN_MSG(after_delay, "expected a duration such as `250ms` or `2s` after `aft
 MESHRUN_MSG(repeat_count, "expected a whole number after `repeat`")
 MESHRUN_MSG(repeat_block, "expected `{` after the count")
 MESHRUN_MSG(assign_value, "expected a value after `=`")
+MESHRUN_MSG(if_cond, "expected a condition after `if`, as in `if lamp == 1 { ... }`")
+MESHRUN_MSG(if_block, "expected `{` after the condition of `if`")
+MESHRUN_MSG(else_tail, "expected `{` or `if` after `else`")
+MESHRUN_MSG(stray_else, "expected a statement (`else` goes after the `}` of an `if`)")
 MESHRUN_MSG(item_end, "expected a newline or `;` after the item")
 MESHRUN_MSG(pin_name, "expected a pin name after `pin`")
 MESHRUN_MSG(pin_eq, "expected `=` after the pin name")

@@ -35,7 +35,7 @@ using selected_rules = rule_set<
     g::pin_ref, g::assign_target, g::action_ref, g::node_ref, g::channel_ref,
     g::toggle_stmt, g::send_value, g::send_stmt, g::ack_value, g::ack_stmt, g::log_value, g::log_stmt,
     g::after_delay, g::after_stmt, g::repeat_count, g::repeat_stmt, g::assign_value, g::assign_stmt,
-    g::call_stmt,
+    g::call_stmt, g::if_stmt, g::if_word, g::else_word, g::if_cond, g::if_block, g::else_block,
     g::pin_name, g::pin_dir, g::chip_word, g::pin_chip, g::pin_line, g::initial_value, g::initial_opt,
     g::debounce_time, g::debounce_opt, g::active_low_opt, g::pull_up_opt, g::pull_down_opt, g::pin_decl,
     g::action_name, g::action_decl, g::every_period, g::times_count, g::every_decl,
@@ -270,6 +270,7 @@ private:
     std::string plain_string(const Tree& n, const char* what);
     void stmts(const Tree& parent, std::size_t from, std::vector<Stmt>& out);
     void stmt(const Tree& n, Stmt& s);
+    void if_stmt(const Tree& n, Stmt& s);
     [[gnu::noinline]] void simple_stmt(const Tree& n, Stmt& s);
     void node(const Tree& n);
     void test(const Tree& n);
@@ -505,10 +506,38 @@ void Parser::stmt(const Tree& n, Stmt& s) {
         s.kind = Stmt::Kind::repeat;
         s.count = count(n.child(0));
         stmts(n, 1, s.body);
+    } else if (n.is_type<g::if_stmt>()) {
+        if_stmt(n, s);
     } else {
         simple_stmt(n, s);
     }
     --stmt_depth_;
+}
+
+// The children come in order: `if` COND BLOCK, then per `else if`: `else` `if` COND BLOCK, and
+// for the `else`: `else` BLOCK.
+void Parser::if_stmt(const Tree& n, Stmt& s) {
+    s.kind = Stmt::Kind::if_;
+    const Children c = n.children();
+    std::optional<Span> else_at;
+    for (std::size_t i = 0; i < c.size(); ++i) {
+        if (c[i].is_type<g::else_word>()) {
+            else_at = span(c[i]);
+            continue;
+        }
+        Branch& b = s.branches.emplace_back();
+        if (c[i].is_type<g::if_word>()) {  // `if` or `else if`
+            b.keyword = span(c[i]);
+            if (else_at) b.keyword.begin = else_at->begin;
+            b.condition = expr(c.at(i + 1));
+            i += 2;
+        } else {  // the block of the `else`
+            b.keyword = else_at.value_or(span(c[i]));
+        }
+        stmts(c.at(i), 0, b.body);
+        b.span = Span{file_, b.keyword.begin, c[i].end()};
+        else_at.reset();
+    }
 }
 
 void Parser::simple_stmt(const Tree& n, Stmt& s) {

@@ -5,7 +5,8 @@
 // box, input pin: cds / flag, timer: ellipse / stadium) and one per rule, an edge
 // from each source to each of its rules, and an edge labelled `send` from a rule
 // to the target channel of every `send` op the rule can run — directly, inside
-// `repeat` and `after`, and through the actions it calls. Ids are derived from
+// `repeat`, `after` and the branches of `if` (the label says which), and through
+// the actions it calls. Ids are derived from
 // names only, so the output is stable from run to run and diffs well.
 #include <algorithm>
 #include <cctype>
@@ -193,6 +194,14 @@ struct SendWalker {
                     context.push_back("after " + dsl::format_duration(static_cast<std::uint64_t>(op.delay.count())));
                     walk(op.body, context);
                     context.pop_back();
+                    break;
+                case Op::Kind::if_:
+                    // A send in a branch is labelled with the branch: `send (if lamp == 1)`, `send (else)`.
+                    for (const Branch& b : op.branches) {
+                        context.push_back(b.condition ? b.keyword + " " + print(*b.condition, node, 0) : b.keyword);
+                        walk(b.body, context);
+                        context.pop_back();
+                    }
                     break;
                 case Op::Kind::call: {
                     if (op.action < 0 || static_cast<std::size_t>(op.action) >= node.actions.size()) break;

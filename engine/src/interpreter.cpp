@@ -202,6 +202,8 @@ void Interpreter::run_now(const std::vector<Op>& body, Firing& f) {
             }
         } else if (op.kind == Op::Kind::call) {
             run_now(spec_.actions[static_cast<std::size_t>(op.action)].body, f);
+        } else if (op.kind == Op::Kind::if_) {
+            if (const Branch* b = choose(op, f)) run_now(b->body, f);
         } else {
             step(op, f, nullptr);
         }
@@ -239,6 +241,8 @@ void Interpreter::run(Firing& f, const std::shared_ptr<Firing>& owner) {
                 f.stack.push_back({&op.body, 0, op.count});
             } else if (op.kind == Op::Kind::call) {
                 f.stack.push_back({&spec_.actions[static_cast<std::size_t>(op.action)].body, 0, 1});
+            } else if (op.kind == Op::Kind::if_) {
+                if (const Branch* b = choose(op, f)) f.stack.push_back({&b->body, 0, 1});
             } else {
                 step(op, f, owner);
             }
@@ -300,7 +304,8 @@ void Interpreter::step(const Op& op, Firing& f, const std::shared_ptr<Firing>& o
             break;
         }
         case Op::Kind::repeat:
-        case Op::Kind::call: break;  // run() steps into these
+        case Op::Kind::call:
+        case Op::Kind::if_: break;  // run() and run_now() step into these
     }
 }
 
@@ -348,6 +353,17 @@ const Rule* Interpreter::match(const Source& source, const Firing& f) {
     return nullptr;
 }
 
+// The branch of an `if` that runs: the first whose condition holds (as a guard's
+// does), else the `else`; none when there is no `else`.
+const Branch* Interpreter::choose(const Op& op, const Firing& f) {
+    for (const Branch& b : op.branches) {
+        if (b.condition && !truthy(eval(*b.condition, f))) continue;
+        tell([&](Observer& o) { o.branch_ran(node_, b); });
+        return &b;
+    }
+    return nullptr;
+}
+
 // ---- back pressure ------------------------------------------------------------
 
 // While a firing waits for room in a full link, firings not started by a message
@@ -372,6 +388,9 @@ bool Interpreter::can_wait(const std::vector<Op>& body) const {
         if (op.kind == Op::Kind::send) return true;
         if (op.kind == Op::Kind::repeat && can_wait(op.body)) return true;
         if (op.kind == Op::Kind::call && action_can_wait(op.action)) return true;
+        if (op.kind == Op::Kind::if_)
+            for (const Branch& b : op.branches)
+                if (can_wait(b.body)) return true;
     }
     return false;
 }

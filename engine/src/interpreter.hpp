@@ -109,6 +109,7 @@ private:
     void reply(Firing& f, std::string text);
     void failed(Firing& f, const std::exception& e);
     const Rule* match(const Source& source, const Firing& f);
+    const Branch* choose(const Op& op, const Firing& f);
     std::string eval(const Expr& e, const Firing& f);
     void write_pin(int pin, int level, const Firing& f);
     void report(int pin);

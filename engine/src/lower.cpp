@@ -167,6 +167,17 @@ private:
                 o.kind = Op::Kind::call;
                 o.action = resolved(s.target.ref, dsl::Ref::Kind::action, s.target.name);
                 break;
+            case K::if_:
+                o.kind = Op::Kind::if_;
+                o.branches.reserve(s.branches.size());
+                for (const dsl::Branch& b : s.branches) {
+                    Branch& out = o.branches.emplace_back();
+                    if (b.condition) out.condition = expr(*b.condition);
+                    out.body = ops(b.body);
+                    out.keyword = !b.condition ? "else" : o.branches.size() == 1 ? "if" : "else if";
+                    out.span = b.keyword;
+                }
+                break;
         }
         return o;
     }

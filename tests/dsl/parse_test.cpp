@@ -478,3 +478,144 @@ TEST_CASE("includes splice files relative to the includer and report in the righ
     }
     fs::remove_all(dir);
 }
+
+// ---- `if` / `else if` / `else` --------------------------------------------------
+
+namespace {
+
+// A compact rendering of an `if`: `if(COND){N} elif(COND){N} else{N}` with N the statements of each branch.
+std::string show_if(const Stmt& s) {
+    std::string out;
+    for (std::size_t i = 0; i < s.branches.size(); ++i) {
+        const Branch& b = s.branches[i];
+        if (i > 0) out += " ";
+        // Appended piece by piece: `"if(" + ... + ")"` trips GCC 12's -Wrestrict here.
+        if (b.condition) {
+            out += i == 0 ? "if(" : "elif(";
+            out += show(*b.condition);
+            out += ')';
+        } else {
+            out += "else";
+        }
+        out += '{';
+        out += std::to_string(b.body.size());
+        out += '}';
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("`if` parses with `else if` chains, with `else` on the line of `}` or the next", "[dsl][parse][if]") {
+    struct Case {
+        const char* body;
+        const char* shape;
+    };
+    const Case cases[] = {
+        {"if lamp == 1 { lamp = 0 }", "if((lamp == 1)){1}"},
+        {"if lamp { lamp = 0; log \"x\" } else { log \"y\" }", "if(lamp){2} else{1}"},
+        {"if lamp {\n lamp = 0\n} else {\n log \"y\"\n}", "if(lamp){1} else{1}"},
+        {"if lamp {\n lamp = 0\n}\nelse {\n log \"y\"\n}", "if(lamp){1} else{1}"},
+        {"if lamp { lamp = 0 }\n  # a comment between\n\n else if value == \"a\" { lamp = 1 } else if not lamp {} else { }",
+         "if(lamp){1} elif((value == str['a';])){1} elif((not lamp)){0} else{0}"},
+        {"if value > 2 and value < 5 {}", "if(((value > 2) and (value < 5))){0}"},
+    };
+    for (const Case& c : cases) {
+        auto p = parse(std::string("node n at :1 {\n pin lamp = out gpiochip0 1\n on c -> ") + c.body + "\n}\n");
+        INFO(c.body);
+        INFO(p->errors());
+        REQUIRE(p->diags.all().empty());
+        const auto& body = p->program.nodes.at(0).rules.at(0).body;
+        REQUIRE(body.size() == 1);
+        REQUIRE(body[0].kind == Stmt::Kind::if_);
+        CHECK(show_if(body[0]) == c.shape);
+    }
+}
+
+TEST_CASE("branches keep their spans: the keyword, and the branch from it to its `}`", "[dsl][parse][if]") {
+    auto p = parse("node n at :1 {\n on c -> if value { ack 1 } else if value == 2 { ack 2 }\n else { ack 3 }\n}\n");
+    INFO(p->errors());
+    REQUIRE(p->diags.all().empty());
+    const Stmt& s = p->program.nodes[0].rules[0].body.at(0);
+    REQUIRE(s.branches.size() == 3);
+    CHECK(p->text(s.branches[0].keyword) == "if");
+    CHECK(p->text(s.branches[1].keyword) == "else if");
+    CHECK(p->text(s.branches[2].keyword) == "else");
+    CHECK(p->text(s.branches[1].span) == "else if value == 2 { ack 2 }");
+    CHECK(p->text(s.span) == "if value { ack 1 } else if value == 2 { ack 2 }\n else { ack 3 }");
+}
+
+TEST_CASE("`if` nests in every body: rules, actions, after, repeat, timers and other ifs", "[dsl][parse][if]") {
+    auto p = parse("node n at :1 {\n pin a = out gpiochip0 1\n"
+                   " action x { if a { if not a { a = 1 } else { repeat 2 { if a {} } } } }\n"
+                   " every 1s -> if tick > 1 { after 1s -> if a { x } }\n"
+                   " on c -> repeat 2 { if a { a = 0 } }\n}\n");
+    INFO(p->errors());
+    REQUIRE(p->diags.all().empty());
+    const Node& n = p->program.nodes[0];
+    const Stmt& outer = n.actions[0].body.at(0);
+    REQUIRE(outer.kind == Stmt::Kind::if_);
+    const Stmt& inner = outer.branches.at(0).body.at(0);
+    CHECK(show_if(inner) == "if((not a)){1} else{1}");
+    CHECK(inner.branches[1].body.at(0).kind == Stmt::Kind::repeat);
+    CHECK(inner.branches[1].body[0].body.at(0).kind == Stmt::Kind::if_);
+    const Stmt& timer = n.timers[0].body.at(0);
+    REQUIRE(timer.kind == Stmt::Kind::if_);
+    CHECK(timer.branches[0].body.at(0).kind == Stmt::Kind::after);
+    CHECK(timer.branches[0].body[0].body.at(0).kind == Stmt::Kind::if_);
+    CHECK(n.rules[0].body.at(0).body.at(0).kind == Stmt::Kind::if_);
+}
+
+TEST_CASE("`if` and `else` are keywords only where a statement starts with them", "[dsl][parse][if]") {
+    // A pin `if`, an action `else`, a channel `if`: driven, run and listened to as before.
+    auto p = parse("node n at :1 {\n pin if = out gpiochip0 1\n action else -> toggle if\n"
+                   " on if -> {\n if = 1\n else\n if if == 1 { else }\n else\n if\n }\n"
+                   " on else -> log \"{if}\"\n}\n");
+    INFO(p->errors());
+    REQUIRE(p->diags.all().empty());
+    const Node& n = p->program.nodes[0];
+    CHECK(n.pins[0].name.name == "if");
+    CHECK(n.actions[0].name.name == "else");
+    CHECK(n.rules[0].source.name == "if");
+    const auto& body = n.rules[0].body;
+    REQUIRE(body.size() == 5);
+    CHECK(body[0].kind == Stmt::Kind::assign);
+    CHECK(body[1].kind == Stmt::Kind::call);
+    CHECK(body[1].target.name == "else");
+    REQUIRE(body[2].kind == Stmt::Kind::if_);
+    CHECK(show_if(body[2]) == "if((if == 1)){1}");
+    CHECK(body[2].branches[0].body.at(0).kind == Stmt::Kind::call);
+    CHECK(body[3].kind == Stmt::Kind::call);  // `else` alone on the next line: the action, not an else
+    CHECK(body[4].kind == Stmt::Kind::call);  // `if` alone: the action `if` (none here: the checker says so)
+    CHECK(body[4].target.name == "if");
+    CHECK(n.rules[1].source.name == "else");
+}
+
+TEST_CASE("a misplaced or incomplete `if` or `else` is a syntax error that says what to write", "[dsl][parse][if]") {
+    struct Case {
+        const char* body;
+        const char* message;
+        const char* at;  // line:column
+    };
+    const Case cases[] = {
+        {"if { a = 1 }", "expected a condition after `if`, as in `if lamp == 1 { ... }`, found `{`", "2:13"},
+        {"if a a = 1", "expected `{` after the condition of `if`, found `a`", "2:15"},
+        {"if a\n{ a = 1 }", "expected `{` after the condition of `if`, found end of line", "2:14"},
+        {"{ a = 1\n else { a = 0 } }", "expected a statement (`else` goes after the `}` of an `if`), found `else`", "3:2"},
+        {"{ a = 1; else if a { a = 0 } }", "expected a statement (`else` goes after the `}` of an `if`), found `else`", "2:19"},
+        {"if a { a = 1 } else if { a = 0 }", "expected a condition after `if`, as in `if lamp == 1 { ... }`, found `{`", "2:33"},
+        {"if a { a = 1 } else a = 0", "expected `{` or `if` after `else`, found `a`", "2:30"},
+        {"if a { a = 1 } else", "expected `{` or `if` after `else`, found end of line", "2:29"},
+        {"if a { a = 1 } else if a { a = 0 } else if", "expected a condition after `if`, as in `if lamp == 1 { ... }`, found end of line", "2:52"},
+    };
+    for (const Case& c : cases) {
+        auto p = parse(std::string("node n at :1 {\n on c -> ") + c.body + "\n pin a = out gpiochip0 1\n}\n");
+        INFO(c.body);
+        REQUIRE(p->diags.all().size() == 1);
+        const Diagnostic& d = p->diags.all()[0];
+        CHECK(d.kind == Kind::syntax);
+        CHECK(d.message == c.message);
+        const auto pos = p->sm.file(d.span.file).locate(d.span.begin);
+        CHECK(std::to_string(pos.line) + ":" + std::to_string(pos.column) == c.at);
+    }
+}

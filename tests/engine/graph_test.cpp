@@ -54,7 +54,8 @@ std::size_t count(const std::string& text, const std::string& needle) {
     return n;
 }
 
-// The sends a rule can run: in its body, in repeat and after bodies, in the actions it calls.
+// The sends a rule can run: in its body, in repeat and after bodies, in the branches of ifs, in the
+// actions it calls.
 std::size_t sends_in(const Node& node, const std::vector<Op>& body, int depth = 0) {
     REQUIRE(depth < 64);  // the checker forbids recursive actions
     std::size_t n = 0;
@@ -62,6 +63,7 @@ std::size_t sends_in(const Node& node, const std::vector<Op>& body, int depth = 
         if (op.kind == Op::Kind::send) ++n;
         if (op.kind == Op::Kind::repeat || op.kind == Op::Kind::after) n += sends_in(node, op.body, depth + 1);
         if (op.kind == Op::Kind::call) n += sends_in(node, node.actions.at(op.action).body, depth + 1);
+        for (const Branch& b : op.branches) n += sends_in(node, b.body, depth + 1);
     }
     return n;
 }
@@ -110,9 +112,13 @@ void check_resolved(const Graph& graph, const Node& node, const std::vector<Op>&
             default: break;
         }
         if (op.kind != Op::Kind::toggle && op.kind != Op::Kind::call && op.kind != Op::Kind::after &&
-            op.kind != Op::Kind::repeat)
+            op.kind != Op::Kind::repeat && op.kind != Op::Kind::if_)
             check_resolved(graph, node, op.expr);
         check_resolved(graph, node, op.body);
+        for (const Branch& b : op.branches) {
+            if (b.condition) check_resolved(graph, node, *b.condition);
+            check_resolved(graph, node, b.body);
+        }
     }
 }
 
@@ -524,4 +530,42 @@ node hub at localhost:8800 {
     const std::string dot = to_dot(graph);
     CHECK(dot.find("send (after 0s)") != std::string::npos);
     CHECK(dot.find("send (after 90m)") != std::string::npos);
+}
+
+TEST_CASE("`if` lowers to its branches in order, and a send in a branch is drawn with it", "[engine][if]") {
+    dsl::SourceManager sm;
+    dsl::Diagnostics diags;
+    auto program = dsl::parse_text("if.mesh", R"(
+node hall at localhost:8801 {
+    pin lamp = out gpiochip0 17
+    on door -> {
+        if lamp == 1 and value != "x" { send "on" to panel/show } else if value == "y" {
+            repeat 2 { send "y" to panel/show }
+        }
+        else { lamp = 1 }
+    }
+}
+node panel at localhost:8802 { on show -> ack "shown" }
+)", sm, diags);
+    dsl::check(program, diags);
+    REQUIRE_FALSE(diags.has_errors());
+    const Graph graph = lower(program);
+    check_resolved(graph);
+    const Op& op = graph.nodes[0].sources[0].rules.at(0).body.at(0);
+    REQUIRE(op.kind == Op::Kind::if_);
+    REQUIRE(op.branches.size() == 3);
+    CHECK(op.branches[0].keyword == "if");
+    CHECK(op.branches[1].keyword == "else if");
+    CHECK(op.branches[2].keyword == "else");
+    CHECK(op.branches[0].condition.has_value());
+    CHECK_FALSE(op.branches[2].condition.has_value());
+    CHECK(op.branches[1].body.at(0).kind == Op::Kind::repeat);
+    CHECK(op.branches[2].body.at(0).kind == Op::Kind::write);
+    CHECK(sm.text(op.branches[1].span) == "else if");
+    CHECK(sends_in(graph) == 2);
+    const std::string dot = to_dot(graph);
+    CHECK(dot.find("[label=\"send (if lamp == 1 and value != \\\"x\\\")\"") != std::string::npos);
+    CHECK(dot.find("[label=\"send (else if value == \\\"y\\\", 2 times)\"") != std::string::npos);
+    const std::string mermaid = to_mermaid(graph);
+    CHECK(mermaid.find("send (else if value == #quot;y#quot;, 2 times)") != std::string::npos);
 }

@@ -110,6 +110,11 @@ done
 seed "after-150" "$(rule "$(times 'after 1s -> ' 150)toggle p")"
 for terms in 256 400; do seed "sum-$terms" "$(rule "ack 1$(times ' + 1' $((terms - 1)))")"; done
 seed "or-300" "$(rule "ack p$(times ' or p' 300)")"
+# `if`: nested at the limit and past it (each `if` is a level, the `toggle` one more), a long
+# `else if` chain (a loop, not a nesting), `else` on the next line, and `if`/`else` as names.
+for depth in 255 300; do seed "ifs-$depth" "$(rule "$(times 'if p{' "$depth")toggle p$(times '}' "$depth")")"; done
+seed "else-if-150" "$(rule "if p {ack 1}$(times ' else if p{}' 150) else {ack 2}")"
+seed "if-else-lines" "$(printf 'node n at :1 {\n pin if = out gpiochip0 1\n action else -> toggle if\n on c -> {\n  if if == 1 {\n   else\n  }\n  # between\n  else if value > 2 { ack 1 }\n  else { if = 1; after 1s -> if tick {} }\n  else\n }\n}\n')"
 # A rule runs a0, each action runs the next inside 40 blocks, the last acks: 124 levels.
 calls="node n at :1 {\n on c -> a0\n"
 for i in 0 1 2; do
@@ -130,7 +135,8 @@ words=(mesh include secret env discovery etcd node at test pin action every on w
        pull_up pull_down debounce times drive advance expect within received gpiochip0
        localhost 127.0.0.1 '[::1]' us ms s m h '->' '==' '!=' '<=' '>=' '\"' '\\' '\n'
        '\{' '\}' '{' '}' '/' '.' ':' ';' '"' '#' 'http://127.0.0.1:2379'
-       '(' ')' '+' '-' '=' '<' '>' '{value}' 'random(' 'repeat 2 {' 'after 1s ->' '"{')
+       '(' ')' '+' '-' '=' '<' '>' '{value}' 'random(' 'repeat 2 {' 'after 1s ->' '"{'
+       if else 'if p {' '} else {' '} else if ')
 for w in "${words[@]}"; do
     w="${w//\\/\\\\}"   # libFuzzer's dictionary escapes backslashes and quotes
     w="${w//\"/\\\"}"

@@ -203,6 +203,22 @@ has_line "coverage: every rule fired" out.txt "  rule coverage: every rule fired
 run "coverage: one line per file" 1 -- "$meshrun" test failing.mesh coverage.mesh
 cov=$(grep -c '^  rule coverage: ' out.txt)
 [ "$cov" -eq 2 ] && ok || fail "coverage: one line per file" "$cov coverage lines for 2 files" out.txt
+lacks "coverage: no branch line without an if" out.txt "branch coverage"
+
+# ---------------------------------------------------------------------------------------------
+# 8. `if` on virtual time, and branch coverage.
+run "branches: exits 0" 0 -- "$meshrun" test branches.mesh
+last_line "branches: all pass" out.txt "3 passed, 0 failed"
+has_line "branches: every rule fired" out.txt "  rule coverage: every rule fired in some test"
+n=$(line_of branches.mesh 'on spare')
+has_line "branches: the count of branches never run" out.txt "  branch coverage: 1 branch of \`if\` never ran in any test:"
+has_line "branches: the branch never run, with file:line" out.txt "    hall: branch \`else\` (branches.mesh:$n) of \`on spare\` never ran"
+lacks "branches: branches that ran not listed" out.txt "of \`on mode\`"
+run "branches: only the pin test" 0 -- "$meshrun" test branches.mesh --filter "pin's level"
+has_line "branches: unrun branches of the fired rules only" out.txt "  branch coverage: 2 branches of \`if\` never ran in any test:"
+has_line "branches: an if never taken" out.txt "    hall: branch \`if\` (branches.mesh:$(line_of branches.mesh 'value == "day"')) of \`on mode\` never ran"
+has_line "branches: an else never taken" out.txt "    hall: branch \`else\` (branches.mesh:$(line_of branches.mesh 'unknown {value}')) of \`on mode\` never ran"
+lacks "branches: a rule that never fired lists no branch" out.txt "of \`on spare\`"
 
 echo "$pass passed, $failures failed"
 [ "$failures" -eq 0 ]

@@ -95,6 +95,16 @@ struct Expr {
     std::string literal_text() const;
 };
 
+struct Stmt;
+
+// One branch of an `if`: `if COND { ... }`, `else if COND { ... }` or `else { ... }` (no condition).
+struct Branch {
+    std::optional<Expr> condition;  // none: the `else`
+    std::vector<Stmt> body;
+    Span span;     // from its keyword (`if` or `else`) to its `}`
+    Span keyword;  // `if`, `else if` or `else`, for messages and coverage
+};
+
 struct Stmt {
     enum class Kind {
         assign,  // target = expr
@@ -105,6 +115,7 @@ struct Stmt {
         after,   // after duration -> body
         repeat,  // repeat count { body }
         call,    // target (an action)
+        if_,     // if COND { ... } [else if COND { ... }]... [else { ... }]: branches
     };
     Kind kind = Kind::call;
     Span span;
@@ -115,6 +126,7 @@ struct Stmt {
     Duration delay;   // after
     Count count;      // repeat
     std::vector<Stmt> body;  // after, repeat
+    std::vector<Branch> branches;  // if_: in order; only the last may be the `else`
 };
 
 struct Pin {

@@ -29,8 +29,19 @@ struct Expr {
     std::vector<Expr> args; // interpolation: the parts in order; random, not_, neg: one; binary: two
 };
 
+struct Op;
+
+// A branch of an `if`: it runs when its condition holds (truthy, as a guard) and no branch
+// before it ran; the `else` has no condition.
+struct Branch {
+    std::optional<Expr> condition;
+    std::vector<Op> body;
+    std::string keyword;  // `if`, `else if` or `else`
+    dsl::Span span;       // its keyword, for coverage and errors
+};
+
 struct Op {
-    enum class Kind { write, toggle, send, ack, log, after, repeat, call };
+    enum class Kind { write, toggle, send, ack, log, after, repeat, call, if_ };
     Kind kind = Kind::call;
     int pin = -1;         // write, toggle
     Expr expr;            // write, send, ack, log
@@ -39,6 +50,7 @@ struct Op {
     std::int64_t count = 0;  // repeat
     int action = -1;      // call: index into Node::actions
     std::vector<Op> body; // after, repeat
+    std::vector<Branch> branches;  // if_: tried in order, the first whose condition holds runs
     dsl::Span span;       // where it was written, for logs and errors
 };
 

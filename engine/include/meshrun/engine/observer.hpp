@@ -39,6 +39,8 @@ public:
 
     // A rule's firing started.
     virtual void rule_fired(int /*node*/, const Rule& /*rule*/) {}
+    // A branch of an `if` was taken (its condition held, or it is the `else` and none did).
+    virtual void branch_ran(int /*node*/, const Branch& /*branch*/) {}
 
     // An output was written (even to the level it had); `by` is the rule whose firing
     // wrote it (null: none).
