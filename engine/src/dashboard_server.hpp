@@ -163,6 +163,10 @@ inline task<void> open_dashboard(FleetCore& fleet, TcpStream stream, const http:
 // attacker's, made to resolve to this machine: DNS rebinding). An IP address, `localhost`, this
 // machine's host name (and NAME.local) and the --dashboard address as written are this machine's.
 inline std::optional<std::string> foreign_request(const FleetCore& fleet, const http::request<http::string_body>& req) {
+    const auto lower = [](std::string text) {
+        std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return std::tolower(c); });
+        return text;
+    };
     if (foreign_origin(req)) return std::string("a page of another site cannot use the dashboard");
     const auto field = req.find(http::field::host);
     if (field == req.end()) return std::nullopt;  // HTTP/1.0, curl --http1.0: not a browser
@@ -172,18 +176,18 @@ inline std::optional<std::string> foreign_request(const FleetCore& fleet, const 
     } else if (const auto colon = host.rfind(':'); colon != std::string::npos) {
         host.resize(colon);
     }
-    std::transform(host.begin(), host.end(), host.begin(), [](unsigned char c) { return std::tolower(c); });
+    host = lower(std::move(host));
     beast::error_code ec;
     (void)asio::ip::make_address(host, ec);
     if (!ec || host == "localhost") return std::nullopt;
     char name[256] = {};
     ::gethostname(name, sizeof name - 1);
-    std::string own(name);
-    std::transform(own.begin(), own.end(), own.begin(), [](unsigned char c) { return std::tolower(c); });
-    std::string written = fleet.options.dashboard.value_or("");
-    written = written.substr(0, written.rfind(':'));
-    std::transform(written.begin(), written.end(), written.begin(), [](unsigned char c) { return std::tolower(c); });
-    if (host == own || host == own + ".local" || host == written) return std::nullopt;
+    const std::string own = lower(name);
+    // --dashboard NAME:PORT: NAME, as written (only a port: no name).
+    const std::string spec = fleet.options.dashboard.value_or("");
+    const auto colon = spec.rfind(':');
+    const std::string written = colon == std::string::npos ? std::string() : lower(spec.substr(0, colon));
+    if (host == own || host == own + ".local" || (!written.empty() && host == written)) return std::nullopt;
     return fmt::format("the dashboard answers for this machine's addresses and names (localhost, {}), not for `{}`",
                        own, host);
 }
