@@ -33,7 +33,8 @@ inline constexpr int max_include_depth = 64;
 // a `send`, the target node). Lowering (engine/src/lower.cpp) reads it and looks no name up again.
 // `none` before the check, and where the check reported an error about the name.
 struct Ref {
-    enum class Kind : std::uint8_t { none, node, pin, channel, action };
+    // var: a variable of the node (Node::vars); delay: a named delay (Node::delays).
+    enum class Kind : std::uint8_t { none, node, pin, channel, action, var, delay };
     Kind kind = Kind::none;
     int index = -1;
 };
@@ -74,7 +75,7 @@ struct Expr {
         number,  // text: the number as written, e.g. `0.4`
         string,  // parts: Kind::text pieces and interpolated expressions, in order
         text,    // a literal piece of a string, unescaped (only inside Kind::string)
-        name,    // text: a pin's name (its level)
+        name,    // text: a pin's name (its level) or a variable's (its value): `ref` says which
         value,   // the message or the pin's new level
         tick,    // the timer's firing count
         random,  // operands[0]: the probability
@@ -87,7 +88,7 @@ struct Expr {
     std::string text;
     BinOp op = BinOp::or_;
     std::vector<Expr> operands;  // children; for strings, the parts
-    Ref ref;                     // name: the pin, filled by the checker
+    Ref ref;                     // name: the pin or the variable, filled by the checker
 
     bool is_literal() const { return kind == Kind::number || (kind == Kind::string && !has_interpolation()); }
     bool has_interpolation() const;
@@ -107,19 +108,20 @@ struct Branch {
 
 struct Stmt {
     enum class Kind {
-        assign,  // target = expr
+        assign,  // target = expr (a pin or a variable: its ref says which)
         toggle,  // toggle target
         send,    // send expr to node/channel
         ack,     // ack expr
         log,     // log expr (a string)
-        after,   // after duration -> body
+        after,   // after duration [as target] -> body (target empty: a delay without a name)
+        cancel,  // cancel target (a named delay)
         repeat,  // repeat count { body }
         call,    // target (an action)
         if_,     // if COND { ... } [else if COND { ... }]... [else { ... }]: branches
     };
     Kind kind = Kind::call;
     Span span;
-    Ident target;     // assign, toggle: the pin; call: the action
+    Ident target;     // assign, toggle: the pin or variable; call: the action; after, cancel: the delay's name
     Expr expr;        // assign, send, ack, log
     Ident node;       // send: the target node
     Ident channel;    // send: a channel of the target node
@@ -147,6 +149,14 @@ struct Pin {
     // Each option as written, for option checks (kind of option and its span).
     struct Option { std::string name; Span span; };
     std::vector<Option> options;
+};
+
+// `var NAME = LITERAL`: a variable of the node, text like every value, set to the literal when
+// the node starts.
+struct Var {
+    Ident name;
+    Span span;     // the whole declaration
+    Expr initial;  // a literal (number or string without interpolation)
 };
 
 struct Action {
@@ -182,9 +192,13 @@ struct Node {
     Span span;
     std::optional<Address> address;
     std::vector<Pin> pins;
+    std::vector<Var> vars;
     std::vector<Action> actions;
     std::vector<Timer> timers;
     std::vector<Rule> rules;  // in file order: rules of one source are tried in this order
+    // Filled by the checker: the names `after ... as NAME` gives, each once, in the order of first
+    // use (the span is that use's name). A Ref::Kind::delay indexes this.
+    std::vector<Ident> delays;
 };
 
 struct TestStmt {
@@ -192,7 +206,7 @@ struct TestStmt {
         send,      // send expr to node/channel [expect text]
         drive,     // drive node.pin = value
         advance,   // advance duration
-        expect_pin,       // expect node.pin (== | !=) value [within duration]
+        expect_pin,       // expect node.pin (== | !=) value [within duration]; also node.var (member.ref says)
         expect_received,  // expect node received count on channel
         expect_logged,    // expect node logged TEXT: a line of its log contains TEXT
         expect_history,   // expect node.pin history "1 0 1": the levels it took, in order
@@ -200,7 +214,7 @@ struct TestStmt {
     Kind kind = Kind::send;
     Span span;
     Ident node;
-    Ident member;  // the channel or the pin
+    Ident member;  // the channel, the pin or the variable (expect_pin: its ref, filled by the checker)
     Expr value;    // send: the payload; drive / expect_pin: the level
     std::optional<Expr> expect;  // send ... expect TEXT; logged TEXT; history "LEVELS"
     BinOp op = BinOp::eq;        // expect_pin: eq or ne

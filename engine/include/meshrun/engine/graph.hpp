@@ -21,10 +21,11 @@ using Micros = std::chrono::microseconds;
 
 // An expression with every name resolved.
 struct Expr {
-    enum class Kind { text, interpolation, pin, value, tick, random, not_, neg, binary };
+    enum class Kind { text, interpolation, pin, var, value, tick, random, not_, neg, binary };
     Kind kind = Kind::text;
     std::string text;       // text: the literal
     int pin = -1;           // pin: index into Node::pins
+    int var = -1;           // var: index into Node::vars
     dsl::BinOp op = dsl::BinOp::eq;
     std::vector<Expr> args; // interpolation: the parts in order; random, not_, neg: one; binary: two
 };
@@ -41,10 +42,14 @@ struct Branch {
 };
 
 struct Op {
-    enum class Kind { write, toggle, send, ack, log, after, repeat, call, if_ };
+    // set: a variable to the expression's value; after with `named` >= 0: a named delay (restarts
+    // it when pending); cancel: drops the pending named delay, if any.
+    enum class Kind { write, toggle, set, send, ack, log, after, cancel, repeat, call, if_ };
     Kind kind = Kind::call;
     int pin = -1;         // write, toggle
-    Expr expr;            // write, send, ack, log
+    int var = -1;         // set: index into Node::vars
+    int named = -1;       // after (named), cancel: index into Node::delays
+    Expr expr;            // write, set, send, ack, log
     int edge = -1;        // send: index into Node::edges
     Micros delay{0};      // after
     std::int64_t count = 0;  // repeat
@@ -96,11 +101,26 @@ struct Action {
     std::vector<Op> body;
 };
 
+// `var NAME = LITERAL`: its value is `initial` when the node starts.
+struct Var {
+    std::string name;
+    std::string initial;
+    dsl::Span span;
+};
+
+// A name `after D as NAME` gives: at most one pending delay of it per node.
+struct NamedDelay {
+    std::string name;
+    dsl::Span span;  // its first use
+};
+
 struct Node {
     std::string name;
     std::string host;             // as written; empty for `at :PORT` or no address
     std::optional<std::uint16_t> port;  // none: a client, it serves nothing
     std::vector<Pin> pins;
+    std::vector<Var> vars;
+    std::vector<NamedDelay> delays;
     std::vector<Source> sources;  // channels first, then pins, then timers, each in file order
     std::vector<Action> actions;
     std::vector<Edge> edges;      // distinct targets, in order of first use
