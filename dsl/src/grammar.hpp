@@ -6,6 +6,7 @@
 // a line, `__` also skips newlines.
 #pragma once
 
+#include <algorithm>
 #include <string_view>
 
 #include <tao/pegtl.hpp>
@@ -113,6 +114,27 @@ struct assignment_ahead {
     }
 };
 
+// The word `Cs` as a whole name, then something more on its line before its end (`;`, `}`, a
+// comment, the newline): where a statement may start, `if` and `cancel` start their statements
+// only so (alone, they run an action of that name). Consumes nothing: no `at<>` is needed around it.
+template<char... Cs>
+struct word_then_more {
+    using rule_t = word_then_more;
+    using subs_t = empty_list;
+    template<typename ParseInput>
+    static bool match(ParseInput& in) {
+        static constexpr char word[] = {Cs...};
+        const char* p = in.current();
+        const char* end = in.end();
+        if (end - p < static_cast<std::ptrdiff_t>(sizeof(word)) || !std::equal(word, word + sizeof(word), p)) return false;
+        p += sizeof(word);
+        if (p < end && (name::is_name_char(*p) || (*p == '-' && p + 1 < end && name::is_name_char(p[1]))))
+            return false;  // a longer name: `iffy`, `if-x`
+        while (p < end && (*p == ' ' || *p == '\t' || *p == '\r')) ++p;
+        return p < end && *p != ';' && *p != '\n' && *p != '}' && *p != '#';
+    }
+};
+
 struct integer : plus<digit> {};
 struct number : seq<plus<digit>, opt<one<'.'>, plus<digit>>> {};
 struct duration_unit : sor<TAO_PEGTL_STRING("us"), TAO_PEGTL_STRING("ms"), one<'s', 'm', 'h'>> {};
@@ -194,12 +216,12 @@ struct log_value : seq<expr> {};
 struct log_stmt : if_must<kw_log, _, log_value> {};
 struct after_delay : duration {};
 struct delay_name : name {};
-struct after_name : seq<_, kw_as, _, must<delay_name>> {};
-struct after_stmt : if_must<kw_after, _, after_delay, opt<after_name>, arrow_body> {};
+struct after_name : seq<kw_as, _, must<delay_name>> {};
+struct after_stmt : if_must<kw_after, _, after_delay, _, opt<peek<kw_as, after_name>>, arrow_body> {};
 struct delay_ref : name {};
 struct cancel_stmt : if_must<kw_cancel, _, delay_ref> {};
 // `cancel` starts a statement when something follows it on the line (else it is a call).
-struct cancel_ahead : seq<kw_cancel, _, not_at<end_of_item>> {};
+struct cancel_ahead : word_then_more<'c', 'a', 'n', 'c', 'e', 'l'> {};
 struct repeat_count : integer {};
 struct repeat_block : block {};
 struct repeat_stmt : if_must<kw_repeat, _, repeat_count, _, repeat_block> {};
@@ -223,15 +245,15 @@ struct else_next_line : seq<__, at<kw_else, _, sor<one<'{'>, kw_if>>, else_word,
 struct else_clause : sor<else_same_line, else_next_line> {};
 struct if_stmt : if_must<if_word, _, if_cond, _, if_block, star<else_clause>> {};
 // `if` starts a statement when something follows it on the line (else it is a call).
-struct if_ahead : seq<kw_if, _, not_at<end_of_item>> {};
+struct if_ahead : word_then_more<'i', 'f'> {};
 // `else {` or `else if` where a statement starts: no `if` before it.
 struct else_ahead : seq<kw_else, _, sor<one<'{'>, kw_if>> {};
 struct stray_else : failure {};
 
 struct stmt : sor<peek<kw_toggle, toggle_stmt>, peek<kw_send, send_stmt>, peek<kw_ack, ack_stmt>,
                   peek<kw_log, log_stmt>, peek<kw_after, after_stmt>, peek<kw_repeat, repeat_stmt>,
-                  peek<assignment_ahead, assign_stmt>, peek<if_ahead, if_stmt>, peek<else_ahead, stray_else>,
-                  peek<cancel_ahead, cancel_stmt>,
+                  peek<assignment_ahead, assign_stmt>, seq<if_ahead, if_stmt>, peek<else_ahead, stray_else>,
+                  seq<cancel_ahead, cancel_stmt>,
                   call_stmt> {};
 
 // ---- node items ----------------------------------------------------------
@@ -492,3 +514,5 @@ template<typename Name>
 struct tao::pegtl::analyze_traits<Name, meshrun::dsl::grammar::assignment_ahead> : analyze_opt_traits<> {};
 template<typename Name>
 struct tao::pegtl::analyze_traits<Name, meshrun::dsl::grammar::limit_name> : analyze_any_traits<> {};
+template<typename Name, char... Cs>
+struct tao::pegtl::analyze_traits<Name, meshrun::dsl::grammar::word_then_more<Cs...>> : analyze_opt_traits<> {};
