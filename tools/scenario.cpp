@@ -10,6 +10,7 @@
 
 #include "meshrun/drivers/sim.hpp"
 #include "meshrun/dsl/diagnostic.hpp"
+#include "meshrun/engine/eval.hpp"
 #include "scenario.hpp"
 
 namespace meshrun::tools {
@@ -45,11 +46,16 @@ std::string seconds(Micros t) {
 }
 
 // What the runner checks that the fleet itself keeps no record of: the levels each
-// pin took, each output's last write, and the rules that fired.
+// pin took, each output's last write, each variable's value and last set, and the rules
+// that fired.
 class History final : public Observer {
 public:
     explicit History(const Graph& graph) {
-        for (const Node& n : graph.nodes) pins_.emplace_back(n.pins.size());
+        for (const Node& n : graph.nodes) {
+            pins_.emplace_back(n.pins.size());
+            auto& vars = vars_.emplace_back();
+            for (const engine::Var& v : n.vars) vars.push_back(Var{v.initial, false, Micros(0), nullptr});
+        }
     }
     struct Pin {
         std::vector<int> levels;  // writes of an output (even of its level), changes of an input; the first 10,000
@@ -59,6 +65,17 @@ public:
         int level = 0;
     };
     const Pin& pin(int node, int pin) const { return pins_[static_cast<std::size_t>(node)][static_cast<std::size_t>(pin)]; }
+    // A variable: its value (every set is told, and a node starts with its literal) and its last set.
+    struct Var {
+        std::string value;
+        bool set = false;
+        Micros at{0};
+        const Rule* by = nullptr;
+    };
+    const Var& var(int node, int var) const { return vars_[static_cast<std::size_t>(node)][static_cast<std::size_t>(var)]; }
+    void variable_set(int node, int var, std::string_view value, const Rule* by, Micros at) override {
+        vars_[static_cast<std::size_t>(node)][static_cast<std::size_t>(var)] = Var{std::string(value), true, at, by};
+    }
     const std::map<const Rule*, std::uint64_t>& fired() const { return fired_; }
     const std::set<const Branch*>& branches_ran() const { return branches_ran_; }
 
@@ -80,6 +97,7 @@ private:
         if (p.levels.size() < 10'000) p.levels.push_back(level);
     }
     std::vector<std::vector<Pin>> pins_;
+    std::vector<std::vector<Var>> vars_;
     std::map<const Rule*, std::uint64_t> fired_;
     std::set<const Branch*> branches_ran_;
 };
@@ -214,6 +232,7 @@ private:
             }
             case K::advance: return advance_to(clock_.now() + Micros(s.duration.micros), s.span);
             case K::expect_pin: {
+                if (s.member.ref.kind == dsl::Ref::Kind::var) return expect_variable(s, node);
                 const Node& n = graph_.nodes[static_cast<std::size_t>(node)];
                 const int pin = pin_index(n, s.member.name);
                 const std::string want = literal(s.value);
@@ -275,6 +294,41 @@ private:
             }
         }
         return std::nullopt;
+    }
+
+    // `expect NODE.VAR == V [within D]` (or `!=`): as for a pin, on the variable's text.
+    std::optional<std::string> expect_variable(const dsl::TestStmt& s, int node) {
+        const Node& n = graph_.nodes[static_cast<std::size_t>(node)];
+        const int var = s.member.ref.index;
+        const std::string want = literal(s.value);
+        auto holds = [&] { return (history_.var(node, var).value == want) == (s.op == dsl::BinOp::eq); };
+        const Micros deadline = clock_.now() + (s.within ? Micros(s.within->micros) : Micros(0));
+        if (auto f = run_timers(deadline, s.span, [&] { return !holds(); })) return f;
+        if (holds()) return std::nullopt;
+        clock_.advance_to(deadline);
+        const History::Var& v = history_.var(node, var);
+        const std::string why =
+            v.set ? fmt::format("last set to {} at {} by `{}`", as_written(v.value), seconds(v.at), v.by ? v.by->label : "")
+                  : fmt::format("never set: it is still its literal {}", as_written(v.value));
+        const char* op = s.op == dsl::BinOp::eq ? "==" : "!=";
+        return fail(s.span,
+                    fmt::format("expected `{}.{} {} {}`{}, but it is {} at {}", n.name, s.member.name, op, as_written(want),
+                                s.within ? fmt::format(" within {}", seconds(Micros(s.within->micros))) : "",
+                                as_written(v.value), seconds(clock_.now())),
+                    {{std::nullopt, fmt::format("`{}.{}` was {}", n.name, s.member.name, why)}});
+    }
+
+    // A value in a message as the language writes it: a number bare, any other text quoted.
+    static std::string as_written(const std::string& value) {
+        const bool number = !value.empty() && value.find_first_not_of("0123456789.-") == std::string::npos &&
+                            engine::number(value).has_value();
+        if (number) return value;
+        std::string out = "\"";
+        for (char c : value) {
+            if (c == '"' || c == '\\') out += '\\';
+            out += c;
+        }
+        return out + '"';
     }
 
     const Graph& graph_;
