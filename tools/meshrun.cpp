@@ -163,9 +163,11 @@ int run_check(const CheckOptions& opt) {
                        opt.werror && warnings > 0 ? " (warnings are errors with --werror)" : "");
         } else {
             const auto& s = compiled->summary;
-            fmt::print("{}: ok{}: {}, {}, {}, {}, {}, {}, {}\n", name,
+            // Variables are counted where a file has some (the line of a file without stays as it was).
+            fmt::print("{}: ok{}: {}, {}, {}, {}{}, {}, {}, {}\n", name,
                        warnings ? fmt::format(" with {}", plural(warnings, "warning")) : "", plural(s.nodes, "node"),
-                       plural(s.channels, "channel"), plural(s.pins, "pin"), plural(s.rules, "rule"),
+                       plural(s.channels, "channel"), plural(s.pins, "pin"),
+                       s.variables ? plural(s.variables, "variable") + ", " : "", plural(s.rules, "rule"),
                        plural(s.timers, "timer"), plural(s.actions, "action"), plural(s.tests, "test"));
         }
     }

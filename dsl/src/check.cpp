@@ -32,7 +32,7 @@ constexpr std::int64_t max_repeat = 1'000'000;
 constexpr std::int64_t max_port = 65535;
 constexpr std::size_t max_line_offset = 1023;
 
-const char* const one_namespace = "the pins, channels and actions of a node share one namespace";
+const char* const one_namespace = "the pins, channels, actions and variables of a node share one namespace";
 
 // A count as written (the parser saturates counts too large for 64 bits).
 std::string format_count(const Count& c) {
@@ -148,6 +148,12 @@ std::vector<std::string_view> Checker::action_names(int n) const {
     return out;
 }
 
+std::vector<std::string_view> Checker::var_names(int n) const {
+    std::vector<std::string_view> out;
+    for (const auto& v : node(n).vars) out.push_back(v.name.name);
+    return out;
+}
+
 std::vector<std::string_view> Checker::channel_names(int n) const {
     const NodeInfo& ni = nodes_[n];
     return {channel_names_.begin() + static_cast<std::ptrdiff_t>(ni.channel_base),
@@ -165,6 +171,7 @@ Summary Checker::run() {
         s.pins += n.pins.size();
         s.rules += n.rules.size();
         s.timers += n.timers.size();
+        s.variables += n.vars.size();
         s.actions += n.actions.size();
     }
 
@@ -183,6 +190,7 @@ Summary Checker::run() {
     }
     check_recursion();
     check_storms();
+    resolve_cancels();
     check_tests();
     check_unused();
     return s;
@@ -374,14 +382,17 @@ void Checker::declare_nodes() {
     const std::size_t count = program_.nodes.size();
     nodes_.resize(count);
     node_index_.reserve(count);
-    std::size_t pins = 0, actions = 0, rules = 0;
+    std::size_t pins = 0, actions = 0, rules = 0, vars = 0;
     for (const auto& n : program_.nodes) {
         pins += n.pins.size();
         actions += n.actions.size();
         rules += n.rules.size();
+        vars += n.vars.size();
     }
-    local_names_.reserve(pins + actions + rules);
+    local_names_.reserve(pins + actions + rules + vars);
     pin_used_.assign(pins, 0);
+    var_read_.assign(vars, 0);
+    var_set_.assign(vars, 0);
     action_called_.assign(actions, 0);
     action_dup_.assign(actions, 0);
     action_ctx_seen_.assign(actions, 0);
@@ -400,7 +411,7 @@ void Checker::declare_nodes() {
     ports.reserve(count);
     LineMap lines;
     lines.reserve(pins);
-    pins = actions = rules = 0;
+    pins = actions = rules = vars = 0;
     for (std::size_t i = 0; i < count; ++i) {
         Node& n = program_.nodes[i];
         NodeInfo& ni = nodes_[i];
@@ -410,7 +421,9 @@ void Checker::declare_nodes() {
         ni.pin_base = pins;
         ni.action_base = actions;
         ni.rule_base = rules;
+        ni.var_base = vars;
         ni.name_base = local_names_.size();
+        vars += n.vars.size();
         pins += n.pins.size();
         actions += n.actions.size();
         rules += n.rules.size();
@@ -430,6 +443,7 @@ void Checker::declare_nodes() {
                 .notes.push_back({program_.nodes[*first].name.span, "first declared here"});
         }
         declare_names(static_cast<int>(i));
+        declare_vars(static_cast<int>(i));
         for (const Pin& p : n.pins) check_pin(p);
         declare_rules(static_cast<int>(i));
         check_address(static_cast<int>(i), ports);
@@ -532,6 +546,35 @@ void Checker::declare_names(int index) {
     }
 }
 
+// A variable takes its name only when no pin or action has it (the later declaration of the two
+// is the error).
+void Checker::declare_vars(int index) {
+    const Node& n = node(index);
+    for (std::size_t v = 0; v < n.vars.size(); ++v) {
+        const Ident& name = n.vars[v].name;
+        Names& s = slot(index, name.name);
+        if (s.var >= 0) {
+            error(Kind::duplicate_name, name.span,
+                  "variable " + bt(name.name) + " is declared twice in node " + bt(n.name.name))
+                .notes.push_back({n.vars[s.var].name.span, "first declared here"});
+            continue;
+        }
+        if (s.pin < 0 && s.action < 0) {
+            s.var = static_cast<int>(v);
+            continue;
+        }
+        const Ident& other = s.pin >= 0 ? n.pins[s.pin].name : n.actions[s.action].name;
+        const char* what = s.pin >= 0 ? "a pin" : "an action";
+        const bool var_first = before(name.span, other.span);
+        auto& d = error(Kind::duplicate_name, var_first ? other.span : name.span,
+                        bt(name.name) + " is declared twice in node " + bt(n.name.name) + ", as " +
+                            (var_first ? "a variable and as " + std::string(what) : std::string(what) + " and as a variable"));
+        d.notes.push_back({var_first ? name.span : other.span,
+                           std::string("first declared here, as ") + (var_first ? "a variable" : what)});
+        d.notes.push_back({std::nullopt, one_namespace});
+    }
+}
+
 void Checker::check_pin(const Pin& p) {
     const bool in = p.direction == drivers::Direction::input;
     const std::string_view name = p.name.name;
@@ -605,6 +648,16 @@ void Checker::declare_rules(int index) {
             rule_kind_[g] = RuleKind::channel;
             rule_ref_[g] = s.channel;
             src.ref = {Ref::Kind::channel, s.channel};
+            continue;
+        }
+        if (s.var >= 0) {
+            const Ident& var = n.vars[s.var].name;
+            auto& d = error(Kind::duplicate_name, src.span,
+                            bt(src.name) + " is declared twice in node " + bt(n.name.name) +
+                                ", as a variable and as a channel (a rule for it)");
+            d.notes.push_back({var.span, "first declared here, as a variable"});
+            d.notes.push_back({std::nullopt, one_namespace});
+            var_read_[ni.var_base + s.var] = 1;  // misused, but not unused
             continue;
         }
         if (s.action >= 0) {
@@ -700,17 +753,18 @@ void Checker::check_stmts(int index, int vertex, std::vector<Stmt>& body, int af
         switch (s.kind) {
             case Stmt::Kind::assign:
             case Stmt::Kind::toggle: {
-                const int p = resolve_pin(index, s.target.name, s.target.span, true, s.target.ref);
+                const bool assign = s.kind == Stmt::Kind::assign;
+                const int p = resolve_pin(index, s.target.name, s.target.span, true, s.target.ref, assign);
                 if (p >= 0 && ni.node->pins[p].direction == drivers::Direction::input) {
                     const Pin& pin = ni.node->pins[p];
                     error(Kind::assign_to_input, s.target.span,
-                          std::string(s.kind == Stmt::Kind::toggle ? "`toggle` of" : "assignment to") +
+                          std::string(assign ? "assignment to" : "`toggle` of") +
                               " input pin " + bt(pin.name.name) + "; only output pins can be driven")
                         .notes.push_back({pin.name.span, bt(pin.name.name) + " is declared `in` here"});
                 }
-                if (s.kind == Stmt::Kind::assign) {
+                if (assign) {
                     check_expr(index, s.expr);
-                    check_level(s.expr);
+                    if (s.target.ref.kind != Ref::Kind::var) check_level(s.expr);
                 }
                 break;
             }
@@ -726,7 +780,11 @@ void Checker::check_stmts(int index, int vertex, std::vector<Stmt>& body, int af
                 break;
             case Stmt::Kind::after:
                 check_duration(s.delay, "delay");
+                if (!s.target.name.empty()) declare_delay(index, s.target);
                 check_stmts(index, vertex, s.body, after_depth + 1, action);
+                break;
+            case Stmt::Kind::cancel:
+                cancels_.push_back({index, &s});  // a delay may be named after its `cancel`
                 break;
             case Stmt::Kind::repeat:
                 check_count(s.count, "repeat count");
@@ -757,7 +815,7 @@ void Checker::check_stmts(int index, int vertex, std::vector<Stmt>& body, int af
 void Checker::check_expr(int index, Expr& e) {
     switch (e.kind) {
         case Expr::Kind::name:
-            resolve_pin(index, e.text, e.span, false, e.ref);
+            resolve_pin(index, e.text, e.span, false, e.ref, true);
             return;
         case Expr::Kind::random:
             check_random(e);
@@ -784,8 +842,9 @@ void Checker::check_random(const Expr& e) {
     if (v < 0 || v > 1) error(Kind::out_of_range, p.span, "probability " + lit->display + " is out of range (0 to 1)");
 }
 
-// A pin read as a value (`assign` false) or driven (`assign` true): its local index, or -1.
-int Checker::resolve_pin(int index, std::string_view name, Span at, bool assign, Ref& ref) {
+// A pin read as a value (`assign` false) or driven (`assign` true): its local index, or -1. With
+// `var`, a variable too: its `ref` says so, and the result is -1.
+int Checker::resolve_pin(int index, std::string_view name, Span at, bool assign, Ref& ref, bool var) {
     const Names* s = find(index, name);
     if (s && s->pin >= 0) {
         pin_used_[nodes_[index].pin_base + s->pin] = 1;
@@ -793,6 +852,17 @@ int Checker::resolve_pin(int index, std::string_view name, Span at, bool assign,
         return s->pin;
     }
     const Node& n = node(index);
+    if (s && s->var >= 0) {
+        (assign ? var_set_ : var_read_)[nodes_[index].var_base + s->var] = 1;
+        if (var) {
+            ref = {Ref::Kind::var, s->var};
+            return -1;
+        }
+        error(Kind::wrong_kind, at, bt(name) + " is a variable, not a pin")
+            .notes.push_back({std::nullopt, "`toggle` drives pins; to change a variable, write `" + std::string(name) +
+                                                " = ...`"});
+        return -1;
+    }
     if (s && s->action >= 0) {
         action_called_[nodes_[index].action_base + s->action] = 1;  // misused, but not unused
         auto& d = error(Kind::wrong_kind, at, bt(name) + " is an action, not a pin");
@@ -807,8 +877,19 @@ int Checker::resolve_pin(int index, std::string_view name, Span at, bool assign,
             d.notes.push_back({std::nullopt, "in a rule for " + bt(name) + ", `value` is the message"});
         return -1;
     }
-    auto& d = error(Kind::unknown_pin, at, "node " + bt(n.name.name) + " has no pin " + bt(name));
+    unknown_value(index, name, at, assign);
+    return -1;
+}
+
+// A name that is no pin (nor variable) of the node. In a node with variables it may be a misspelt
+// one: `unknown-variable`, with the pins and variables as suggestions.
+void Checker::unknown_value(int index, std::string_view name, Span at, bool assign) {
+    const Node& n = node(index);
+    const bool vars = !n.vars.empty();
+    auto& d = vars ? error(Kind::unknown_variable, at, "node " + bt(n.name.name) + " has no pin or variable " + bt(name))
+                   : error(Kind::unknown_pin, at, "node " + bt(n.name.name) + " has no pin " + bt(name));
     std::vector<std::string_view> candidates = pin_names(index);
+    for (const Var& v : n.vars) candidates.push_back(v.name.name);
     if (!assign) {
         candidates.push_back("value");
         candidates.push_back("tick");
@@ -817,8 +898,46 @@ int Checker::resolve_pin(int index, std::string_view name, Span at, bool assign,
         d.notes.push_back({std::nullopt, "did you mean " + bt(*best) + "?"});
     } else if (!assign) {
         d.notes.push_back({std::nullopt, "for text, use quotes, as in `\"" + std::string(name) + "\"`"});
+    } else if (!vars) {
+        d.notes.push_back({std::nullopt, "a variable is declared in its node first, as in `var " + std::string(name) + " = 0`"});
     }
-    return -1;
+}
+
+// `after D as NAME`: the node's delay of that name, declared by its first use.
+void Checker::declare_delay(int index, Ident& id) {
+    Node& n = node(index);
+    auto [at, fresh] = delay_index_.emplace(NameKey{index, id.name}, static_cast<int>(n.delays.size()));
+    if (fresh) n.delays.push_back(Ident{id.name, id.span, {}});
+    id.ref = {Ref::Kind::delay, *at};
+}
+
+// `cancel NAME`: a name some `after ... as NAME` of the node gives.
+void Checker::resolve_cancels() {
+    for (auto& [index, s] : cancels_) {
+        Ident& id = s->target;
+        if (const int* at = delay_index_.find(NameKey{index, id.name})) {
+            id.ref = {Ref::Kind::delay, *at};
+            continue;
+        }
+        const Node& n = node(index);
+        auto& d = error(Kind::unknown_delay, id.span, "node " + bt(n.name.name) + " has no delay " + bt(id.name));
+        std::vector<std::string_view> names;
+        for (const Ident& delay : n.delays) names.push_back(delay.name);
+        if (auto best = closest(id.name, names)) {
+            d.notes.push_back({std::nullopt, "did you mean " + bt(*best) + "?"});
+            continue;
+        }
+        for (std::size_t other = 0; other < nodes_.size(); ++other) {
+            const int* there = delay_index_.find(NameKey{static_cast<int>(other), id.name});
+            if (!there) continue;
+            d.notes.push_back({node(static_cast<int>(other)).delays[static_cast<std::size_t>(*there)].span,
+                               bt(id.name) + " is a delay of node " + bt(node(static_cast<int>(other)).name.name) +
+                                   "; a node cancels only its own delays"});
+            break;
+        }
+        if (d.notes.empty())
+            d.notes.push_back({std::nullopt, "a delay is named where it is set, as in `after 5m as " + id.name + " -> ...`"});
+    }
 }
 
 // A bare `NAME` statement: the action's local index, or -1.
@@ -841,6 +960,12 @@ int Checker::resolve_action(int index, Ident& id) {
     if (s && s->channel >= 0) {
         error(Kind::wrong_kind, id.span, bt(id.name) + " is a channel, not an action")
             .notes.push_back({std::nullopt, "to send to it, write `send 1 to " + n.name.name + "/" + id.name + "`"});
+        return -1;
+    }
+    if (s && s->var >= 0) {
+        var_read_[nodes_[index].var_base + s->var] = 1;  // misused, but not unused
+        error(Kind::wrong_kind, id.span, bt(id.name) + " is a variable, not an action")
+            .notes.push_back({std::nullopt, "to change it, write `" + id.name + " = ...`"});
         return -1;
     }
     auto& d = error(Kind::unknown_action, id.span, "node " + bt(n.name.name) + " has no action " + bt(id.name));
@@ -874,12 +999,13 @@ int Checker::resolve_channel(Ident& node_id, Ident& channel) {
         channel.ref = {Ref::Kind::channel, s->channel};
         return static_cast<int>(ni.channel_base) + s->channel;
     }
-    if (s && (s->pin >= 0 || s->action >= 0)) {
+    if (s && (s->pin >= 0 || s->action >= 0 || s->var >= 0)) {
         if (s->pin >= 0) pin_used_[ni.pin_base + s->pin] = 1;
         if (s->action >= 0) action_called_[ni.action_base + s->action] = 1;
+        if (s->var >= 0) var_read_[ni.var_base + s->var] = 1;
         error(Kind::wrong_kind, channel.span,
-              bt(channel.name) + " is " + (s->pin >= 0 ? "a pin" : "an action") + " of node " + bt(n.name.name) +
-                  ", not a channel");
+              bt(channel.name) + " is " + (s->pin >= 0 ? "a pin" : s->action >= 0 ? "an action" : "a variable") +
+                  " of node " + bt(n.name.name) + ", not a channel");
         return -1;
     }
     auto& d = error(Kind::unknown_channel, channel.span,
@@ -985,14 +1111,27 @@ int Checker::test_pin(TestStmt& s, int index) {
         s.member.ref = {Ref::Kind::pin, names->pin};
         return names->pin;
     }
+    if (names && names->var >= 0) {
+        var_read_[nodes_[index].var_base + names->var] = 1;
+        if (s.kind == TestStmt::Kind::expect_pin) {
+            s.member.ref = {Ref::Kind::var, names->var};
+            return -1;
+        }
+        const std::string what = s.node.name + "." + s.member.name;
+        error(Kind::wrong_kind, s.member.span, bt(what) + " is a variable, not a pin")
+            .notes.push_back({std::nullopt, s.kind == TestStmt::Kind::drive
+                                                ? "a test drives input pins; a variable changes only by its node's rules"
+                                                : "only pins have a history; to check a variable, write `expect " + what +
+                                                      " == ...`"});
+        return -1;
+    }
     if (names && (names->channel >= 0 || names->action >= 0)) {
         error(Kind::wrong_kind, s.member.span,
               bt(s.member.name) + " is " + (names->channel >= 0 ? "a channel" : "an action") + " of node " +
                   bt(n.name.name) + ", not a pin");
         return -1;
     }
-    auto& d = error(Kind::unknown_pin, s.member.span, "node " + bt(n.name.name) + " has no pin " + bt(s.member.name));
-    suggest(d, s.member.name, pin_names(index));
+    unknown_value(index, s.member.name, s.member.span, true);
     return -1;
 }
 
@@ -1013,11 +1152,10 @@ void Checker::check_tests() {
                 case TestStmt::Kind::drive:
                 case TestStmt::Kind::expect_pin: {
                     check_test_expr(s.value);
-                    check_level(s.value);
                     if (s.within) check_duration(*s.within, "duration");
                     const int n = resolve_node(s.node);
-                    if (n < 0) break;
-                    const int p = test_pin(s, n);
+                    const int p = n < 0 ? -1 : test_pin(s, n);
+                    if (n < 0 || s.member.ref.kind == Ref::Kind::pin) check_level(s.value);
                     if (p < 0 || s.kind != TestStmt::Kind::drive) break;
                     const Pin& pin = node(n).pins[p];
                     if (pin.direction == drivers::Direction::output) {
@@ -1053,10 +1191,11 @@ void Checker::check_tests() {
                         s.member.ref = {Ref::Kind::channel, names->channel};
                         break;
                     }
-                    if (names && (names->pin >= 0 || names->action >= 0)) {
+                    if (names && (names->pin >= 0 || names->action >= 0 || names->var >= 0)) {
                         error(Kind::wrong_kind, s.member.span,
-                              bt(s.member.name) + " is " + (names->pin >= 0 ? "a pin" : "an action") + " of node " +
-                                  bt(s.node.name) + ", not a channel");
+                              bt(s.member.name) + " is " +
+                                  (names->pin >= 0 ? "a pin" : names->action >= 0 ? "an action" : "a variable") +
+                                  " of node " + bt(s.node.name) + ", not a channel");
                         break;
                     }
                     auto& d = error(Kind::unknown_channel, s.member.span,
@@ -1088,6 +1227,20 @@ void Checker::check_unused() {
             if (action_called_[ni.action_base + a] || action_dup_[ni.action_base + a]) continue;
             warning(Kind::unused_action, n.actions[a].name.span,
                     "action " + bt(n.actions[a].name.name) + " is never run");
+        }
+        for (std::size_t v = 0; v < n.vars.size(); ++v) {
+            const Var& var = n.vars[v];
+            if (find(ni.index, var.name.name)->var != static_cast<int>(v)) continue;  // a duplicate, reported
+            const bool read = var_read_[ni.var_base + v], set = var_set_[ni.var_base + v];
+            if (!read) {
+                warning(Kind::unread_variable, var.name.span,
+                        "variable " + bt(var.name.name) + " is " + (set ? "assigned but never read" : "never read or assigned"));
+            } else if (!set) {
+                warning(Kind::unassigned_variable, var.name.span,
+                        "variable " + bt(var.name.name) + " is read but never assigned: it is always " +
+                            bt(var.initial.literal_text()))
+                    .notes.push_back({std::nullopt, "a value that never changes can be written where it is used"});
+            }
         }
     }
 }

@@ -167,6 +167,7 @@ void Checker::context_stmts(int index, const std::vector<Stmt>& body, const Cont
                 context_expr(s.expr, ctx);
                 break;
             case Stmt::Kind::toggle:
+            case Stmt::Kind::cancel:
                 break;
             case Stmt::Kind::after: {
                 Context inner = ctx;

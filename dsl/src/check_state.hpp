@@ -106,7 +106,7 @@ private:
 
 // What one name of a node is: indices local to the node, -1 when not of that sort.
 struct Names {
-    int pin = -1, action = -1, channel = -1;
+    int pin = -1, action = -1, channel = -1, var = -1;
 };
 struct NameKey {
     int node = 0;
@@ -124,7 +124,7 @@ struct NodeInfo {
     int index = 0;
     bool has_port = false;
     int host = 0;  // host id, for lines in use; unique per node without an address
-    std::size_t pin_base = 0, action_base = 0, rule_base = 0, channel_base = 0, channel_count = 0;
+    std::size_t pin_base = 0, action_base = 0, rule_base = 0, channel_base = 0, channel_count = 0, var_base = 0;
     std::size_t name_base = 0, name_count = 0;  // the node's range of `local_names_`
     bool hashed = false;                        // many names: found through `names_`
 };
@@ -211,6 +211,7 @@ private:
     std::vector<std::string_view> pin_names(int node) const;
     std::vector<std::string_view> action_names(int node) const;
     std::vector<std::string_view> channel_names(int node) const;
+    std::vector<std::string_view> var_names(int node) const;
     const std::vector<std::string_view>& node_names();
 
     // --- declarations (check.cpp) ---
@@ -220,6 +221,7 @@ private:
     void check_limits(const Limits& limits);
     void declare_nodes();
     void declare_names(int node);
+    void declare_vars(int node);
     void declare_rules(int node);
     void check_address(int node, PortMap& ports);
     void check_lines(int node, LineMap& lines);
@@ -231,10 +233,14 @@ private:
     void check_expr(int node, Expr& e);
     // Each resolves a use of a name, records what it refers to in its `ref`, and returns the index
     // (or -1 after reporting why it is none).
-    int resolve_pin(int node, std::string_view name, Span at, bool assign, Ref& ref);
+    // resolve_pin also takes a variable where `var` (its ref says so; it returns -1 then).
+    int resolve_pin(int node, std::string_view name, Span at, bool assign, Ref& ref, bool var = false);
+    void unknown_value(int node, std::string_view name, Span at, bool assign);
     int resolve_action(int node, Ident& id);
     int resolve_node(Ident& id);
     int resolve_channel(Ident& node, Ident& channel);
+    void declare_delay(int node, Ident& name);
+    void resolve_cancels();
     void check_level(const Expr& e);
     void check_duration(const Duration& d, const char* what);
     void check_count(const Count& c, const char* what);
@@ -307,6 +313,9 @@ private:
 
     // Flat per-node data, indexed by the node's bases.
     std::vector<char> pin_used_;
+    std::vector<char> var_read_, var_set_;  // by global variable index
+    FlatMap<NameKey, int, NameKeyHash> delay_index_;  // (node, name) -> index into the node's `delays`
+    std::vector<std::pair<int, Stmt*>> cancels_;      // `cancel NAME` of each node, resolved once all delays are known
     std::vector<char> action_called_, action_dup_;
     std::vector<std::uint8_t> action_ctx_seen_;  // context classes already walked
     std::vector<const Action*> actions_;          // by global action index

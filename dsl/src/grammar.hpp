@@ -48,6 +48,9 @@ MESHRUN_KW(logged, "logged") MESHRUN_KW(history, "history")
 // `if` and `else` start statements, and are names everywhere else: a pin, a channel or an action
 // may be called `if` or `else` (`if = 1` drives a pin; `if` alone on its line runs an action).
 MESHRUN_KW(if, "if") MESHRUN_KW(else, "else")
+// So are `var` (a node item), `as` (after the delay of `after`) and `cancel` (a statement when a name
+// follows it on the line).
+MESHRUN_KW(var, "var") MESHRUN_KW(as, "as") MESHRUN_KW(cancel, "cancel")
 // Top-level items that are not reserved: a name may be `tls` or `limits` (an item starts with a
 // keyword, so at the top level they cannot be taken for a name), and so may `cert`, `key`, `ca`.
 MESHRUN_KW(tls, "tls") MESHRUN_KW(limits, "limits") MESHRUN_KW(cert, "cert") MESHRUN_KW(key, "key")
@@ -190,7 +193,13 @@ struct ack_stmt : if_must<kw_ack, _, ack_value> {};
 struct log_value : seq<expr> {};
 struct log_stmt : if_must<kw_log, _, log_value> {};
 struct after_delay : duration {};
-struct after_stmt : if_must<kw_after, _, after_delay, arrow_body> {};
+struct delay_name : name {};
+struct after_name : seq<_, kw_as, _, must<delay_name>> {};
+struct after_stmt : if_must<kw_after, _, after_delay, opt<after_name>, arrow_body> {};
+struct delay_ref : name {};
+struct cancel_stmt : if_must<kw_cancel, _, delay_ref> {};
+// `cancel` starts a statement when something follows it on the line (else it is a call).
+struct cancel_ahead : seq<kw_cancel, _, not_at<end_of_item>> {};
 struct repeat_count : integer {};
 struct repeat_block : block {};
 struct repeat_stmt : if_must<kw_repeat, _, repeat_count, _, repeat_block> {};
@@ -222,6 +231,7 @@ struct stray_else : failure {};
 struct stmt : sor<peek<kw_toggle, toggle_stmt>, peek<kw_send, send_stmt>, peek<kw_ack, ack_stmt>,
                   peek<kw_log, log_stmt>, peek<kw_after, after_stmt>, peek<kw_repeat, repeat_stmt>,
                   peek<assignment_ahead, assign_stmt>, peek<if_ahead, if_stmt>, peek<else_ahead, stray_else>,
+                  peek<cancel_ahead, cancel_stmt>,
                   call_stmt> {};
 
 // ---- node items ----------------------------------------------------------
@@ -248,6 +258,12 @@ struct pin_end : at<end_of_item> {};
 struct pin_decl : if_must<kw_pin, _, pin_name, _, pin_eq, _, pin_dir, _, pin_chip, _, pin_line,
                           star<_, pin_option>, _, pin_end> {};
 
+// `var NAME = LITERAL`: a number (`0`, `-1.5`) or a string without interpolation.
+struct var_name : name {};
+struct var_eq : one<'='> {};
+struct var_value : sor<seq<opt<one<'-'>>, number>, string_lit> {};
+struct var_decl : if_must<kw_var, _, var_name, _, var_eq, _, var_value> {};
+
 struct action_name : name {};
 struct action_def : sor<block, seq<arrow, __, must<body>>> {};
 struct action_decl : if_must<kw_action, _, action_name, _, action_def> {};
@@ -264,7 +280,7 @@ struct when_clause : if_must<kw_when, _, guard> {};
 struct on_decl : if_must<kw_on, _, on_source, _, opt<peek<sor<digit, seq<one<'-'>, digit>, one<'"'>>, on_pattern>, _>, opt<when_clause, _>, arrow_body> {};
 
 struct node_item : sor<peek<kw_on, on_decl>, peek<kw_pin, pin_decl>, peek<kw_action, action_decl>,
-                       peek<kw_every, every_decl>> {};
+                       peek<kw_every, every_decl>, peek<kw_var, var_decl>> {};
 
 // ---- top level -----------------------------------------------------------
 
@@ -399,6 +415,8 @@ MESHRUN_MSG(kw_to, "expected `to` after the value to send")
 MESHRUN_MSG(ack_value, "expected a value after `ack`")
 MESHRUN_MSG(log_value, "expected a message after `log`, as in `log \"text {value}\"`")
 MESHRUN_MSG(after_delay, "expected a duration such as `250ms` or `2s` after `after`")
+MESHRUN_MSG(delay_name, "expected a name for the delay after `as`, as in `after 5m as lights_off -> lamp = 0`")
+MESHRUN_MSG(delay_ref, "expected the name of a delay after `cancel`, as in `cancel lights_off`")
 MESHRUN_MSG(repeat_count, "expected a whole number after `repeat`")
 MESHRUN_MSG(repeat_block, "expected `{` after the count")
 MESHRUN_MSG(assign_value, "expected a value after `=`")
@@ -415,6 +433,9 @@ MESHRUN_MSG(pin_line, "expected a line offset or a line name in quotes, as in `1
 MESHRUN_MSG(initial_value, "expected `0` or `1` after `initial`")
 MESHRUN_MSG(debounce_time, "expected a duration such as `20ms` after `debounce`")
 MESHRUN_MSG(pin_end, "expected a pin option (`active_low`, `initial`, `pull_up`, `pull_down`, `debounce`) or the end of the line")
+MESHRUN_MSG(var_name, "expected a variable name after `var`")
+MESHRUN_MSG(var_eq, "expected `=` after the variable name, as in `var visits = 0`")
+MESHRUN_MSG(var_value, "expected a number or a string in quotes after `=`: a variable starts as a literal")
 MESHRUN_MSG(action_name, "expected an action name after `action`")
 MESHRUN_MSG(action_def, "expected `{` or `->` after the action name")
 MESHRUN_MSG(every_period, "expected a duration such as `1s` or `250ms` after `every`")
@@ -427,7 +448,7 @@ MESHRUN_MSG(v6_close, "expected `]` after the IPv6 address")
 MESHRUN_MSG(port, "expected a port number after `:`")
 MESHRUN_MSG(address_body, "expected a host or `:PORT` after `at`, as in `at localhost:8765`")
 MESHRUN_MSG(node_open, "expected `{` after the node name (or `at HOST:PORT`)")
-MESHRUN_MSG(node_close, "expected `pin`, `action`, `every`, `on` or `}`")
+MESHRUN_MSG(node_close, "expected `pin`, `var`, `action`, `every`, `on` or `}`")
 MESHRUN_MSG(level, "expected a level, `0` or `1`")
 MESHRUN_MSG(expect_text, "expected the acknowledgement text after `expect`")
 MESHRUN_MSG(node_ref, "expected a node name")

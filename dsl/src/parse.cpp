@@ -34,7 +34,7 @@ using selected_rules = rule_set<
     g::add_op, g::cmp_op, g::and_op, g::or_op,
     g::pin_ref, g::assign_target, g::action_ref, g::node_ref, g::channel_ref,
     g::toggle_stmt, g::send_value, g::send_stmt, g::ack_value, g::ack_stmt, g::log_value, g::log_stmt,
-    g::after_delay, g::after_stmt, g::repeat_count, g::repeat_stmt, g::assign_value, g::assign_stmt,
+    g::after_delay, g::delay_name, g::after_stmt, g::delay_ref, g::cancel_stmt, g::var_name, g::var_value, g::var_decl, g::repeat_count, g::repeat_stmt, g::assign_value, g::assign_stmt,
     g::call_stmt, g::if_stmt, g::if_word, g::else_word, g::if_cond, g::if_block, g::else_block,
     g::pin_name, g::pin_dir, g::chip_word, g::pin_chip, g::pin_line, g::initial_value, g::initial_opt,
     g::debounce_time, g::debounce_opt, g::active_low_opt, g::pull_up_opt, g::pull_down_opt, g::pin_decl,
@@ -268,6 +268,7 @@ private:
     bool deeper(int& height, Span at, bool chain);
     void too_deep(Span at, bool chain);
     std::string plain_string(const Tree& n, const char* what);
+    Expr literal_expr(const Tree& n, const char* what);
     void stmts(const Tree& parent, std::size_t from, std::vector<Stmt>& out);
     void stmt(const Tree& n, Stmt& s);
     void if_stmt(const Tree& n, Stmt& s);
@@ -501,7 +502,9 @@ void Parser::stmt(const Tree& n, Stmt& s) {
     if (n.is_type<g::after_stmt>()) {
         s.kind = Stmt::Kind::after;
         s.delay = duration(n.child(0));
-        stmts(n, 1, s.body);
+        const bool named = n.children().size() > 1 && n.child(1).is_type<g::delay_name>();
+        if (named) s.target = ident(n.child(1));
+        stmts(n, named ? 2 : 1, s.body);
     } else if (n.is_type<g::repeat_stmt>()) {
         s.kind = Stmt::Kind::repeat;
         s.count = count(n.child(0));
@@ -561,6 +564,9 @@ void Parser::simple_stmt(const Tree& n, Stmt& s) {
         s.kind = K::assign;
         s.target = ident(c.at(0));
         s.expr = expr(c.at(1));
+    } else if (n.is_type<g::cancel_stmt>()) {
+        s.kind = K::cancel;
+        s.target = ident(c.at(0));
     } else {  // call_stmt
         s.kind = K::call;
         s.target = ident(n);
@@ -631,6 +637,12 @@ void Parser::node(const Tree& n) {
                 p.options.push_back({std::move(option_name), os});
             }
             node.pins.push_back(std::move(p));
+        } else if (item.is_type<g::var_decl>()) {
+            Var v;
+            v.span = span(item);
+            v.name = ident(c.at(0));
+            v.initial = literal_expr(c.at(1), "a variable's first value");
+            node.vars.push_back(std::move(v));
         } else if (item.is_type<g::action_decl>()) {
             Action a;
             a.span = span(item);
@@ -650,32 +662,31 @@ void Parser::node(const Tree& n) {
             r.span = span(item);
             r.source = ident(c.at(0));
             std::size_t next = 1;
-            if (next < c.size() && c[next].is_type<g::on_pattern>()) {
-                const Tree& pat = c[next++];
-                if (pat.child(0).is_type<g::string_lit>()) {
-                    Expr e;
-                    e.kind = Expr::Kind::string;
-                    e.span = span(pat);
-                    Expr t;
-                    t.kind = Expr::Kind::text;
-                    t.text = plain_string(pat.child(0), "a pattern");
-                    t.span = e.span;
-                    e.operands.push_back(std::move(t));
-                    r.pattern = std::move(e);
-                } else {
-                    Expr e;
-                    e.kind = Expr::Kind::number;
-                    e.span = span(pat);
-                    e.text = pat.string();
-                    r.pattern = std::move(e);
-                }
-            }
+            if (next < c.size() && c[next].is_type<g::on_pattern>()) r.pattern = literal_expr(c[next++], "a pattern");
             if (next < c.size() && c[next].is_type<g::guard>()) r.guard = expr(c[next++]);
             stmts(item, next, r.body);
             node.rules.push_back(std::move(r));
         }
     }
     program_.nodes.push_back(std::move(node));
+}
+
+// A pattern or a variable's first value: a number (`-1.5`) or a string without interpolation.
+Expr Parser::literal_expr(const Tree& n, const char* what) {
+    Expr e;
+    e.span = span(n);
+    if (n.child(0).is_type<g::string_lit>()) {
+        e.kind = Expr::Kind::string;
+        Expr t;
+        t.kind = Expr::Kind::text;
+        t.text = plain_string(n.child(0), what);
+        t.span = e.span;
+        e.operands.push_back(std::move(t));
+    } else {
+        e.kind = Expr::Kind::number;
+        e.text = n.string();
+    }
+    return e;
 }
 
 void Parser::test(const Tree& n) {

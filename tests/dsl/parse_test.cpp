@@ -349,7 +349,7 @@ TEST_CASE("a syntax error says what was expected where, and what was found", "[d
         {"node n {\n every 1 -> {}\n}\n", "expected a duration such as `1s` or `250ms` after `every`, found `1`", "2:8"},
         {"node n at :1 {\n on c -> ack 1 +\n}\n", "expected an expression after the operator, found end of line", "2:17"},
         {"nod n {}\n", "expected `node`, `test`, `include`, `mesh`, `secret`, `tls`, `limits` or `discovery`, found `nod`", "1:1"},
-        {"node n {\n frobnicate\n}\n", "expected `pin`, `action`, `every`, `on` or `}`, found `frobnicate`", "2:2"},
+        {"node n {\n frobnicate\n}\n", "expected `pin`, `var`, `action`, `every`, `on` or `}`, found `frobnicate`", "2:2"},
         {"node n at :1 {\n on c -> { ack 1 ack 2 }\n}\n", "expected a newline or `;` after the statement, found `ack`", "2:18"},
         {"test \"t\" {\n expect b horn\n}\n", "expected `.PIN == LEVEL`, `.PIN history \"1 0\"`, `received N on CHANNEL` or `logged \"TEXT\"` after the node, found `horn`", "2:11"},
         {"node send {}\n", "expected a node name after `node`, found `send`", "1:6"},
@@ -618,4 +618,84 @@ TEST_CASE("a misplaced or incomplete `if` or `else` is a syntax error that says 
         const auto pos = p->sm.file(d.span.file).locate(d.span.begin);
         CHECK(std::to_string(pos.line) + ":" + std::to_string(pos.column) == c.at);
     }
+}
+
+TEST_CASE("`var`, `after D as NAME` and `cancel NAME` build their AST", "[dsl][parse][state]") {
+    auto p = parse("node n at :1 {\n pin lamp = out gpiochip0 1\n var visits = 0\n var mode = \"day\"\n var t = -1.5\n"
+                   " on motion -> {\n visits = visits + 1\n after 5m as lights_off -> lamp = 0\n"
+                   " after 1s -> lamp = 1\n cancel lights_off\n }\n}\n");
+    INFO(p->errors());
+    REQUIRE(p->diags.all().empty());
+    const Node& n = p->program.nodes[0];
+    REQUIRE(n.vars.size() == 3);
+    CHECK(n.vars[0].name.name == "visits");
+    CHECK(n.vars[0].initial.literal_text() == "0");
+    CHECK(n.vars[1].initial.literal_text() == "day");
+    CHECK(n.vars[2].initial.literal_text() == "-1.5");
+    CHECK(p->text(n.vars[1].span) == "var mode = \"day\"");
+    const auto& body = n.rules[0].body;
+    REQUIRE(body.size() == 4);
+    CHECK(body[0].kind == Stmt::Kind::assign);
+    CHECK(body[0].target.name == "visits");
+    REQUIRE(body[1].kind == Stmt::Kind::after);
+    CHECK(body[1].target.name == "lights_off");
+    CHECK(body[1].delay.micros == 300'000'000);
+    CHECK(body[1].body.at(0).kind == Stmt::Kind::assign);
+    CHECK(body[2].kind == Stmt::Kind::after);
+    CHECK(body[2].target.name.empty());
+    CHECK(body[3].kind == Stmt::Kind::cancel);
+    CHECK(body[3].target.name == "lights_off");
+    CHECK(p->text(body[3].target.span) == "lights_off");
+}
+
+TEST_CASE("`var`, `as` and `cancel` are names wherever they are not starting their forms", "[dsl][parse][state]") {
+    // A pin `var`, a variable `as`, a delay `as`, an action `cancel` run alone and with `;` after it.
+    auto p = parse("node n at :1 {\n pin var = out gpiochip0 1\n var as = 0\n action cancel -> var = 0\n"
+                   " on cancel -> {\n cancel\n cancel; as = as + 1\n after 1s as as -> var = 1\n cancel as\n"
+                   " cancel = 1\n }\n}\n");
+    INFO(p->errors());
+    REQUIRE(p->diags.all().empty());
+    const Node& n = p->program.nodes[0];
+    CHECK(n.pins.at(0).name.name == "var");
+    CHECK(n.vars.at(0).name.name == "as");
+    CHECK(n.rules.at(0).source.name == "cancel");
+    const auto& body = n.rules[0].body;
+    REQUIRE(body.size() == 6);
+    CHECK(body[0].kind == Stmt::Kind::call);
+    CHECK(body[1].kind == Stmt::Kind::call);
+    CHECK(body[2].kind == Stmt::Kind::assign);
+    CHECK(body[3].kind == Stmt::Kind::after);
+    CHECK(body[3].target.name == "as");
+    CHECK(body[4].kind == Stmt::Kind::cancel);
+    CHECK(body[4].target.name == "as");
+    CHECK(body[5].kind == Stmt::Kind::assign);  // `cancel = 1` drives a pin named `cancel` (none here)
+    CHECK(body[5].target.name == "cancel");
+}
+
+TEST_CASE("the checker resolves variables and named delays", "[dsl][check][state]") {
+    SourceManager sm;
+    Diagnostics diags;
+    Compiled c = compile_text("t.mesh",
+                              "node n at :1 {\n pin lamp = out gpiochip0 1\n var count = 0\n"
+                              " on reset -> { cancel off; cancel blink }\n"
+                              " on motion -> {\n count = count + 1\n lamp = 1\n after 5m as off -> lamp = 0\n"
+                              " after 1s as blink -> lamp = 0\n after 2m as off -> lamp = 0\n ack \"{count}\"\n }\n}\n"
+                              "test \"t\" { expect n.count == 0 }\n",
+                              sm, diags);
+    INFO(diags.all().size());
+    REQUIRE(!diags.has_errors());
+    const Node& n = c.program.nodes[0];
+    REQUIRE(n.delays.size() == 2);  // `off` once, though set twice
+    CHECK(n.delays[0].name == "off");
+    CHECK(n.delays[1].name == "blink");
+    const auto& reset = n.rules[0].body;
+    CHECK(reset[0].target.ref.kind == Ref::Kind::delay);
+    CHECK(reset[0].target.ref.index == 0);
+    CHECK(reset[1].target.ref.index == 1);
+    const auto& motion = n.rules[1].body;
+    CHECK(motion[0].target.ref.kind == Ref::Kind::var);
+    CHECK(motion[0].expr.operands.at(0).ref.kind == Ref::Kind::var);
+    CHECK(motion[1].target.ref.kind == Ref::Kind::pin);
+    CHECK(motion[4].target.ref.index == 0);
+    CHECK(c.program.tests.at(0).body.at(0).member.ref.kind == Ref::Kind::var);
 }

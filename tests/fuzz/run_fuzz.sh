@@ -108,6 +108,7 @@ for parens in 105 106; do  # 150 blocks, the `ack` and its parentheses: 256 leve
     seed "blocks-$((151 + parens))" "$(rule "$(times 'repeat 1 {' 150)ack $(times '(' "$parens")p$(times ')' "$parens")$(times '}' 150)")"
 done
 seed "after-150" "$(rule "$(times 'after 1s -> ' 150)toggle p")"
+seed "after-as-150" "$(rule "$(times 'after 1s as d -> ' 150)cancel d")"
 for terms in 256 400; do seed "sum-$terms" "$(rule "ack 1$(times ' + 1' $((terms - 1)))")"; done
 seed "or-300" "$(rule "ack p$(times ' or p' 300)")"
 # `if`: nested at the limit and past it (each `if` is a level, the `toggle` one more), a long

@@ -22,6 +22,8 @@ namespace meshrun::dsl {
     X(unknown_channel, "unknown-channel")                   \
     X(unknown_pin, "unknown-pin")                           \
     X(unknown_action, "unknown-action")                     \
+    X(unknown_variable, "unknown-variable")                 \
+    X(unknown_delay, "unknown-delay")                       \
     X(duplicate_name, "duplicate-name")                     \
     X(wrong_kind, "wrong-kind")                             \
     X(send_to_client, "send-to-client")                     \
@@ -48,6 +50,8 @@ namespace meshrun::dsl {
     X(ignored_ack, "ignored-ack")                           \
     X(unused_pin, "unused-pin")                             \
     X(unused_action, "unused-action")                       \
+    X(unread_variable, "unread-variable")                   \
+    X(unassigned_variable, "unassigned-variable")           \
     X(drive_output, "drive-output")                         \
     X(gpio_line, "gpio-line")                               \
     X(test_failed, "test-failed")

@@ -23,7 +23,7 @@ Program parse_text(std::string name, std::string text, SourceManager& sm, Diagno
 
 // Counts of what a checked program declares, for the summary line.
 struct Summary {
-    std::size_t nodes = 0, channels = 0, pins = 0, rules = 0, timers = 0, actions = 0, tests = 0;
+    std::size_t nodes = 0, channels = 0, pins = 0, variables = 0, rules = 0, timers = 0, actions = 0, tests = 0;
 };
 
 // Resolves names and runs every check; appends to `diags`. Reads nothing but the program, and
