@@ -103,6 +103,7 @@ const char* op_text(dsl::BinOp op) {
 }
 
 bool is_number(std::string_view s) {
+    if (!s.empty() && s[0] == '-') s.remove_prefix(1);  // `-1.5` reads back as the same text
     std::size_t i = 0;
     while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i;
     if (i == 0) return false;

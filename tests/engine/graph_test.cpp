@@ -245,20 +245,62 @@ TEST_CASE("arduino.mesh lowers to its three nodes with every name resolved", "[e
     check_resolved(graph);
 }
 
-TEST_CASE("arduino.mesh draws exactly its golden DOT and Mermaid drawings", "[engine][golden]") {
-    const Graph graph = lowered(meshrun::build_paths::source("topologies/arduino.mesh"));
+// Draws `path` and compares with (or, with MESHRUN_UPDATE_GOLDEN set, rewrites) NAME.dot and NAME.mmd.
+void check_golden_drawings(const fs::path& path, const std::string& name) {
+    const Graph graph = lowered(path);
     const fs::path dir = meshrun::build_paths::source("tests/engine/data");
     const bool update = std::getenv("MESHRUN_UPDATE_GOLDEN") != nullptr;
     const std::string dot = to_dot(graph);
     const std::string mermaid = to_mermaid(graph);
     if (update) {
-        std::ofstream(dir / "arduino.dot") << dot;
-        std::ofstream(dir / "arduino.mmd") << mermaid;
+        std::ofstream(dir / (name + ".dot")) << dot;
+        std::ofstream(dir / (name + ".mmd")) << mermaid;
     }
-    REQUIRE(fs::exists(dir / "arduino.dot"));
-    REQUIRE(fs::exists(dir / "arduino.mmd"));
-    CHECK(dot == slurp(dir / "arduino.dot"));
-    CHECK(mermaid == slurp(dir / "arduino.mmd"));
+    REQUIRE(fs::exists(dir / (name + ".dot")));
+    REQUIRE(fs::exists(dir / (name + ".mmd")));
+    CHECK(dot == slurp(dir / (name + ".dot")));
+    CHECK(mermaid == slurp(dir / (name + ".mmd")));
+}
+
+TEST_CASE("arduino.mesh draws exactly its golden DOT and Mermaid drawings", "[engine][golden]") {
+    check_golden_drawings(meshrun::build_paths::source("topologies/arduino.mesh"), "arduino");
+}
+
+TEST_CASE("named delays and variables draw exactly their golden DOT and Mermaid drawings", "[engine][golden][state]") {
+    check_golden_drawings(meshrun::build_paths::source("tests/engine/data/state.mesh"), "state");
+}
+
+TEST_CASE("variables, assignments, named delays and cancel lower to their indices", "[engine][state]") {
+    const Graph graph = lowered(meshrun::build_paths::source("tests/engine/data/state.mesh"));
+    check_resolved(graph);
+    const Node& hall = graph.nodes.at(0);
+    REQUIRE(hall.vars.size() == 3);
+    CHECK(hall.vars[0].name == "visits");
+    CHECK(hall.vars[0].initial == "0");
+    CHECK(hall.vars[1].initial == "day");  // the text, without quotes
+    CHECK(hall.vars[2].initial == "-1.5");
+    REQUIRE(hall.delays.size() == 2);
+    CHECK(hall.delays[0].name == "lights_off");  // in the order of first use
+    CHECK(hall.delays[1].name == "blink");
+    const auto pin_source = std::find_if(hall.sources.begin(), hall.sources.end(),
+                                         [](const Source& s) { return s.kind == Source::Kind::pin; });
+    REQUIRE(pin_source != hall.sources.end());
+    const Rule& motion = pin_source->rules.at(0);
+    REQUIRE(motion.label == "on motion 1");
+    REQUIRE(motion.body.size() == 3);
+    CHECK(motion.body[1].kind == Op::Kind::set);
+    CHECK(motion.body[1].var == 0);
+    CHECK(motion.body[1].expr.args.at(0).kind == Expr::Kind::var);
+    CHECK(motion.body[2].kind == Op::Kind::after);
+    CHECK(motion.body[2].named == 0);
+    const Rule& door = hall.channel("door")->rules.at(0);
+    CHECK(door.body.at(0).kind == Op::Kind::cancel);
+    CHECK(door.body.at(0).named == 0);
+    CHECK(door.body.at(1).branches.at(1).body.at(0).named == 1);
+    CHECK(hall.channel("night")->rules.at(0).body.at(0).kind == Op::Kind::set);
+    // An `after` without a name is not a named delay.
+    const Graph plain = lowered(meshrun::build_paths::source("topologies/arduino.mesh"));
+    for (const Node& n : plain.nodes) CHECK(n.delays.empty());
 }
 
 TEST_CASE("every topology lowers and draws with one send edge per send op", "[engine][topologies]") {
