@@ -5,6 +5,7 @@
 // Each test has limits (Limits): timer firings and wall time.
 #include <chrono>
 #include <random>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -232,35 +233,33 @@ private:
             }
             case K::advance: return advance_to(clock_.now() + Micros(s.duration.micros), s.span);
             case K::expect_pin: {
-                if (s.member.ref.kind == dsl::Ref::Kind::var) return expect_variable(s, node);
                 const Node& n = graph_.nodes[static_cast<std::size_t>(node)];
-                const int pin = pin_index(n, s.member.name);
                 const std::string want = literal(s.value);
-                auto holds = [&] {
-                    const bool equal = std::to_string(fleet_.pin_level(node, pin)) == want;
-                    return s.op == dsl::BinOp::eq ? equal : !equal;
-                };
-                const Micros deadline = clock_.now() + (s.within ? Micros(s.within->micros) : Micros(0));
-                if (auto f = run_timers(deadline, s.span, [&] { return !holds(); })) return f;
-                if (holds()) return std::nullopt;
-                clock_.advance_to(deadline);
-                const int level = fleet_.pin_level(node, pin);
-                const History::Pin& w = history_.pin(node, pin);
-                std::string why;
-                if (w.written) {
-                    why = fmt::format("last written {} at {} by `{}`", w.level, seconds(w.at), w.by ? w.by->label : "");
-                } else if (n.pins[static_cast<std::size_t>(pin)].output) {
-                    why = fmt::format("never written: it is still at its initial level {}",
-                                      n.pins[static_cast<std::size_t>(pin)].initial);
-                } else {
-                    why = "an input: its level is the last one driven that outlasted its debounce";
+                if (s.member.ref.kind == dsl::Ref::Kind::var) {
+                    const int var = s.member.ref.index;
+                    return expect_value(s, as_written(want), [&] { return history_.var(node, var).value == want; }, [&] {
+                        const History::Var& v = history_.var(node, var);
+                        const std::string why =
+                            v.set ? fmt::format("last set to {} at {} by `{}`", as_written(v.value), seconds(v.at),
+                                                v.by ? v.by->label : "")
+                                  : fmt::format("never set: it is still its literal {}", as_written(v.value));
+                        return std::pair{as_written(v.value), why};
+                    });
                 }
-                const char* op = s.op == dsl::BinOp::eq ? "==" : "!=";
-                return fail(s.span,
-                            fmt::format("expected `{}.{} {} {}`{}, but it is {} at {}", n.name, s.member.name, op, want,
-                                        s.within ? fmt::format(" within {}", seconds(Micros(s.within->micros))) : "",
-                                        level, seconds(clock_.now())),
-                            {{std::nullopt, fmt::format("`{}.{}` was {}", n.name, s.member.name, why)}});
+                const int pin = pin_index(n, s.member.name);
+                return expect_value(s, want, [&] { return std::to_string(fleet_.pin_level(node, pin)) == want; }, [&] {
+                    const History::Pin& w = history_.pin(node, pin);
+                    std::string why;
+                    if (w.written) {
+                        why = fmt::format("last written {} at {} by `{}`", w.level, seconds(w.at), w.by ? w.by->label : "");
+                    } else if (n.pins[static_cast<std::size_t>(pin)].output) {
+                        why = fmt::format("never written: it is still at its initial level {}",
+                                          n.pins[static_cast<std::size_t>(pin)].initial);
+                    } else {
+                        why = "an input: its level is the last one driven that outlasted its debounce";
+                    }
+                    return std::pair{std::to_string(fleet_.pin_level(node, pin)), why};
+                });
             }
             case K::expect_logged: {
                 const std::string want = literal(*s.expect);
@@ -296,26 +295,23 @@ private:
         return std::nullopt;
     }
 
-    // `expect NODE.VAR == V [within D]` (or `!=`): as for a pin, on the variable's text.
-    std::optional<std::string> expect_variable(const dsl::TestStmt& s, int node) {
-        const Node& n = graph_.nodes[static_cast<std::size_t>(node)];
-        const int var = s.member.ref.index;
-        const std::string want = literal(s.value);
-        auto holds = [&] { return (history_.var(node, var).value == want) == (s.op == dsl::BinOp::eq); };
+    // `expect NODE.PIN == V [within D]` (or `!=`), on a pin or a variable: `equal()` says whether
+    // it is V now. Runs the timers due within D until the expectation holds; if it does not by
+    // then, fails with what `seen()` says: what it is, and why (`was last written ...`).
+    template <typename Equal, typename Seen>
+    std::optional<std::string> expect_value(const dsl::TestStmt& s, const std::string& want_shown, Equal equal, Seen seen) {
+        const auto holds = [&] { return equal() == (s.op == dsl::BinOp::eq); };
         const Micros deadline = clock_.now() + (s.within ? Micros(s.within->micros) : Micros(0));
         if (auto f = run_timers(deadline, s.span, [&] { return !holds(); })) return f;
         if (holds()) return std::nullopt;
         clock_.advance_to(deadline);
-        const History::Var& v = history_.var(node, var);
-        const std::string why =
-            v.set ? fmt::format("last set to {} at {} by `{}`", as_written(v.value), seconds(v.at), v.by ? v.by->label : "")
-                  : fmt::format("never set: it is still its literal {}", as_written(v.value));
+        const auto [got, why] = seen();
         const char* op = s.op == dsl::BinOp::eq ? "==" : "!=";
         return fail(s.span,
-                    fmt::format("expected `{}.{} {} {}`{}, but it is {} at {}", n.name, s.member.name, op, as_written(want),
-                                s.within ? fmt::format(" within {}", seconds(Micros(s.within->micros))) : "",
-                                as_written(v.value), seconds(clock_.now())),
-                    {{std::nullopt, fmt::format("`{}.{}` was {}", n.name, s.member.name, why)}});
+                    fmt::format("expected `{}.{} {} {}`{}, but it is {} at {}", s.node.name, s.member.name, op, want_shown,
+                                s.within ? fmt::format(" within {}", seconds(Micros(s.within->micros))) : "", got,
+                                seconds(clock_.now())),
+                    {{std::nullopt, fmt::format("`{}.{}` was {}", s.node.name, s.member.name, why)}});
     }
 
     // A value in a message as the language writes it: a number bare, any other text quoted.

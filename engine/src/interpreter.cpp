@@ -340,6 +340,12 @@ void Interpreter::schedule_named(const Op& op, const Firing& f) {
     slot.rule = f.rule;
     slot.value = f.value;
     slot.tick = f.tick;
+    wake_by_due(named);
+}
+
+// Queues a wake-up at the slot's due time, unless one is queued at or before it.
+void Interpreter::wake_by_due(int named) {
+    NamedSlot& slot = named_[static_cast<std::size_t>(named)];
     for (Micros w : slot.wakeups)
         if (w <= slot.due) return;
     const Micros due = slot.due;
@@ -352,15 +358,7 @@ void Interpreter::wake_named(int named, Micros at) {
     const auto it = std::find(slot.wakeups.begin(), slot.wakeups.end(), at);
     if (it != slot.wakeups.end()) slot.wakeups.erase(it);
     if (!slot.pending) return;  // cancelled, or fired by an earlier wake-up
-    if (slot.due > clock_.now()) {
-        // Restarted since: wait on, unless another wake-up comes before it is due.
-        for (Micros w : slot.wakeups)
-            if (w <= slot.due) return;
-        const Micros due = slot.due;
-        slot.wakeups.push_back(due);
-        clock_.call_at(due, [this, named, due] { wake_named(named, due); });
-        return;
-    }
+    if (slot.due > clock_.now()) return wake_by_due(named);  // restarted since: it waits on
     slot.pending = false;
     const Op& op = *slot.op;
     slot.op = nullptr;

@@ -118,6 +118,7 @@ private:
     void write_pin(int pin, int level, const Firing& f);
     void set_variable(int var, std::string value, const Firing& f);
     void schedule_named(const Op& op, const Firing& f);
+    void wake_by_due(int named);
     void wake_named(int named, Micros at);
     void run_delayed(const std::vector<Op>& body, std::shared_ptr<Firing> later, bool wait);
     void report(int pin);
