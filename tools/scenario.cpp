@@ -5,11 +5,13 @@
 // Each test has limits (Limits): timer firings and wall time.
 #include <chrono>
 #include <random>
+#include <utility>
 
 #include <fmt/format.h>
 
 #include "meshrun/drivers/sim.hpp"
 #include "meshrun/dsl/diagnostic.hpp"
+#include "meshrun/engine/eval.hpp"
 #include "scenario.hpp"
 
 namespace meshrun::tools {
@@ -45,11 +47,16 @@ std::string seconds(Micros t) {
 }
 
 // What the runner checks that the fleet itself keeps no record of: the levels each
-// pin took, each output's last write, and the rules that fired.
+// pin took, each output's last write, each variable's value and last set, and the rules
+// that fired.
 class History final : public Observer {
 public:
     explicit History(const Graph& graph) {
-        for (const Node& n : graph.nodes) pins_.emplace_back(n.pins.size());
+        for (const Node& n : graph.nodes) {
+            pins_.emplace_back(n.pins.size());
+            auto& vars = vars_.emplace_back();
+            for (const engine::Var& v : n.vars) vars.push_back(Var{v.initial, false, Micros(0), nullptr});
+        }
     }
     struct Pin {
         std::vector<int> levels;  // writes of an output (even of its level), changes of an input; the first 10,000
@@ -59,6 +66,17 @@ public:
         int level = 0;
     };
     const Pin& pin(int node, int pin) const { return pins_[static_cast<std::size_t>(node)][static_cast<std::size_t>(pin)]; }
+    // A variable: its value (every set is told, and a node starts with its literal) and its last set.
+    struct Var {
+        std::string value;
+        bool set = false;
+        Micros at{0};
+        const Rule* by = nullptr;
+    };
+    const Var& var(int node, int var) const { return vars_[static_cast<std::size_t>(node)][static_cast<std::size_t>(var)]; }
+    void variable_set(int node, int var, std::string_view value, const Rule* by, Micros at) override {
+        vars_[static_cast<std::size_t>(node)][static_cast<std::size_t>(var)] = Var{std::string(value), true, at, by};
+    }
     const std::map<const Rule*, std::uint64_t>& fired() const { return fired_; }
     const std::set<const Branch*>& branches_ran() const { return branches_ran_; }
 
@@ -80,6 +98,7 @@ private:
         if (p.levels.size() < 10'000) p.levels.push_back(level);
     }
     std::vector<std::vector<Pin>> pins_;
+    std::vector<std::vector<Var>> vars_;
     std::map<const Rule*, std::uint64_t> fired_;
     std::set<const Branch*> branches_ran_;
 };
@@ -215,33 +234,32 @@ private:
             case K::advance: return advance_to(clock_.now() + Micros(s.duration.micros), s.span);
             case K::expect_pin: {
                 const Node& n = graph_.nodes[static_cast<std::size_t>(node)];
-                const int pin = pin_index(n, s.member.name);
                 const std::string want = literal(s.value);
-                auto holds = [&] {
-                    const bool equal = std::to_string(fleet_.pin_level(node, pin)) == want;
-                    return s.op == dsl::BinOp::eq ? equal : !equal;
-                };
-                const Micros deadline = clock_.now() + (s.within ? Micros(s.within->micros) : Micros(0));
-                if (auto f = run_timers(deadline, s.span, [&] { return !holds(); })) return f;
-                if (holds()) return std::nullopt;
-                clock_.advance_to(deadline);
-                const int level = fleet_.pin_level(node, pin);
-                const History::Pin& w = history_.pin(node, pin);
-                std::string why;
-                if (w.written) {
-                    why = fmt::format("last written {} at {} by `{}`", w.level, seconds(w.at), w.by ? w.by->label : "");
-                } else if (n.pins[static_cast<std::size_t>(pin)].output) {
-                    why = fmt::format("never written: it is still at its initial level {}",
-                                      n.pins[static_cast<std::size_t>(pin)].initial);
-                } else {
-                    why = "an input: its level is the last one driven that outlasted its debounce";
+                if (s.member.ref.kind == dsl::Ref::Kind::var) {
+                    const int var = s.member.ref.index;
+                    return expect_value(s, as_written(want), [&] { return history_.var(node, var).value == want; }, [&] {
+                        const History::Var& v = history_.var(node, var);
+                        const std::string why =
+                            v.set ? fmt::format("last set to {} at {} by `{}`", as_written(v.value), seconds(v.at),
+                                                v.by ? v.by->label : "")
+                                  : fmt::format("never set: it is still its literal {}", as_written(v.value));
+                        return std::pair{as_written(v.value), why};
+                    });
                 }
-                const char* op = s.op == dsl::BinOp::eq ? "==" : "!=";
-                return fail(s.span,
-                            fmt::format("expected `{}.{} {} {}`{}, but it is {} at {}", n.name, s.member.name, op, want,
-                                        s.within ? fmt::format(" within {}", seconds(Micros(s.within->micros))) : "",
-                                        level, seconds(clock_.now())),
-                            {{std::nullopt, fmt::format("`{}.{}` was {}", n.name, s.member.name, why)}});
+                const int pin = pin_index(n, s.member.name);
+                return expect_value(s, want, [&] { return std::to_string(fleet_.pin_level(node, pin)) == want; }, [&] {
+                    const History::Pin& w = history_.pin(node, pin);
+                    std::string why;
+                    if (w.written) {
+                        why = fmt::format("last written {} at {} by `{}`", w.level, seconds(w.at), w.by ? w.by->label : "");
+                    } else if (n.pins[static_cast<std::size_t>(pin)].output) {
+                        why = fmt::format("never written: it is still at its initial level {}",
+                                          n.pins[static_cast<std::size_t>(pin)].initial);
+                    } else {
+                        why = "an input: its level is the last one driven that outlasted its debounce";
+                    }
+                    return std::pair{std::to_string(fleet_.pin_level(node, pin)), why};
+                });
             }
             case K::expect_logged: {
                 const std::string want = literal(*s.expect);
@@ -275,6 +293,38 @@ private:
             }
         }
         return std::nullopt;
+    }
+
+    // `expect NODE.PIN == V [within D]` (or `!=`), on a pin or a variable: `equal()` says whether
+    // it is V now. Runs the timers due within D until the expectation holds; if it does not by
+    // then, fails with what `seen()` says: what it is, and why (`was last written ...`).
+    template <typename Equal, typename Seen>
+    std::optional<std::string> expect_value(const dsl::TestStmt& s, const std::string& want_shown, Equal equal, Seen seen) {
+        const auto holds = [&] { return equal() == (s.op == dsl::BinOp::eq); };
+        const Micros deadline = clock_.now() + (s.within ? Micros(s.within->micros) : Micros(0));
+        if (auto f = run_timers(deadline, s.span, [&] { return !holds(); })) return f;
+        if (holds()) return std::nullopt;
+        clock_.advance_to(deadline);
+        const auto [got, why] = seen();
+        const char* op = s.op == dsl::BinOp::eq ? "==" : "!=";
+        return fail(s.span,
+                    fmt::format("expected `{}.{} {} {}`{}, but it is {} at {}", s.node.name, s.member.name, op, want_shown,
+                                s.within ? fmt::format(" within {}", seconds(Micros(s.within->micros))) : "", got,
+                                seconds(clock_.now())),
+                    {{std::nullopt, fmt::format("`{}.{}` was {}", s.node.name, s.member.name, why)}});
+    }
+
+    // A value in a message as the language writes it: a number bare, any other text quoted.
+    static std::string as_written(const std::string& value) {
+        const bool number = !value.empty() && value.find_first_not_of("0123456789.-") == std::string::npos &&
+                            engine::number(value).has_value();
+        if (number) return value;
+        std::string out = "\"";
+        for (char c : value) {
+            if (c == '"' || c == '\\') out += '\\';
+            out += c;
+        }
+        return out + '"';
     }
 
     const Graph& graph_;

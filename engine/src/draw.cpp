@@ -1,13 +1,15 @@
 // Drawings of the event graph: Graphviz DOT and Mermaid.
 //
 // Both renderers draw the same picture, built once as a `Picture`: a cluster per
-// node (labelled with its name and address) holding one box per source (channel:
-// box, input pin: cds / flag, timer: ellipse / stadium) and one per rule, an edge
-// from each source to each of its rules, and an edge labelled `send` from a rule
-// to the target channel of every `send` op the rule can run — directly, inside
-// `repeat`, `after` and the branches of `if` (the label says which), and through
-// the actions it calls. Ids are derived from
-// names only, so the output is stable from run to run and diffs well.
+// node (labelled with its name, address and variables) holding one box per source
+// (channel: box, input pin: cds / flag, timer: ellipse / stadium), one per rule and
+// one per named delay (hexagon), an edge from each source to each of its rules, and
+// an edge labelled `send` from a rule to the target channel of every `send` op the
+// rule can run — directly, inside `repeat`, `after` and the branches of `if` (the
+// label says which), and through the actions it calls. A rule (or timer) that starts
+// a named delay has an edge to it labelled `after D`, one that cancels it a dashed
+// edge labelled `cancel`, found the same way. Ids are derived from names only, so
+// the output is stable from run to run and diffs well.
 #include <algorithm>
 #include <cctype>
 #include <map>
@@ -24,7 +26,7 @@ namespace {
 
 // ---- the picture, independent of the output format -------------------------
 
-enum class Shape { channel, pin, timer, rule, unhandled };
+enum class Shape { channel, pin, timer, rule, delay, unhandled };
 
 struct Box {
     std::string id;     // stable, e.g. `buzzer.ch.signal`, `buzzer.rule.1`
@@ -34,14 +36,16 @@ struct Box {
 
 struct Link {
     std::string from, to;
-    std::string label;  // empty: a source -> rule edge
+    std::string label;    // empty: a source -> rule edge
+    bool dashed = false;  // a `cancel`
+    bool operator==(const Link&) const = default;
 };
 
 struct Cluster {
     std::string id;     // the node's name
     std::string label;  // `buzzer\nlocalhost:8766`
     std::vector<Box> boxes;
-    std::vector<Link> links;  // source -> rule, inside the cluster
+    std::vector<Link> links;  // source -> rule, and rule -> named delay, inside the cluster
 };
 
 struct Picture {
@@ -59,6 +63,12 @@ std::string address(const Node& node) {
 std::string channel_id(const Node& node, std::string_view channel) {
     return node.name + ".ch." + std::string(channel);
 }
+
+std::string delay_name(const Node& node, int named) {
+    return named >= 0 && static_cast<std::size_t>(named) < node.delays.size() ? node.delays[named].name : "?";
+}
+
+std::string delay_id(const Node& node, int named) { return node.name + ".delay." + delay_name(node, named); }
 
 // ---- expressions, as the language writes them (for rule guards) -------------
 
@@ -93,6 +103,7 @@ const char* op_text(dsl::BinOp op) {
 }
 
 bool is_number(std::string_view s) {
+    if (!s.empty() && s[0] == '-') s.remove_prefix(1);  // `-1.5` reads back as the same text
     std::size_t i = 0;
     while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i;
     if (i == 0) return false;
@@ -136,6 +147,8 @@ std::string print_inner(const Expr& e, const Node& node) {
         }
         case Expr::Kind::pin:
             return e.pin >= 0 && static_cast<std::size_t>(e.pin) < node.pins.size() ? node.pins[e.pin].name : "?";
+        case Expr::Kind::var:
+            return e.var >= 0 && static_cast<std::size_t>(e.var) < node.vars.size() ? node.vars[e.var].name : "?";
         case Expr::Kind::value: return "value";
         case Expr::Kind::tick: return "tick";
         case Expr::Kind::random: return "random(" + (e.args.empty() ? "" : print(e.args[0], node, 0)) + ")";
@@ -169,13 +182,14 @@ std::string rule_label(const Rule& rule, const Node& node) {
     return label;
 }
 
-// ---- sends a rule can run ----------------------------------------------------
+// ---- sends, and named delays started and cancelled, a rule can run -------------
 
-struct SendWalker {
+struct OpWalker {
     const Graph& graph;
     const Node& node;
     const std::string& from;
-    std::vector<Link>& out;
+    std::vector<Link>& out;     // sends, across clusters
+    std::vector<Link>& inside;  // to named delays, in the node's cluster
     // Actions already walked from this rule: each is drawn once, however often it is called, so
     // that actions that call the next one twice cannot make the walk exponential (and a recursion,
     // which the checker forbids, could not loop).
@@ -190,11 +204,18 @@ struct SendWalker {
                     walk(op.body, context);
                     context.pop_back();
                     break;
-                case Op::Kind::after:
-                    context.push_back("after " + dsl::format_duration(static_cast<std::uint64_t>(op.delay.count())));
+                case Op::Kind::after: {
+                    std::string after = "after " + dsl::format_duration(static_cast<std::uint64_t>(op.delay.count()));
+                    if (op.named >= 0) {
+                        link(delay_id(node, op.named), with(after, context), false);
+                        after += " as " + delay_name(node, op.named);
+                    }
+                    context.push_back(std::move(after));
                     walk(op.body, context);
                     context.pop_back();
                     break;
+                }
+                case Op::Kind::cancel: link(delay_id(node, op.named), with("cancel", context), true); break;
                 case Op::Kind::if_:
                     // A send in a branch is labelled with the branch: `send (if lamp == 1)`, `send (else)`.
                     for (const Branch& b : op.branches) {
@@ -217,16 +238,33 @@ struct SendWalker {
         }
     }
 
+    // `send (if lamp == 1, after 5m)`: what the op is, then where it is.
+    static std::string with(std::string label, const std::vector<std::string>& context) {
+        for (std::size_t i = 0; i < context.size(); ++i) label += (i == 0 ? " (" : ", ") + context[i];
+        if (!context.empty()) label += ")";
+        return label;
+    }
+
     void send(const Op& op, const std::vector<std::string>& context) {
         if (op.edge < 0 || static_cast<std::size_t>(op.edge) >= node.edges.size()) return;
         const Edge& edge = node.edges[op.edge];
         if (edge.node < 0 || static_cast<std::size_t>(edge.node) >= graph.nodes.size()) return;
-        std::string label = "send";
-        for (std::size_t i = 0; i < context.size(); ++i) label += (i == 0 ? " (" : ", ") + context[i];
-        if (!context.empty()) label += ")";
-        out.push_back(Link{from, channel_id(graph.nodes[edge.node], edge.channel), std::move(label)});
+        out.push_back(Link{from, channel_id(graph.nodes[edge.node], edge.channel), with("send", context)});
+    }
+
+    // An edge to a named delay, once however often the rule starts (or cancels) it alike.
+    void link(std::string to, std::string label, bool dashed) {
+        Link l{from, std::move(to), std::move(label), dashed};
+        if (std::find(inside.begin(), inside.end(), l) == inside.end()) inside.push_back(std::move(l));
     }
 };
+
+// A variable's line in its node's label: `var visits = 0`.
+std::string var_line(const Var& v, const Node& node) {
+    Expr initial;
+    initial.text = v.initial;
+    return "var " + v.name + " = " + print_inner(initial, node);
+}
 
 Picture picture(const Graph& graph) {
     Picture pic;
@@ -250,6 +288,11 @@ Picture picture(const Graph& graph) {
         Cluster cluster;
         cluster.id = node.name;
         cluster.label = node.name + "\n" + address(node);
+        for (const Var& v : node.vars) {
+            cluster.label += '\n';
+            cluster.label += var_line(v, node);
+        }
+        std::vector<Link> to_delays;  // drawn after every box of the cluster
         int rules = 0, timers = 0;
         for (const Source& source : node.sources) {
             Box box;
@@ -268,19 +311,23 @@ Picture picture(const Graph& graph) {
             if (source.kind == Source::Kind::timer) {
                 // A timer has one body, and no rule of its own in the language: its sends leave the timer.
                 std::vector<std::string> context;
-                for (const Rule& rule : source.rules) SendWalker{graph, node, box.id, pic.sends}.walk(rule.body, context);
+                for (const Rule& rule : source.rules)
+                    OpWalker{graph, node, box.id, pic.sends, to_delays}.walk(rule.body, context);
                 continue;
             }
             for (const Rule& rule : source.rules) {
                 Box r{node.name + ".rule." + std::to_string(++rules), rule_label(rule, node), Shape::rule};
                 cluster.links.push_back(Link{box.id, r.id, {}});
                 std::vector<std::string> context;
-                SendWalker{graph, node, r.id, pic.sends}.walk(rule.body, context);
+                OpWalker{graph, node, r.id, pic.sends, to_delays}.walk(rule.body, context);
                 cluster.boxes.push_back(std::move(r));
             }
         }
+        for (std::size_t d = 0; d < node.delays.size(); ++d)
+            cluster.boxes.push_back(Box{delay_id(node, static_cast<int>(d)), node.delays[d].name + "\n(named delay)", Shape::delay});
         for (const std::string& channel : unhandled[n])
             cluster.boxes.push_back(Box{channel_id(node, channel), channel + "\n(no rule)", Shape::unhandled});
+        cluster.links.insert(cluster.links.end(), to_delays.begin(), to_delays.end());
         pic.clusters.push_back(std::move(cluster));
     }
     return pic;
@@ -308,6 +355,7 @@ const char* dot_style(Shape shape) {
         case Shape::pin: return "shape=cds, style=filled, fillcolor=\"#fff3e0\", color=\"#ef6c00\"";
         case Shape::timer: return "shape=ellipse, style=filled, fillcolor=\"#e8f5e9\", color=\"#2e7d32\"";
         case Shape::rule: return "shape=box, style=rounded, color=\"#616161\"";
+        case Shape::delay: return "shape=hexagon, style=filled, fillcolor=\"#f3e5f5\", color=\"#6a1b9a\"";
         case Shape::unhandled: return "shape=box, style=dashed, color=\"#1565c0\"";
     }
     return "";
@@ -367,6 +415,7 @@ std::string mermaid_box(Shape shape, const std::string& label) {
         case Shape::pin: return ">" + q + "]:::pin";
         case Shape::timer: return "([" + q + "]):::timer";
         case Shape::rule: return "(" + q + "):::rule";
+        case Shape::delay: return "{{" + q + "}}:::delay";
         case Shape::unhandled: return "[" + q + "]:::unhandled";
     }
     return "[" + q + "]";
@@ -388,7 +437,13 @@ std::string to_dot(const Graph& graph) {
         out += "        color=\"#9e9e9e\"\n";
         for (const Box& b : c.boxes)
             out += "        " + dot_quote(b.id) + " [label=" + dot_quote(b.label) + ", " + dot_style(b.shape) + "]\n";
-        for (const Link& l : c.links) out += "        " + dot_quote(l.from) + " -> " + dot_quote(l.to) + "\n";
+        for (const Link& l : c.links) {
+            out += "        " + dot_quote(l.from) + " -> " + dot_quote(l.to);
+            if (!l.label.empty())
+                out += " [label=" + dot_quote(l.label) + ", color=\"#6a1b9a\", fontcolor=\"#6a1b9a\"" +
+                       (l.dashed ? ", style=dashed" : "") + "]";
+            out += "\n";
+        }
         out += "    }\n";
     }
     if (!pic.sends.empty()) out += "\n";
@@ -407,11 +462,20 @@ std::string to_mermaid(const Graph& graph) {
     out += "    classDef pin fill:#fff3e0,stroke:#ef6c00\n";
     out += "    classDef timer fill:#e8f5e9,stroke:#2e7d32\n";
     out += "    classDef rule fill:#ffffff,stroke:#616161\n";
+    out += "    classDef delay fill:#f3e5f5,stroke:#6a1b9a\n";
     out += "    classDef unhandled fill:#ffffff,stroke:#1565c0,stroke-dasharray:4 3\n";
     for (const Cluster& c : pic.clusters) {
         out += "\n    subgraph " + id(c.id) + " [" + mermaid_quote(c.label) + "]\n";
         for (const Box& b : c.boxes) out += "        " + id(b.id) + mermaid_box(b.shape, b.label) + "\n";
-        for (const Link& l : c.links) out += "        " + id(l.from) + " --> " + id(l.to) + "\n";
+        for (const Link& l : c.links) {
+            out += "        " + id(l.from) + (l.dashed ? " -.->" : " -->");
+            if (!l.label.empty()) {  // appended piece by piece: GCC 12's -Wrestrict again
+                out += '|';
+                out += mermaid_quote(l.label);
+                out += '|';
+            }
+            out += " " + id(l.to) + "\n";
+        }
         out += "    end\n";
     }
     if (!pic.sends.empty()) out += "\n";

@@ -67,6 +67,7 @@ std::string eval(const Expr& e, const EvalContext& ctx) {
             return out;
         }
         case K::pin: return bit(ctx.pin(e.pin) != 0);
+        case K::var: return (*ctx.vars)[static_cast<std::size_t>(e.var)];
         case K::value: return std::string(ctx.value);
         case K::tick: return std::to_string(ctx.tick);
         case K::random: {

@@ -1,5 +1,6 @@
 #include "interpreter.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -35,9 +36,11 @@ Interpreter::Interpreter(const Graph& graph, int node, Clock& clock, Logger& log
       log_(log),
       host_(host),
       observers_(observers),
+      named_(spec_.delays.size()),
       received_(spec_.sources.size()),
       action_waits_(spec_.actions.size(), -1),
       rng_(seed) {
+    for (const Var& v : spec_.vars) vars_.push_back(v.initial);  // the node starts: each variable at its literal
     for (const Source& src : spec_.sources)
         for (const Rule& r : src.rules) waits_.push_back(can_wait(r.body));  // in Rule::index's order
 }
@@ -264,7 +267,18 @@ void Interpreter::step(const Op& op, Firing& f, const std::shared_ptr<Firing>& o
             if (f.message && !f.reply) reply(f, eval(op.expr, f));
             break;
         case Op::Kind::log: log(eval(op.expr, f)); break;
+        case Op::Kind::set: set_variable(op.var, eval(op.expr, f), f); break;
+        case Op::Kind::cancel: {
+            NamedSlot& slot = named_[static_cast<std::size_t>(op.named)];
+            slot.pending = false;  // its wake-ups find nothing to do
+            slot.op = nullptr;
+            break;
+        }
         case Op::Kind::after: {
+            if (op.named >= 0) {
+                schedule_named(op, f);
+                break;
+            }
             // The body runs later with the value and tick it was scheduled with.
             if (delays_ >= max_delays)
                 throw std::runtime_error(fmt::format("{} delays (`after`) are pending on this node already, the most it holds",
@@ -278,12 +292,7 @@ void Interpreter::step(const Op& op, Firing& f, const std::shared_ptr<Firing>& o
             const bool wait = can_wait(op.body);
             clock_.call_at(clock_.now() + op.delay, [this, then, later, wait] {
                 --delays_;
-                if (host_.stopping()) return;
-                if (wait && host_.full()) {
-                    if (skipped_++ == 0) log("skipping a delayed body that sends while a queue is full");
-                    return;
-                }
-                start(*then, later, wait);
+                run_delayed(*then, later, wait);
             });
             break;
         }
@@ -307,6 +316,71 @@ void Interpreter::step(const Op& op, Firing& f, const std::shared_ptr<Firing>& o
         case Op::Kind::call:
         case Op::Kind::if_: break;  // run() and run_now() step into these
     }
+}
+
+// A delayed body is due: it runs, unless the fleet stops or it could send while a link is full.
+void Interpreter::run_delayed(const std::vector<Op>& body, std::shared_ptr<Firing> later, bool wait) {
+    if (host_.stopping()) return;
+    if (wait && host_.full()) {
+        if (skipped_++ == 0) log("skipping a delayed body that sends while a queue is full");
+        return;
+    }
+    start(body, std::move(later), wait);
+}
+
+// `after D as NAME`: (re)starts the named delay from now, with this `after`'s body and the
+// firing's value and tick. Queues a wake-up only when none is queued at or before the new due
+// time, so that restarting it often queues nothing (see NamedSlot).
+void Interpreter::schedule_named(const Op& op, const Firing& f) {
+    const int named = op.named;
+    NamedSlot& slot = named_[static_cast<std::size_t>(named)];
+    slot.pending = true;
+    slot.due = clock_.now() + op.delay;
+    slot.op = &op;
+    slot.rule = f.rule;
+    slot.value = f.value;
+    slot.tick = f.tick;
+    wake_by_due(named);
+}
+
+// Queues a wake-up at the slot's due time, unless one is queued at or before it.
+void Interpreter::wake_by_due(int named) {
+    NamedSlot& slot = named_[static_cast<std::size_t>(named)];
+    for (Micros w : slot.wakeups)
+        if (w <= slot.due) return;
+    const Micros due = slot.due;
+    slot.wakeups.push_back(due);
+    clock_.call_at(due, [this, named, due] { wake_named(named, due); });
+}
+
+void Interpreter::wake_named(int named, Micros at) {
+    NamedSlot& slot = named_[static_cast<std::size_t>(named)];
+    const auto it = std::find(slot.wakeups.begin(), slot.wakeups.end(), at);
+    if (it != slot.wakeups.end()) slot.wakeups.erase(it);
+    if (!slot.pending) return;  // cancelled, or fired by an earlier wake-up
+    if (slot.due > clock_.now()) return wake_by_due(named);  // restarted since: it waits on
+    slot.pending = false;
+    const Op& op = *slot.op;
+    slot.op = nullptr;
+    auto later = std::make_shared<Firing>();
+    later->rule = slot.rule;
+    later->value = std::move(slot.value);
+    later->tick = slot.tick;
+    run_delayed(op.body, std::move(later), can_wait(op.body));
+}
+
+std::size_t Interpreter::named_wakeups() const {
+    std::size_t n = 0;
+    for (const NamedSlot& slot : named_) n += slot.wakeups.size();
+    return n;
+}
+
+void Interpreter::set_variable(int var, std::string value, const Firing& f) {
+    std::string& v = vars_[static_cast<std::size_t>(var)];
+    v = std::move(value);
+    if (observers_.empty()) return;
+    const Micros at = clock_.now();
+    tell([&](Observer& o) { o.variable_set(node_, var, v, f.rule, at); });
 }
 
 // A send came back: its acknowledgement is logged; a refusal is the firing's reply,
@@ -340,7 +414,7 @@ void Interpreter::failed(Firing& f, const std::exception& e) {
 }
 
 std::string Interpreter::eval(const Expr& e, const Firing& f) {
-    EvalContext ctx{f.value, f.tick, [this](int pin) { return read_pin(pin); }, &rng_};
+    EvalContext ctx{f.value, f.tick, [this](int pin) { return read_pin(pin); }, &rng_, &vars_};
     return engine::eval(e, ctx);
 }
 
@@ -415,6 +489,15 @@ nlohmann::json Interpreter::status() const {
     }
     j["pins"] = nlohmann::json::object();
     for (std::size_t i = 0; i < spec_.pins.size(); ++i) j["pins"][spec_.pins[i].name] = read_pin(static_cast<int>(i));
+    j["variables"] = nlohmann::json::object();
+    for (std::size_t i = 0; i < spec_.vars.size(); ++i) j["variables"][spec_.vars[i].name] = vars_[i];
+    // The named delays pending, each with the milliseconds until it is due (rounded up).
+    j["delays"] = nlohmann::json::object();
+    const Micros now = clock_.now();
+    for (std::size_t i = 0; i < spec_.delays.size(); ++i) {
+        const NamedSlot& slot = named_[i];
+        if (slot.pending) j["delays"][spec_.delays[i].name] = (std::max(slot.due - now, Micros(0)).count() + 999) / 1000;
+    }
     j["counters"] = {{"received", per_channel}, {"replied", replied_}, {"sent", sent_}};
     return j;
 }

@@ -94,6 +94,10 @@ public:
     void resumed();
 
     int read_pin(int pin) const;
+    // A variable's value (`var`, index into Node::vars): its literal until a firing sets it.
+    const std::string& variable(int var) const { return vars_[static_cast<std::size_t>(var)]; }
+    // The wake-ups of named delays on the clock (pending or not): at most a few per name.
+    std::size_t named_wakeups() const;
     std::uint64_t received(int source) const { return received_[static_cast<std::size_t>(source)]; }
 
     // The node's part of its `GET /` page (the runtime adds its links).
@@ -112,6 +116,11 @@ private:
     const Branch* choose(const Op& op, const Firing& f);
     std::string eval(const Expr& e, const Firing& f);
     void write_pin(int pin, int level, const Firing& f);
+    void set_variable(int var, std::string value, const Firing& f);
+    void schedule_named(const Op& op, const Firing& f);
+    void wake_by_due(int named);
+    void wake_named(int named, Micros at);
+    void run_delayed(const std::vector<Op>& body, std::shared_ptr<Firing> later, bool wait);
     void report(int pin);
     void start_timer(const Source& s, std::int64_t tick, Micros origin);
     bool skip(const Rule& rule);
@@ -136,6 +145,24 @@ private:
     const std::vector<Observer*>& observers_;
     std::vector<std::unique_ptr<drivers::Line>> lines_;
     std::vector<PinState> pins_;
+    std::vector<std::string> vars_;  // per variable (Node::vars), in memory only
+
+    // A named delay (`after D as NAME`): at most one pending per name. Scheduling it again
+    // only moves its due time and replaces what it runs; the clock holds wake-ups, not
+    // firings: one at the earliest due time asked for, and one more only when a restart
+    // brings the due time earlier than every wake-up queued. A wake-up that finds the due
+    // time moved later queues one at the new time (unless one is queued at or before it);
+    // one that finds the slot cancelled does nothing.
+    struct NamedSlot {
+        bool pending = false;
+        Micros due{0};
+        const Op* op = nullptr;       // the `after` that scheduled it last: its body runs
+        const Rule* rule = nullptr;   // the firing it captured
+        std::string value;
+        std::int64_t tick = 0;
+        std::vector<Micros> wakeups;  // queued on the clock, pending or not
+    };
+    std::vector<NamedSlot> named_;    // per Node::delays
     std::vector<std::uint64_t> received_;  // per source (channels come first)
     std::uint64_t replied_ = 0, sent_ = 0;
     std::vector<bool> waits_;  // per rule (Rule::index): whether its body can wait (on a send)

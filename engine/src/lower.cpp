@@ -59,6 +59,9 @@ public:
             if (p.initial) pin.initial = static_cast<int>(p.initial->value);
             out.pins.push_back(std::move(pin));
         }
+        // Variables keep the checker's numbering too; named delays the order the checker gave them.
+        for (const dsl::Var& v : in.vars) out.vars.push_back(Var{v.name.name, v.initial.literal_text(), v.span});
+        for (const dsl::Ident& d : in.delays) out.delays.push_back(NamedDelay{d.name, d.span});
         // Actions first: bodies may call actions declared later.
         for (const dsl::Action& a : in.actions) out.actions.push_back(Action{a.name.name, {}});
         for (std::size_t i = 0; i < in.actions.size(); ++i) out.actions[i].body = ops(in.actions[i].body);
@@ -132,8 +135,13 @@ private:
         using K = dsl::Stmt::Kind;
         switch (s.kind) {
             case K::assign:
-                o.kind = Op::Kind::write;
-                o.pin = resolved(s.target.ref, dsl::Ref::Kind::pin, s.target.name);
+                if (s.target.ref.kind == dsl::Ref::Kind::var) {
+                    o.kind = Op::Kind::set;
+                    o.var = s.target.ref.index;
+                } else {
+                    o.kind = Op::Kind::write;
+                    o.pin = resolved(s.target.ref, dsl::Ref::Kind::pin, s.target.name);
+                }
                 o.expr = expr(s.expr);
                 break;
             case K::toggle:
@@ -156,7 +164,12 @@ private:
             case K::after:
                 o.kind = Op::Kind::after;
                 o.delay = Micros(s.delay.micros);
+                if (!s.target.name.empty()) o.named = resolved(s.target.ref, dsl::Ref::Kind::delay, s.target.name);
                 o.body = ops(s.body);
+                break;
+            case K::cancel:
+                o.kind = Op::Kind::cancel;
+                o.named = resolved(s.target.ref, dsl::Ref::Kind::delay, s.target.name);
                 break;
             case K::repeat:
                 o.kind = Op::Kind::repeat;
@@ -209,8 +222,13 @@ private:
                 }
                 break;
             case K::name:
-                out.kind = Expr::Kind::pin;
-                out.pin = resolved(e.ref, dsl::Ref::Kind::pin, e.text);
+                if (e.ref.kind == dsl::Ref::Kind::var) {
+                    out.kind = Expr::Kind::var;
+                    out.var = e.ref.index;
+                } else {
+                    out.kind = Expr::Kind::pin;
+                    out.pin = resolved(e.ref, dsl::Ref::Kind::pin, e.text);
+                }
                 break;
             case K::value: out.kind = Expr::Kind::value; break;
             case K::tick: out.kind = Expr::Kind::tick; break;

@@ -4,7 +4,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <chrono>
+#include <cmath>
+#include <limits>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +16,8 @@
 #include <unordered_map>
 
 #include <fmt/format.h>
+
+#include "meshrun/engine/eval.hpp"
 
 namespace meshrun::engine {
 
@@ -34,6 +39,18 @@ std::string label(std::string_view name, std::string_view value, bool comma = tr
     out += escape_label_value(value);
     out += '"';
     return out;
+}
+
+// A variable's gauge: its value as a number, NaN when its text is not one (stored as the
+// double's bits in a Figure).
+std::int64_t variable_bits(std::string_view value) {
+    return std::bit_cast<std::int64_t>(number(value).value_or(std::numeric_limits<double>::quiet_NaN()));
+}
+
+// A sample value as the text format writes it: NaN, or the shortest decimal form.
+std::string gauge_value(std::int64_t bits) {
+    const double d = std::bit_cast<double>(bits);
+    return std::isnan(d) ? "NaN" : fmt::format("{}", d);
 }
 
 // Seconds from microseconds, exactly: 1.5 -> "1.5", 2 -> "2".
@@ -114,6 +131,8 @@ Metrics::Metrics(const Graph& graph, std::vector<int> nodes)
         f.edges = std::vector<Figure>(node.pins.size());
         f.level = std::vector<Figure>(node.pins.size());
         for (Figure& level : f.level) level.set(-1);
+        f.vars = std::vector<Figure>(node.vars.size());
+        for (std::size_t v = 0; v < node.vars.size(); ++v) f.vars[v].set(variable_bits(node.vars[v].initial));
 
         l.node = label("node", node.name, false);
         for (const Source& s : node.sources) l.source.push_back(s.kind == Source::Kind::channel ? label("channel", s.name) : "");
@@ -124,6 +143,7 @@ Metrics::Metrics(const Graph& graph, std::vector<int> nodes)
             l.target.push_back(label("target", fmt::format("{}/{}", target, e.channel)));
         }
         for (const Pin& p : node.pins) l.pin.push_back(label("pin", p.name));
+        for (const Var& v : node.vars) l.var.push_back(label("var", v.name));
 
         std::unordered_map<std::string_view, int> seen;  // a label's rules so far, for #2, #3
         for (const Source& s : node.sources) {
@@ -184,6 +204,10 @@ void Metrics::input_edge(int node, int pin, int level, Micros) {
         f->edges[pin].add();
         f->level[pin].set(level);
     }
+}
+
+void Metrics::variable_set(int node, int var, std::string_view value, const Rule*, Micros) {
+    if (Figures* f = at(node); f && static_cast<std::size_t>(var) < f->vars.size()) f->vars[var].set(variable_bits(value));
 }
 
 void Metrics::message_sent(int node, int edge) {
@@ -362,6 +386,14 @@ std::string Metrics::render(int node) const {
     per_pin("meshrun_pin_level", "gauge",
             "A pin's level: the last written (outputs) or seen (inputs); -1 until one is written or seen.",
             &Figures::level, Pins::all);
+    {
+        Family family(out, "meshrun_variable", "gauge",
+                      "A node variable's value as a number (its literal until a rule sets it); NaN when its text is not "
+                      "a decimal number.");
+        for (std::size_t i : shown)
+            for (std::size_t v = 0; v < labels_[i].var.size(); ++v)
+                family.sample(labels_[i].node + labels_[i].var[v], gauge_value(figures_[i].vars[v].get()));
+    }
     {
         Family family(out, "meshrun_rule_firings_total", "counter",
                       "Firings of a rule (a label repeated in its node is told apart by #2, #3 in file order).");

@@ -84,6 +84,10 @@ void check_resolved(const Graph& graph, const Node& node, const Expr& e) {
         CHECK(e.pin >= 0);
         CHECK(static_cast<std::size_t>(e.pin) < node.pins.size());
     }
+    if (e.kind == Expr::Kind::var) {
+        CHECK(e.var >= 0);
+        CHECK(static_cast<std::size_t>(e.var) < node.vars.size());
+    }
     for (const Expr& arg : e.args) check_resolved(graph, node, arg);
 }
 
@@ -109,10 +113,22 @@ void check_resolved(const Graph& graph, const Node& node, const std::vector<Op>&
                 REQUIRE(op.action >= 0);
                 REQUIRE(static_cast<std::size_t>(op.action) < node.actions.size());
                 break;
+            case Op::Kind::set:
+                REQUIRE(op.var >= 0);
+                REQUIRE(static_cast<std::size_t>(op.var) < node.vars.size());
+                break;
+            case Op::Kind::cancel:
+                REQUIRE(op.named >= 0);
+                REQUIRE(static_cast<std::size_t>(op.named) < node.delays.size());
+                break;
+            case Op::Kind::after:
+                CHECK(op.named >= -1);
+                CHECK(op.named < static_cast<int>(node.delays.size()));
+                break;
             default: break;
         }
         if (op.kind != Op::Kind::toggle && op.kind != Op::Kind::call && op.kind != Op::Kind::after &&
-            op.kind != Op::Kind::repeat && op.kind != Op::Kind::if_)
+            op.kind != Op::Kind::repeat && op.kind != Op::Kind::if_ && op.kind != Op::Kind::cancel)
             check_resolved(graph, node, op.expr);
         check_resolved(graph, node, op.body);
         for (const Branch& b : op.branches) {
@@ -229,20 +245,62 @@ TEST_CASE("arduino.mesh lowers to its three nodes with every name resolved", "[e
     check_resolved(graph);
 }
 
-TEST_CASE("arduino.mesh draws exactly its golden DOT and Mermaid drawings", "[engine][golden]") {
-    const Graph graph = lowered(meshrun::build_paths::source("topologies/arduino.mesh"));
+// Draws `path` and compares with (or, with MESHRUN_UPDATE_GOLDEN set, rewrites) NAME.dot and NAME.mmd.
+void check_golden_drawings(const fs::path& path, const std::string& name) {
+    const Graph graph = lowered(path);
     const fs::path dir = meshrun::build_paths::source("tests/engine/data");
     const bool update = std::getenv("MESHRUN_UPDATE_GOLDEN") != nullptr;
     const std::string dot = to_dot(graph);
     const std::string mermaid = to_mermaid(graph);
     if (update) {
-        std::ofstream(dir / "arduino.dot") << dot;
-        std::ofstream(dir / "arduino.mmd") << mermaid;
+        std::ofstream(dir / (name + ".dot")) << dot;
+        std::ofstream(dir / (name + ".mmd")) << mermaid;
     }
-    REQUIRE(fs::exists(dir / "arduino.dot"));
-    REQUIRE(fs::exists(dir / "arduino.mmd"));
-    CHECK(dot == slurp(dir / "arduino.dot"));
-    CHECK(mermaid == slurp(dir / "arduino.mmd"));
+    REQUIRE(fs::exists(dir / (name + ".dot")));
+    REQUIRE(fs::exists(dir / (name + ".mmd")));
+    CHECK(dot == slurp(dir / (name + ".dot")));
+    CHECK(mermaid == slurp(dir / (name + ".mmd")));
+}
+
+TEST_CASE("arduino.mesh draws exactly its golden DOT and Mermaid drawings", "[engine][golden]") {
+    check_golden_drawings(meshrun::build_paths::source("topologies/arduino.mesh"), "arduino");
+}
+
+TEST_CASE("named delays and variables draw exactly their golden DOT and Mermaid drawings", "[engine][golden][state]") {
+    check_golden_drawings(meshrun::build_paths::source("tests/engine/data/state.mesh"), "state");
+}
+
+TEST_CASE("variables, assignments, named delays and cancel lower to their indices", "[engine][state]") {
+    const Graph graph = lowered(meshrun::build_paths::source("tests/engine/data/state.mesh"));
+    check_resolved(graph);
+    const Node& hall = graph.nodes.at(0);
+    REQUIRE(hall.vars.size() == 3);
+    CHECK(hall.vars[0].name == "visits");
+    CHECK(hall.vars[0].initial == "0");
+    CHECK(hall.vars[1].initial == "day");  // the text, without quotes
+    CHECK(hall.vars[2].initial == "-1.5");
+    REQUIRE(hall.delays.size() == 2);
+    CHECK(hall.delays[0].name == "lights_off");  // in the order of first use
+    CHECK(hall.delays[1].name == "blink");
+    const auto pin_source = std::find_if(hall.sources.begin(), hall.sources.end(),
+                                         [](const Source& s) { return s.kind == Source::Kind::pin; });
+    REQUIRE(pin_source != hall.sources.end());
+    const Rule& motion = pin_source->rules.at(0);
+    REQUIRE(motion.label == "on motion 1");
+    REQUIRE(motion.body.size() == 3);
+    CHECK(motion.body[1].kind == Op::Kind::set);
+    CHECK(motion.body[1].var == 0);
+    CHECK(motion.body[1].expr.args.at(0).kind == Expr::Kind::var);
+    CHECK(motion.body[2].kind == Op::Kind::after);
+    CHECK(motion.body[2].named == 0);
+    const Rule& door = hall.channel("door")->rules.at(0);
+    CHECK(door.body.at(0).kind == Op::Kind::cancel);
+    CHECK(door.body.at(0).named == 0);
+    CHECK(door.body.at(1).branches.at(1).body.at(0).named == 1);
+    CHECK(hall.channel("night")->rules.at(0).body.at(0).kind == Op::Kind::set);
+    // An `after` without a name is not a named delay.
+    const Graph plain = lowered(meshrun::build_paths::source("topologies/arduino.mesh"));
+    for (const Node& n : plain.nodes) CHECK(n.delays.empty());
 }
 
 TEST_CASE("every topology lowers and draws with one send edge per send op", "[engine][topologies]") {
@@ -568,4 +626,103 @@ node panel at localhost:8802 { on show -> ack "shown" }
     CHECK(dot.find("[label=\"send (else if value == \\\"y\\\", 2 times)\"") != std::string::npos);
     const std::string mermaid = to_mermaid(graph);
     CHECK(mermaid.find("send (else if value == #quot;y#quot;, 2 times)") != std::string::npos);
+}
+
+TEST_CASE("named delays are drawn in their node, with an edge from each rule that starts or cancels one",
+          "[engine][state]") {
+    // By hand, as lowering makes it of:
+    //   var visits = 0 / var mode = "auto"
+    //   on motion -> { visits = visits + 1; after 5m as lights_off -> { lamp = 0; send "off" to hall/motion } }
+    //   on door -> { if lamp == 1 { cancel lights_off }; cancel lights_off }
+    //   every 1m -> after 2s as lights_off -> lamp = 0
+    Graph graph;
+    graph.name = "state";
+    Node hall;
+    hall.name = "hall";
+    hall.port = 8801;
+    Pin lamp_pin;
+    lamp_pin.name = "lamp";
+    lamp_pin.chip = "gpiochip0";
+    lamp_pin.line = "17";
+    hall.pins.push_back(lamp_pin);
+    hall.vars = {{"visits", "0", {}}, {"mode", "auto", {}}};
+    hall.delays = {{"lights_off", {}}};
+    hall.edges.push_back(Edge{0, "motion"});
+    Op write;
+    write.kind = Op::Kind::write;
+    write.pin = 0;
+    Op send;
+    send.kind = Op::Kind::send;
+    send.edge = 0;
+    Op set;
+    set.kind = Op::Kind::set;
+    set.var = 0;
+    Op after;
+    after.kind = Op::Kind::after;
+    after.delay = std::chrono::minutes(5);
+    after.named = 0;
+    after.body = {write, send};
+    Op cancel;
+    cancel.kind = Op::Kind::cancel;
+    cancel.named = 0;
+    Op branch;
+    branch.kind = Op::Kind::if_;
+    Expr lamp;
+    lamp.kind = Expr::Kind::pin;
+    lamp.pin = 0;
+    Expr visits;
+    visits.kind = Expr::Kind::var;
+    visits.var = 0;
+    Expr cond;
+    cond.kind = Expr::Kind::binary;
+    cond.op = dsl::BinOp::lt;
+    cond.args = {lamp, visits};
+    branch.branches.push_back(Branch{cond, {cancel}, "if", {}});
+
+    Source motion;
+    motion.kind = Source::Kind::channel;
+    motion.name = "motion";
+    Rule on_motion;
+    on_motion.label = "on motion";
+    on_motion.body = {set, after, after};  // started twice: drawn once
+    motion.rules.push_back(on_motion);
+    Source door;
+    door.kind = Source::Kind::channel;
+    door.name = "door";
+    Rule on_door;
+    on_door.label = "on door";
+    on_door.body = {branch, cancel};
+    door.rules.push_back(on_door);
+    Source timer;
+    timer.kind = Source::Kind::timer;
+    timer.name = "every 1m";
+    Op soon = after;
+    soon.delay = std::chrono::seconds(2);
+    soon.body = {write};
+    timer.rules.push_back(Rule{std::nullopt, std::nullopt, {soon}, {}, "every 1m", 2});
+    hall.sources = {motion, door, timer};
+    graph.nodes = {hall};
+
+    const std::string dot = to_dot(graph);
+    INFO(dot);
+    CHECK(dot.find("label=\"hall\\n:8801\\nvar visits = 0\\nvar mode = \\\"auto\\\"\"") != std::string::npos);
+    CHECK(dot.find("\"hall.delay.lights_off\" [label=\"lights_off\\n(named delay)\", shape=hexagon") != std::string::npos);
+    CHECK(count(dot, "\"hall.rule.1\" -> \"hall.delay.lights_off\" [label=\"after 5m\"") == 1);
+    CHECK(dot.find("\"hall.rule.2\" -> \"hall.delay.lights_off\" [label=\"cancel (if lamp < visits)\", color=\"#6a1b9a\", "
+                   "fontcolor=\"#6a1b9a\", style=dashed]") != std::string::npos);
+    CHECK(dot.find("\"hall.rule.2\" -> \"hall.delay.lights_off\" [label=\"cancel\", color=\"#6a1b9a\", "
+                   "fontcolor=\"#6a1b9a\", style=dashed]") != std::string::npos);
+    CHECK(dot.find("\"hall.timer.1\" -> \"hall.delay.lights_off\" [label=\"after 2s\"") != std::string::npos);
+    CHECK(count(dot, "[label=\"send (after 5m as lights_off)\"") == 2);  // each send op the rule runs
+    CHECK(count(dot, "-> \"hall.delay.lights_off\"") == 4);
+
+    const std::string mermaid = to_mermaid(graph);
+    INFO(mermaid);
+    CHECK(mermaid.find("classDef delay fill:#f3e5f5,stroke:#6a1b9a") != std::string::npos);
+    CHECK(mermaid.find("hall_delay_lights_off{{\"lights_off<br/>(named delay)\"}}:::delay") != std::string::npos);
+    CHECK(mermaid.find("hall_rule_1 -->|\"after 5m\"| hall_delay_lights_off") != std::string::npos);
+    CHECK(mermaid.find("hall_rule_2 -.->|\"cancel\"| hall_delay_lights_off") != std::string::npos);
+    CHECK(mermaid.find("hall_timer_1 -->|\"after 2s\"| hall_delay_lights_off") != std::string::npos);
+    CHECK(mermaid.find("subgraph hall [\"hall<br/>:8801<br/>var visits = 0<br/>var mode = #quot;auto#quot;\"]") !=
+          std::string::npos);
 }

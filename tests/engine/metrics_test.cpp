@@ -338,3 +338,32 @@ TEST_CASE("metrics: the arduino fleet on virtual time renders what the fleet cou
     fleet.stop();
     run_until(fleet, clock, Micros(6'000'000));
 }
+
+TEST_CASE("metrics: each variable is a gauge of its number, NaN when its text is not one", "[metrics][state]") {
+    Graph g;
+    g.name = "t";
+    Node hall;
+    hall.name = "hall";
+    hall.vars = {{"visits", "0", {}}, {"mode", "auto", {}}, {"say \"hi\"", "-1.5", {}}};
+    g.nodes.push_back(hall);
+    Metrics m(g, {0});
+    std::string text = m.render();
+    CHECK(has_line(text, "# TYPE meshrun_variable gauge"));
+    CHECK(lines(text, "meshrun_variable") ==
+          std::vector<std::string>{R"(meshrun_variable{node="hall",var="visits"} 0)",
+                                   R"(meshrun_variable{node="hall",var="mode"} NaN)",
+                                   R"(meshrun_variable{node="hall",var="say \"hi\""} -1.5)"});
+    m.variable_set(0, 0, "2", nullptr, Micros(0));
+    m.variable_set(0, 1, "12.25", nullptr, Micros(0));
+    m.variable_set(0, 2, "on", nullptr, Micros(0));
+    m.variable_set(0, 3, "9", nullptr, Micros(0));  // no such variable: ignored
+    m.variable_set(1, 0, "9", nullptr, Micros(0));  // no such node
+    text = m.render();
+    CHECK(lines(text, "meshrun_variable") ==
+          std::vector<std::string>{R"(meshrun_variable{node="hall",var="visits"} 2)",
+                                   R"(meshrun_variable{node="hall",var="mode"} 12.25)",
+                                   R"(meshrun_variable{node="hall",var="say \"hi\""} NaN)"});
+    // A node without variables has no such family.
+    Graph plain = checked_arduino();
+    CHECK(Metrics(plain, {0, 1, 2}).render().find("meshrun_variable") == std::string::npos);
+}

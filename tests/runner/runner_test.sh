@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `meshrun test`, the scenario runner, as a user runs it: failures and their messages, virtual
-# time, determinism, debounce and `within`, --filter, --junit, bad usage, rule coverage.
+# time, determinism, debounce and `within`, --filter, --junit, bad usage, rule coverage, variables
+# and named delays.
 # Usage: runner_test.sh MESHRUN   (run from anywhere; works on copies of its fixtures in a temp dir)
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/checks.sh"  # ok, fail, has, has_line, lacks, count
@@ -219,6 +220,28 @@ has_line "branches: unrun branches of the fired rules only" out.txt "  branch co
 has_line "branches: an if never taken" out.txt "    hall: branch \`if\` (branches.mesh:$(line_of branches.mesh 'value == "day"')) of \`on mode\` never ran"
 has_line "branches: an else never taken" out.txt "    hall: branch \`else\` (branches.mesh:$(line_of branches.mesh 'unknown {value}')) of \`on mode\` never ran"
 lacks "branches: a rule that never fired lists no branch" out.txt "of \`on spare\`"
+
+# ---------------------------------------------------------------------------------------------
+# 9. Variables and named delays on virtual time, and failures of `expect NODE.VAR`.
+run "state: exits 0" 0 -- "$meshrun" test state.mesh
+last_line "state: all pass" out.txt "5 passed, 0 failed"
+has_re "state: a delay restarted 1,000 times" out.txt '  ok    a delay restarted 1,000 times fires once, at the last restart \+ D \([0-9]+ ms\)'
+has_re "state: a cancelled delay" out.txt '  ok    a cancelled delay never fires, and a cancel with nothing pending does nothing \([0-9]+ ms\)'
+has_re "state: a restart's value" out.txt '  ok    a restart captures the new value \([0-9]+ ms\)'
+has_re "state: variables across firings" out.txt '  ok    variables keep their value across firings, and start at their literal in each test \([0-9]+ ms\)'
+has_re "state: the motion light" out.txt '  ok    the light stays on while there is motion \([0-9]+ ms\)'
+run "statefail: exits 1" 1 -- "$meshrun" test statefail.mesh
+last_line "statefail: both fail" out.txt "0 passed, 2 failed"
+n=$(line_of statefail.mesh 'expect hall.visits == 2 within 1s')
+has_line "statefail: a variable's value at the deadline" all.txt \
+  "statefail.mesh:$n:5: error: expected \`hall.visits == 2\` within 1.000 s, but it is 1 at 3.000 s [test-failed]"
+has_line "statefail: who set it last, and when" all.txt \
+  "statefail.mesh:$n:5: note: \`hall.visits\` was last set to 1 at 0.000 s by \`on motion 1\`"
+n=$(line_of statefail.mesh 'expect hall.mode == "manual"')
+has_line "statefail: a text quoted" all.txt \
+  "statefail.mesh:$n:5: error: expected \`hall.mode == \"manual\"\`, but it is \"auto\" at 0.000 s [test-failed]"
+has_line "statefail: never set, its literal" all.txt \
+  "statefail.mesh:$n:5: note: \`hall.mode\` was never set: it is still its literal \"auto\""
 
 echo "$pass passed, $failures failed"
 [ "$failures" -eq 0 ]

@@ -8,6 +8,7 @@
 #include <random>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "meshrun/engine/graph.hpp"
 
@@ -18,6 +19,7 @@ struct EvalContext {
     std::int64_t tick = 0;            // the timer's firing count
     std::function<int(int pin)> pin;  // a pin's level
     std::mt19937_64* rng = nullptr;   // for random(P)
+    const std::vector<std::string>* vars = nullptr;  // the node's variables (Node::vars' order)
 };
 
 std::string eval(const Expr& e, const EvalContext& ctx);

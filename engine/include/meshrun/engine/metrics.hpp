@@ -46,6 +46,7 @@ public:
     void rule_fired(int node, const Rule& rule) override;
     void pin_written(int node, int pin, int level, const Rule* by, Micros at) override;
     void input_edge(int node, int pin, int level, Micros at) override;
+    void variable_set(int node, int var, std::string_view value, const Rule* by, Micros at) override;
     void message_sent(int node, int edge) override;
     void acked(int node, int edge, Micros latency) override;
     void dropped(int node, int edge, std::string_view why) override;
@@ -83,6 +84,7 @@ private:
         std::vector<Figure> repeats, refired;   // per source: meshrun.1 messages sent again
         std::vector<Link> links;                // per edge
         std::vector<Figure> writes, edges, level;  // per pin; level -1: not known yet
+        std::vector<Figure> vars;               // per variable: its number's bits (a double; NaN: not a number)
         std::vector<Figure> fired;              // per rule of the node, sources in order
         std::vector<const Rule*> rules;         // per rule of the node (Rule::index): which it is
 
@@ -109,6 +111,7 @@ private:
         std::vector<std::string> source;  // ,channel="NAME" (channels; others empty)
         std::vector<std::string> target;  // ,target="NODE/CHANNEL"
         std::vector<std::string> pin;     // ,pin="NAME"
+        std::vector<std::string> var;     // ,var="NAME"
         std::vector<std::string> rule;    // ,rule="LABEL" (a label repeated in its node: #2, #3...)
     };
     std::vector<Labels> labels_;

@@ -3,8 +3,8 @@
 // the runtime. Every event comes on the fleet's thread, in the order it happened.
 //
 // Indices are the graph's: `node` into Graph::nodes, `source` into Node::sources
-// (channels come first), `pin` into Node::pins, `edge` into Node::edges. Times are
-// on the fleet's clock. An observer must not call back into the fleet.
+// (channels come first), `pin` into Node::pins, `var` into Node::vars, `edge` into
+// Node::edges. Times are on the fleet's clock. An observer must not call back into the fleet.
 #pragma once
 
 #include <cstddef>
@@ -47,6 +47,9 @@ public:
     virtual void pin_written(int /*node*/, int /*pin*/, int /*level*/, const Rule* /*by*/, Micros /*at*/) {}
     // An input changed as its rules see it (after its debounce).
     virtual void input_edge(int /*node*/, int /*pin*/, int /*level*/, Micros /*at*/) {}
+    // A variable (`var`, index into Node::vars) was set, even to the value it had; `by` is the
+    // rule whose firing set it (a delayed body's: the rule that scheduled it; null: none).
+    virtual void variable_set(int /*node*/, int /*var*/, std::string_view /*value*/, const Rule* /*by*/, Micros /*at*/) {}
 
     // A `send` handed a message to the link of an edge; the link's acknowledgement
     // came after `latency`, or the message was dropped (the peer refused it).
