@@ -32,7 +32,7 @@
   window.meshrunDashboard = dashboard;
 
   let graph = null;  // the last `graph` message
-  let model = {};    // node -> {pins, channels, rules, links}: every state so far, merged
+  let model = {};    // node -> {pins, variables, channels, rules, links}: every state so far, merged
   let view = null;   // what is drawn: element maps, see draw()
   let socket = null;
   let denied = false;
@@ -166,16 +166,16 @@
 
   // ---- state -----------------------------------------------------------------------------------
 
-  const PARTS = ["pins", "channels", "rules", "links"];
+  const PARTS = ["pins", "variables", "channels", "rules", "links"];
 
-  // A full state replaces the model; a partial one changes what it names: a pin's level or a
-  // rule's count replaced, a channel's or link's fields merged.
+  // A full state replaces the model; a partial one changes what it names: a pin's level, a
+  // variable's value or a rule's count replaced, a channel's or link's fields merged.
   function applyState(message) {
     dashboard.updates += 1;
     dashboard.seq = message.seq;
     if (message.full) model = {};
     for (const [name, changes] of Object.entries(message.nodes || {})) {
-      const node = (model[name] ||= { pins: {}, channels: {}, rules: {}, links: {} });
+      const node = (model[name] ||= { pins: {}, variables: {}, channels: {}, rules: {}, links: {} });
       for (const part of PARTS) {
         for (const [key, value] of Object.entries(changes[part] || {})) {
           const old = node[part][key];
@@ -272,7 +272,7 @@
     document.title = graph.mesh ? `${graph.mesh} · meshrun` : "meshrun";
     const nodes = graph.nodes || [];
     $("empty").hidden = nodes.length > 0;
-    view = { pins: new Map(), channels: new Map(), rules: new Map(), links: [], boxes: new Map() };
+    view = { pins: new Map(), variables: new Map(), channels: new Map(), rules: new Map(), links: [], boxes: new Map() };
 
     for (const column of layout(nodes)) {
       const columnEl = el("div", "column");
@@ -327,6 +327,14 @@
       view.pins.set(p.dataset.pin, { node, pin, el: p, clickable, shown: undefined });
     }
     if (pins.childElementCount) box.append(pins);
+
+    const variables = el("dl", "variables");
+    for (const name of node.variables || []) {
+      const value = el("dd", "value");
+      variables.append(el("dt", "", name), value);
+      view.variables.set(`${node.name}.${name}`, { el: value, shown: undefined });
+    }
+    if (variables.childElementCount) box.append(variables);
 
     for (const source of node.sources || []) {
       const s = el("div", `source source-${source.kind}`);
@@ -432,6 +440,15 @@
       item.shown = known;
       item.el.dataset.level = known === null ? "" : String(known);
       item.el.title = pinTitle(item.node, item.pin, item.clickable, known);
+    }
+    for (const [key, item] of view.variables) {
+      const dot = key.indexOf(".");
+      const value = model[key.slice(0, dot)]?.variables[key.slice(dot + 1)];
+      if (value === undefined || value === item.shown) continue;
+      if (item.shown !== undefined) flash(item.el);
+      item.shown = value;
+      item.el.textContent = value === "" ? "(empty)" : value;
+      item.el.title = value;
     }
     for (const [key, item] of view.channels) {
       const dot = key.indexOf(".");

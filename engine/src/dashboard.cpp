@@ -36,6 +36,7 @@ DashboardHub::DashboardHub(const Graph& graph, std::vector<bool> here)
         for (const Source& s : spec.sources) rules += s.rules.size();
         view.rules.resize(rules);
         view.links.resize(spec.edges.size());
+        for (const Var& v : spec.vars) view.vars.push_back({v.initial.substr(0, last_bytes), false});
     }
 }
 
@@ -44,9 +45,10 @@ std::string DashboardHub::graph_message(const std::vector<std::string>& addresse
     json nodes = json::array();
     for (std::size_t n = 0; n < graph_.nodes.size(); ++n) {
         const Node& spec = graph_.nodes[n];
-        json pins = json::array(), sources = json::array(), edges = json::array();
+        json pins = json::array(), vars = json::array(), sources = json::array(), edges = json::array();
         for (const Pin& p : spec.pins)
             pins.push_back({{"name", p.name}, {"direction", p.output ? "output" : "input"}, {"chip", p.chip}, {"line", p.line}});
+        for (const Var& v : spec.vars) vars.push_back(v.name);
         for (const Source& s : spec.sources) {
             json rules = json::array();
             for (const Rule& r : s.rules) rules.push_back({{"index", r.index}, {"label", r.label}});
@@ -59,6 +61,7 @@ std::string DashboardHub::graph_message(const std::vector<std::string>& addresse
                          {"address", addresses[n]},
                          {"simulated", static_cast<bool>(simulated[n])},
                          {"pins", std::move(pins)},
+                         {"variables", std::move(vars)},
                          {"sources", std::move(sources)},
                          {"edges", std::move(edges)}});
     }
@@ -74,6 +77,10 @@ T& DashboardHub::touch(int node, std::vector<Tracked<T>> NodeView::*items, int i
 }
 
 void DashboardHub::set_pin(int node, int pin, int level) { touch(node, &NodeView::pins, pin) = level; }
+
+void DashboardHub::variable_set(int node, int var, std::string_view value, const Rule*, Micros) {
+    touch(node, &NodeView::vars, var) = value.substr(0, last_bytes);
+}
 
 void DashboardHub::message_in(int node, int source, std::string_view payload) {
     Channel& c = touch(node, &NodeView::channels, source);
@@ -110,9 +117,12 @@ std::string DashboardHub::state_message(bool full) const {
         const NodeView& view = nodes_[n];
         if (!here_[n] || !(full || view.changed)) continue;
         const Node& spec = graph_.nodes[n];
-        json pins = json::object(), channels = json::object(), rules = json::object(), links = json::object();
+        json pins = json::object(), vars = json::object(), channels = json::object(), rules = json::object(),
+             links = json::object();
         for (std::size_t p = 0; p < view.pins.size(); ++p)
             if (full || view.pins[p].changed) pins[spec.pins[p].name] = view.pins[p].value;
+        for (std::size_t v = 0; v < view.vars.size(); ++v)
+            if (full || view.vars[v].changed) vars[spec.vars[v].name] = view.vars[v].value;
         for (std::size_t s = 0; s < view.channels.size(); ++s) {
             if (spec.sources[s].kind != Source::Kind::channel || !(full || view.channels[s].changed)) continue;
             const Channel& c = view.channels[s].value;
@@ -126,8 +136,8 @@ std::string DashboardHub::state_message(bool full) const {
             links[std::to_string(e)] = {{"state", to_string(l.state)}, {"why", l.why},   {"queued", l.queued},
                                         {"sent", l.sent},              {"acked", l.acked}, {"dropped", l.dropped}};
         }
-        nodes[spec.name] = {{"pins", std::move(pins)}, {"channels", std::move(channels)}, {"rules", std::move(rules)},
-                            {"links", std::move(links)}};
+        nodes[spec.name] = {{"pins", std::move(pins)},   {"variables", std::move(vars)}, {"channels", std::move(channels)},
+                            {"rules", std::move(rules)}, {"links", std::move(links)}};
     }
     return dump({{"type", "state"}, {"seq", seq_}, {"full", full}, {"nodes", std::move(nodes)}});
 }
@@ -141,6 +151,7 @@ std::optional<std::string> DashboardHub::take_changes() {
     for (NodeView& view : nodes_) {
         if (!view.changed) continue;
         for (auto& p : view.pins) p.changed = false;
+        for (auto& v : view.vars) v.changed = false;
         for (auto& c : view.channels) c.changed = false;
         for (auto& r : view.rules) r.changed = false;
         for (auto& l : view.links) l.changed = false;

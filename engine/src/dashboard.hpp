@@ -1,5 +1,5 @@
 // What the dashboard shows (docs/dashboard.md): an observer that keeps each pin's level, each
-// channel's count and last messages, each rule's firings and each link's state, and says what
+// variable's value, each channel's count and last messages, each rule's firings and each link's state, and says what
 // changed since it was last asked, as the page's JSON messages. Light: no Asio here; the server
 // that sends these messages is dashboard_server.hpp.
 #pragma once
@@ -43,6 +43,7 @@ public:
     void dropped(int node, int edge, std::string_view why) override;
     void link_state(int node, int edge, LinkState state, std::string_view why) override;
     void link_queue(int node, int edge, std::size_t queued, std::size_t limit) override;
+    void variable_set(int node, int var, std::string_view value, const Rule* by, Micros at) override;
 
 private:
     struct Channel {
@@ -65,6 +66,7 @@ private:
         std::vector<Tracked<Channel>> channels;  // by source index; only channel sources are sent
         std::vector<Tracked<std::uint64_t>> rules;
         std::vector<Tracked<LinkView>> links;
+        std::vector<Tracked<std::string>> vars;  // each cut to last_bytes
         bool changed = false;
     };
 

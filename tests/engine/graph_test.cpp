@@ -330,7 +330,7 @@ TEST_CASE("every topology lowers and draws with one send edge per send op", "[en
             for (std::string line; std::getline(lines, line);) {
                 const auto first = line.find_first_not_of(' ');
                 if (first == std::string::npos || line.compare(first, 8, "classDef") == 0) continue;
-                std::string head = line.substr(first, line.find_first_of(" [(>", first) - first);
+                std::string head = line.substr(first, line.find_first_of(" [({>", first) - first);
                 if (head == "subgraph") head = line.substr(first + 9, line.find(' ', first + 9) - first - 9);
                 INFO(line);
                 CHECK(std::all_of(head.begin(), head.end(), [](char c) {

@@ -21,7 +21,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from checks import HOST, STEP, CheckFailed, expect, free_port, run_checks, wait_for  # noqa: E402
-from nodes import write_mesh  # noqa: E402
+from nodes import ask, write_mesh  # noqa: E402
 from wsraw import RawClient  # noqa: E402
 
 import websockets  # noqa: E402
@@ -272,6 +272,39 @@ def doorbell_drive():
             expect(code == want_code and words in err, f"drive {args}: {code} {err!r}")
 
 
+def variables_live():
+    """A node's variables in the graph (names) and the state (values), and each change as it is set."""
+    port = free_port()
+    mesh = write_mesh(f"""node hall at 127.0.0.1:{port} {{
+    pin lamp = out gpiochip0 17
+    var visits = 0
+    var mode = "day"
+    on motion -> {{ lamp = 1; visits = visits + 1; ack "{{visits}}" }}
+    on night -> {{ mode = "night {{value}}"; ack "{{mode}}" }}
+}}
+""")
+    try:
+        with Up(mesh) as up:
+            async def live():
+                page, first = await open_page(up.port)
+                hall = first["nodes"][0]
+                expect(hall["variables"] == ["visits", "mode"], f"the graph's variables: {hall['variables']}")
+                await page.next()  # the whole state
+                expect(page.nodes["hall"]["variables"] == {"visits": "0", "mode": "day"},
+                       f"the first values: {page.nodes['hall']['variables']}")
+                for n in (1, 2):
+                    expect(await ask(up.node_port("hall"), "motion", "1") == str(n), f"motion {n}")
+                expect(await ask(up.node_port("hall"), "night", "x" * 300) == "night " + "x" * 300, "night")
+                await page.until("visits 2", lambda: page.nodes["hall"]["variables"]["visits"] == "2", 5)
+                await page.until("the mode", lambda: page.nodes["hall"]["variables"]["mode"].startswith("night x"), 5)
+                mode = page.nodes["hall"]["variables"]["mode"]
+                expect(len(mode) == 200, f"a long value is cut to 200 bytes, as messages are: {len(mode)}")
+                await page.ws.close()
+            asyncio.run(live())
+    finally:
+        os.unlink(mesh)
+
+
 def http_up(port):
     try:
         http(port, "/")
@@ -405,6 +438,7 @@ def bad_input():
 sys.exit(1 if run_checks([
     ("the arduino fleet live: the graph, the state, updates coalesced", arduino_live),
     ("the doorbell driven: /live, POST /pins, meshrun drive", doorbell_drive),
+    ("a node's variables: their names, their values, each change", variables_live),
     ("with a secret: denied without the token, served with it", secret),
     ("pages of other sites refused: Origin, Host (DNS rebinding); a body too large", cross_site),
     ("clients denied are gone within a second, answering the close or not", denied_go_quickly),
