@@ -112,7 +112,7 @@ int pin_index(const Node& node, const std::string& name) {
 class Scenario {
 public:
     Scenario(const Graph& graph, const dsl::SourceManager& sources, std::uint64_t seed, Limits limits)
-        : graph_(graph), sources_(sources), limits_(limits), pins_(graph.nodes.size()), history_(graph),
+        : graph_(graph), sources_(sources), limits_(limits), rng_(seed), pins_(graph.nodes.size()), history_(graph),
           fleet_(graph, pins_.front(), log_, options(graph, seed, clock_, pins_, history_)) {}
 
     static FleetOptions options(const Graph& graph, std::uint64_t seed, Clock& clock,
@@ -208,7 +208,12 @@ private:
         return settle(at, until);
     }
 
-    std::string literal(const dsl::Expr& e) const { return e.literal_text(); }
+    // A test's value as a node would see it: `-3`, `"{1 + 1}"` and `random(1)` evaluated (the
+    // checker allows no names in tests).
+    std::string literal(const dsl::Expr& e) {
+        const engine::EvalContext ctx{{}, 0, {}, &rng_, nullptr};
+        return engine::eval(engine::lower_expr(e), ctx);
+    }
 
     std::optional<std::string> step(const dsl::TestStmt& s) {
         using K = dsl::TestStmt::Kind;
@@ -219,8 +224,8 @@ private:
                 fleet_.inject(node, s.member.name, literal(s.value), [&reply](std::string r) { reply = std::move(r); });
                 if (auto f = settle(s.span)) return f;
                 if (s.expect && reply != literal(*s.expect))
-                    return fail(s.span, fmt::format("expected the reply `{}`, got `{}`", literal(*s.expect),
-                                                    reply.value_or("(none)")));
+                    return fail(s.span, fmt::format("expected the reply `{}`, got `{}`", shown(literal(*s.expect)),
+                                                    shown(reply.value_or("(none)"))));
                 return std::nullopt;
             }
             case K::drive: {
@@ -268,9 +273,9 @@ private:
                     if (line.find(want) != std::string::npos) return std::nullopt;
                 std::vector<dsl::Note> notes;
                 notes.push_back({std::nullopt, lines.empty() ? fmt::format("`{}` logged nothing", s.node.name)
-                                                             : fmt::format("its last line: `{}`", lines.back())});
+                                                             : fmt::format("its last line: `{}`", shown(lines.back()))});
                 return fail(s.span, fmt::format("expected `{}` to have logged a line with `{}` (at {})", s.node.name,
-                                                want, seconds(clock_.now())),
+                                                shown(want), seconds(clock_.now())),
                             std::move(notes));
             }
             case K::expect_history: {
@@ -314,17 +319,32 @@ private:
                     {{std::nullopt, fmt::format("`{}.{}` was {}", s.node.name, s.member.name, why)}});
     }
 
-    // A value in a message as the language writes it: a number bare, any other text quoted.
+    // A value in a message as the language writes it: a number bare, any other text quoted; past
+    // 200 bytes cut, with its size.
     static std::string as_written(const std::string& value) {
         const bool number = !value.empty() && value.find_first_not_of("0123456789.-") == std::string::npos &&
                             engine::number(value).has_value();
         if (number) return value;
         std::string out = "\"";
-        for (char c : value) {
+        for (char c : cut(value).first) {
             if (c == '"' || c == '\\') out += '\\';
             out += c;
         }
-        return out + '"';
+        return out + '"' + cut(value).second;
+    }
+
+    // A text shown in a message: its first 200 bytes (cut at a character's start), and what says
+    // how long it is when it is longer.
+    static std::pair<std::string_view, std::string> cut(std::string_view text) {
+        constexpr std::size_t most = 200;
+        if (text.size() <= most) return {text, ""};
+        std::size_t at = most;
+        while (at > 0 && (static_cast<unsigned char>(text[at]) & 0xC0) == 0x80) --at;
+        return {text.substr(0, at), fmt::format("... ({} bytes)", text.size())};
+    }
+    static std::string shown(std::string_view text) {
+        const auto [head, more] = cut(text);
+        return std::string(head) + more;
     }
 
     const Graph& graph_;
@@ -332,6 +352,7 @@ private:
     const Limits limits_;
     const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
     std::uint64_t steps_ = 0;  // timer firings so far
+    std::mt19937_64 rng_;      // for a test's random(P)
     std::vector<drivers::SimDriver> pins_;  // per node
     Capture log_;
     VirtualClock clock_;

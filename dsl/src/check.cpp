@@ -865,7 +865,7 @@ int Checker::resolve_pin(int index, std::string_view name, Span at, bool assign,
     }
     if (s && s->action >= 0) {
         action_called_[nodes_[index].action_base + s->action] = 1;  // misused, but not unused
-        auto& d = error(Kind::wrong_kind, at, bt(name) + " is an action, not a pin");
+        auto& d = error(Kind::wrong_kind, at, bt(name) + " is an action, not a pin" + (var && !n.vars.empty() ? " or variable" : ""));
         if (assign) d.notes.push_back({std::nullopt, "to run it, write " + bt(name) + " on its own"});
         return -1;
     }
@@ -896,7 +896,17 @@ void Checker::unknown_value(int index, std::string_view name, Span at, bool assi
     }
     if (auto best = closest(name, candidates)) {
         d.notes.push_back({std::nullopt, "did you mean " + bt(*best) + "?"});
-    } else if (!assign) {
+        return;
+    }
+    for (const Node& other : program_.nodes) {  // a variable of another node: it is not shared
+        for (const Var& v : other.vars) {
+            if (v.name.name != name) continue;
+            d.notes.push_back({v.name.span, bt(name) + " is a variable of node " + bt(other.name.name) +
+                                                "; a node reads only its own (another learns it from a message)"});
+            return;
+        }
+    }
+    if (!assign) {
         d.notes.push_back({std::nullopt, "for text, use quotes, as in `\"" + std::string(name) + "\"`"});
     } else if (!vars) {
         d.notes.push_back({std::nullopt, "a variable is declared in its node first, as in `var " + std::string(name) + " = 0`"});
@@ -1238,7 +1248,7 @@ void Checker::check_unused() {
             } else if (!set) {
                 warning(Kind::unassigned_variable, var.name.span,
                         "variable " + bt(var.name.name) + " is read but never assigned: it is always " +
-                            bt(var.initial.literal_text()))
+                            bt(literal(var.initial)->display))
                     .notes.push_back({std::nullopt, "a value that never changes can be written where it is used"});
             }
         }

@@ -209,6 +209,12 @@ std::string render_json(const Diagnostic& d, const SourceManager& sm) {
 }
 
 std::optional<std::string> closest(std::string_view word, const std::vector<std::string_view>& candidates) {
+    // The same word in other case (`VISITS` for `visits`) first, however long.
+    const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; };
+    for (std::string_view c : candidates)
+        if (c != word && c.size() == word.size() &&
+            std::equal(c.begin(), c.end(), word.begin(), [&](char a, char b) { return lower(a) == lower(b); }))
+            return std::string(c);
     const std::size_t limit = std::max<std::size_t>(1, word.size() / 3);
     std::optional<std::string> best;
     std::size_t best_distance = limit + 1;

@@ -375,7 +375,14 @@ std::size_t Interpreter::named_wakeups() const {
     return n;
 }
 
+// A variable holds at most what a message may (`limits { message }`, 64 KiB unless written): a
+// firing that would set more fails, with its reason, and the variable keeps what it held.
 void Interpreter::set_variable(int var, std::string value, const Firing& f) {
+    if (value.size() > graph_.limits.message)
+        throw std::runtime_error(fmt::format("variable `{}` would hold {} bytes, more than the {} a value may hold "
+                                             "(`limits {{ message ... }}`)",
+                                             spec_.vars[static_cast<std::size_t>(var)].name, value.size(),
+                                             graph_.limits.message));
     std::string& v = vars_[static_cast<std::size_t>(var)];
     v = std::move(value);
     if (observers_.empty()) return;

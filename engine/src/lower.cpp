@@ -38,6 +38,9 @@ int resolved(const dsl::Ref& ref, dsl::Ref::Kind kind, std::string_view name) {
 
 class Lowering {
 public:
+    // An expression without names, outside any node (a test's value).
+    static Expr alone(const dsl::Expr& e) { return Lowering{}.expr(e); }
+
     void node(const dsl::Node& in, Node& out) {
         out_ = &out;
         out.name = in.name.name;
@@ -264,6 +267,8 @@ int Graph::find(std::string_view node) const {
         if (nodes[i].name == node) return static_cast<int>(i);
     return -1;
 }
+
+Expr lower_expr(const dsl::Expr& e) { return Lowering::alone(e); }
 
 Graph lower(const dsl::Program& program) {
     Graph graph;

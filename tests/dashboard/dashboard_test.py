@@ -11,6 +11,8 @@ CASE is one of:
   doorbell  a click on porch.button (pressed: 0) reaches the engine: the chime's ring channel counts
             1, chime.solenoid goes to 1, the porch lamp to 1; an output and a real pin are not
             buttons. Screenshot: ARTIFACTS_DIR/doorbell.png.
+  hall      topologies/hall.mesh: the node's variable `visits` shown with its first value, `0`; each
+            click on hall.motion that turns it to 1 counts one more, as the rule sets it.
   load      load.mesh, about 1,000 messages a second for 6 s, under `--metrics 0` too: the page's
             counts end equal to the fleet's /metrics; it got at most ~25 updates a second while the
             fleet received ~1,000 messages a second; its main thread kept drawing frames (a
@@ -49,7 +51,10 @@ DOM = """(() => {
       .map((e) => [e.getAttribute(`data-${attr}`), e.getAttribute(`data-${value}`)]));
   return {nodes: [...document.querySelectorAll("[data-node]")].map((e) => e.dataset.node),
           pins: all("pin", "level"), channels: all("channel", "count"), rules: all("rule", "fired"),
-          links: all("link", "state"), clickable: [...document.querySelectorAll("button[data-pin]")].map((e) => e.dataset.pin),
+          links: all("link", "state"),
+          variables: Object.fromEntries([...document.querySelectorAll("[data-variable]")]
+              .map((e) => [e.dataset.variable, e.textContent])),
+          clickable: [...document.querySelectorAll("button[data-pin]")].map((e) => e.dataset.pin),
           form: !document.getElementById("token-form").hidden,
           formError: document.getElementById("token-error").textContent,
           status: document.getElementById("status").dataset.status,
@@ -285,6 +290,24 @@ def doorbell(case):
             ("a screenshot", shot)]
 
 
+def hall(case):
+    def graph():
+        case.start(os.path.join(TOPOLOGIES, "hall.mesh"))
+        dom = case.wait_dom("the graph and the first state", lambda d: connected(d) and d["variables"].get("hall.visits"))
+        expect(dom["variables"] == {"hall.visits": "0"}, f"the variables: {dom['variables']}")
+
+    def motion():
+        for n in (1, 2):  # each motion counted: the button goes 1 (a visit), then back to 0
+            case.page.click("[data-pin='hall.motion']")
+            case.wait_dom(f"visit {n}", lambda d: d["variables"]["hall.visits"] == str(n) and d["pins"]["hall.lamp"] == "1")
+            case.page.click("[data-pin='hall.motion']")
+            case.wait_dom("the motion over", lambda d: d["pins"]["hall.motion"] == "0")
+        case.no_errors()
+
+    return [("the graph: a node's variables with their first values", graph),
+            ("clicks on hall.motion: the variable counts them, as the rule sets it", motion)]
+
+
 def load(case):
     samples = []
 
@@ -384,7 +407,7 @@ def secret(case):
             ("the right token shows the fleet", right)]
 
 
-CASES = {"arduino": arduino, "doorbell": doorbell, "load": load, "secret": secret}
+CASES = {"arduino": arduino, "doorbell": doorbell, "hall": hall, "load": load, "secret": secret}
 
 
 def main():

@@ -224,12 +224,14 @@ lacks "branches: a rule that never fired lists no branch" out.txt "of \`on spare
 # ---------------------------------------------------------------------------------------------
 # 9. Variables and named delays on virtual time, and failures of `expect NODE.VAR`.
 run "state: exits 0" 0 -- "$meshrun" test state.mesh
-last_line "state: all pass" out.txt "5 passed, 0 failed"
+last_line "state: all pass" out.txt "7 passed, 0 failed"
 has_re "state: a delay restarted 1,000 times" out.txt '  ok    a delay restarted 1,000 times fires once, at the last restart \+ D \([0-9]+ ms\)'
 has_re "state: a cancelled delay" out.txt '  ok    a cancelled delay never fires, and a cancel with nothing pending does nothing \([0-9]+ ms\)'
 has_re "state: a restart's value" out.txt '  ok    a restart captures the new value \([0-9]+ ms\)'
 has_re "state: variables across firings" out.txt '  ok    variables keep their value across firings, and start at their literal in each test \([0-9]+ ms\)'
 has_re "state: the motion light" out.txt '  ok    the light stays on while there is motion \([0-9]+ ms\)'
+has_re "state: a variable too long" out.txt '  ok    a variable too long fails its firing, and says why \([0-9]+ ms\)'
+has_re "state: a test's values evaluated" out.txt "  ok    a test's values are evaluated as a node's: a negative number, interpolation \\([0-9]+ ms\\)"
 run "statefail: exits 1" 1 -- "$meshrun" test statefail.mesh
 last_line "statefail: both fail" out.txt "0 passed, 2 failed"
 n=$(line_of statefail.mesh 'expect hall.visits == 2 within 1s')

@@ -184,6 +184,8 @@ struct Graph {
 
 // Lowers a program that checked clean (no errors) into its event graph.
 Graph lower(const dsl::Program& program);
+// Lowers one checked expression without names (a test's value: `-3`, `"a{1 + 1}"`).
+Expr lower_expr(const dsl::Expr& e);
 
 // Drawings of the graph: a cluster per node, its sources and rules, edges across nodes.
 std::string to_dot(const Graph& graph);
