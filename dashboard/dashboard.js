@@ -331,6 +331,7 @@
     const variables = el("dl", "variables");
     for (const name of node.variables || []) {
       const value = el("dd", "value");
+      value.dataset.variable = `${node.name}.${name}`;
       variables.append(el("dt", "", name), value);
       view.variables.set(`${node.name}.${name}`, { el: value, shown: undefined });
     }
