@@ -281,6 +281,7 @@ private:
 
     Diagnostic* syntax_error(const std::string& text, std::uint32_t offset, std::string message);
     void syntax_error(const std::string& text, const Failure& f);
+    void typo_hint(const std::string& text, const Failure& f, Diagnostic& d);
     void check_utf8(const std::string& text, std::size_t from);
     void escape_error(const std::string& text, const Failure& f);
 
@@ -899,7 +900,48 @@ void Parser::syntax_error(const std::string& text, const Failure& f) {
         const std::string_view word = sm_.text(d->span);
         if (g::name::scan(word.data(), word.data() + word.size()) == word.size() && g::name::is_reserved(word))
             d->notes.push_back({std::nullopt, "`" + std::string(word) + "` is a reserved word, which cannot be a name"});
+    } else {
+        typo_hint(text, f, *d);
     }
+}
+
+// A keyword written wrong is read as a name, and the error comes a word later: `cancle d`
+// (the call of an action `cancle`, then `d`), `vra x = 0`, `after 5m sa off`. Where the word
+// is close to a keyword that could stand there, a note says which; a `=` where a condition
+// ends is said to compare with `==`.
+void Parser::typo_hint(const std::string& text, const Failure& f, Diagnostic& d) {
+    const std::string_view found = sm_.text(d.span);
+    if (found == "=" && (f.message == g::message<g::if_block> || f.message == g::message<g::arrow_req>)) {
+        d.notes.push_back({std::nullopt, "to compare, write `==` (`=` sets a pin or a variable)"});
+        return;
+    }
+    if (found == "elif") {
+        d.notes.push_back({std::nullopt, "write `else if`"});
+        return;
+    }
+    std::string_view word = found;
+    std::vector<std::string_view> keywords;
+    if (f.message == g::message<g::node_close>) {
+        keywords = {"pin", "var", "action", "every", "on"};
+    } else if (f.message == g::message<g::test_close>) {
+        keywords = {"send", "drive", "advance", "expect"};
+    } else if (f.message == g::message<g::arrow_req>) {
+        keywords = {"as", "when"};
+    } else if (f.message == g::message<g::stmt_end> || f.message == g::message<g::item_end>) {
+        // The statement's own first word: the name just before the error, where a statement starts.
+        std::size_t end = d.span.begin;
+        while (end > 0 && (text[end - 1] == ' ' || text[end - 1] == '\t')) --end;
+        std::size_t begin = end;
+        while (begin > 0 && (g::name::is_name_char(text[begin - 1]) || text[begin - 1] == '-')) --begin;
+        std::size_t before = begin;
+        while (before > 0 && (text[before - 1] == ' ' || text[before - 1] == '\t')) --before;
+        if (before > 0 && text[before - 1] != '\n' && text[before - 1] != '{' && text[before - 1] != ';' &&
+            text[before - 1] != '>')
+            return;
+        word = std::string_view(text).substr(begin, end - begin);
+        keywords = {"toggle", "send", "ack", "log", "after", "repeat", "cancel", "if"};
+    }
+    if (auto best = closest(word, keywords)) d.notes.push_back({std::nullopt, "did you mean `" + *best + "`?"});
 }
 
 // `\t` in a string: the escape named whole, and the escapes there are.
