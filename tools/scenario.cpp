@@ -12,6 +12,7 @@
 #include "meshrun/drivers/sim.hpp"
 #include "meshrun/dsl/diagnostic.hpp"
 #include "meshrun/engine/eval.hpp"
+#include "meshrun/engine/log.hpp"
 #include "scenario.hpp"
 
 namespace meshrun::tools {
@@ -320,31 +321,18 @@ private:
     }
 
     // A value in a message as the language writes it: a number bare, any other text quoted; past
-    // 200 bytes cut, with its size.
+    // 200 bytes cut, with its size after the quotes (engine::shown).
     static std::string as_written(const std::string& value) {
         const bool number = !value.empty() && value.find_first_not_of("0123456789.-") == std::string::npos &&
                             engine::number(value).has_value();
         if (number) return value;
+        const std::string_view head = engine::shown_head(value);
         std::string out = "\"";
-        for (char c : cut(value).first) {
+        for (char c : head) {
             if (c == '"' || c == '\\') out += '\\';
             out += c;
         }
-        return out + '"' + cut(value).second;
-    }
-
-    // A text shown in a message: its first 200 bytes (cut at a character's start), and what says
-    // how long it is when it is longer.
-    static std::pair<std::string_view, std::string> cut(std::string_view text) {
-        constexpr std::size_t most = 200;
-        if (text.size() <= most) return {text, ""};
-        std::size_t at = most;
-        while (at > 0 && (static_cast<unsigned char>(text[at]) & 0xC0) == 0x80) --at;
-        return {text.substr(0, at), fmt::format("... ({} bytes)", text.size())};
-    }
-    static std::string shown(std::string_view text) {
-        const auto [head, more] = cut(text);
-        return std::string(head) + more;
+        return out + '"' + engine::shown(value).substr(head.size());
     }
 
     const Graph& graph_;

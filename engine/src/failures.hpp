@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "meshrun/engine/graph.hpp"
+#include "meshrun/engine/log.hpp"  // shown()
 
 namespace meshrun::engine {
 
@@ -79,14 +80,5 @@ private:
     std::vector<std::string> seen_;  // the kinds of failure of this run already logged (the first 8)
     std::string last_;
 };
-
-// A message as a log line shows it: a long one cut (at a character's start), with its size.
-inline std::string shown(std::string_view message) {
-    constexpr std::size_t most = 200;
-    if (message.size() <= most) return std::string(message);
-    std::size_t cut = most;
-    while (cut > 0 && (static_cast<unsigned char>(message[cut]) & 0xC0) == 0x80) --cut;
-    return fmt::format("{}... ({} bytes)", message.substr(0, cut), message.size());
-}
 
 }  // namespace meshrun::engine

@@ -135,6 +135,20 @@ bool invisible(char32_t cp) {
 
 }  // namespace
 
+std::string_view shown_head(std::string_view message) {
+    constexpr std::size_t most = 200;
+    if (message.size() <= most) return message;
+    std::size_t cut = most;
+    while (cut > 0 && (static_cast<unsigned char>(message[cut]) & 0xC0) == 0x80) --cut;
+    return message.substr(0, cut);
+}
+
+std::string shown(std::string_view message) {
+    const std::string_view head = shown_head(message);
+    if (head.size() == message.size()) return std::string(message);
+    return fmt::format("{}... ({} bytes)", head, message.size());
+}
+
 std::string escape_controls(std::string_view text) {
     std::string out;
     out.reserve(text.size());

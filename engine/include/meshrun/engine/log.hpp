@@ -31,6 +31,11 @@ std::unique_ptr<Logger> make_json_logger(LogOptions options);
 // text, UTF-8 included, is unchanged (a backslash too: the JSON log has the exact text).
 std::string escape_controls(std::string_view text);
 
+// A message as a log line shows it: past 200 bytes cut (at a character's start), `... (N bytes)`
+// after it. `shown_head` is the part of the text that shows.
+std::string_view shown_head(std::string_view message);
+std::string shown(std::string_view message);
+
 // Local time (TZ) to the millisecond: `2026-11-30 14:03:05.123`.
 std::string local_timestamp(std::chrono::system_clock::time_point t);
 
